@@ -1,0 +1,69 @@
+package mutators
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+
+	"github.com/egress-guard/egress-guard/webhook/engine"
+)
+
+// strength orders TLS modes; a mutator never lowers it.
+var strength = map[networking.ClientTLSSettings_TLSmode]int{
+	networking.ClientTLSSettings_DISABLE:      0,
+	networking.ClientTLSSettings_SIMPLE:       1,
+	networking.ClientTLSSettings_MUTUAL:       2,
+	networking.ClientTLSSettings_ISTIO_MUTUAL: 2,
+}
+
+// originateTLS sets the port-level TLS the gateway originates to the host:
+// mode, credential and SNI when the mode is missing or weaker; only the
+// missing credential or SNI when the mode is already as strong.
+func originateTLS(dr *networkingv1.DestinationRule, in engine.Intent) error {
+	modeValue, ok := networking.ClientTLSSettings_TLSmode_value[in.Mode]
+	if !ok || in.Port == 0 {
+		return fmt.Errorf("intent %s needs a tls mode and port, got mode %q port %d", in.Type, in.Mode, in.Port)
+	}
+	mode := networking.ClientTLSSettings_TLSmode(modeValue)
+	if dr.Spec.TrafficPolicy == nil {
+		dr.Spec.TrafficPolicy = &networking.TrafficPolicy{}
+	}
+	tp := dr.Spec.TrafficPolicy
+	var pls *networking.TrafficPolicy_PortTrafficPolicy
+	for _, p := range tp.PortLevelSettings {
+		if p.GetPort().GetNumber() == in.Port {
+			pls = p
+			break
+		}
+	}
+	if pls == nil {
+		pls = &networking.TrafficPolicy_PortTrafficPolicy{Port: &networking.PortSelector{Number: in.Port}}
+		tp.PortLevelSettings = append(tp.PortLevelSettings, pls)
+	}
+	if pls.Tls == nil {
+		pls.Tls = &networking.ClientTLSSettings{}
+		// A port-level setting replaces the traffic policy's: start from it.
+		if tp.Tls != nil {
+			pls.Tls = proto.Clone(tp.Tls).(*networking.ClientTLSSettings)
+		}
+	}
+	tls := pls.Tls
+	switch {
+	case strength[tls.Mode] < strength[mode]:
+		tls.Mode = mode
+		tls.CredentialName = in.CredentialName
+		if in.SNI != "" {
+			tls.Sni = in.SNI
+		}
+	case strength[tls.Mode] == strength[mode]:
+		if tls.CredentialName == "" {
+			tls.CredentialName = in.CredentialName
+		}
+		if tls.Sni == "" {
+			tls.Sni = in.SNI
+		}
+	}
+	return nil
+}

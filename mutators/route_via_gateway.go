@@ -1,0 +1,226 @@
+package mutators
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+
+	"github.com/egress-guard/egress-guard/webhook/engine"
+)
+
+const mesh = "mesh"
+
+// routeViaGateway splits each named direct mesh route into two legs: a mesh
+// leg, matched on the mesh only, that sends the traffic to the egress gateway
+// Service, and a gateway leg, matched on the gateway only, that sends it on to
+// the external hosts. The gateway leg follows the mesh leg, and the Gateway
+// resource is added to the object's gateways.
+func routeViaGateway(vs *networkingv1.VirtualService, intents []engine.Intent) error {
+	bySection := map[string]map[int]engine.Intent{}
+	gateways := map[string]bool{}
+	for _, in := range intents {
+		if in.GatewayHost == "" || in.Gateway == "" || in.GatewayPort == 0 {
+			return fmt.Errorf("intent %s for spec.%s[%d] lacks gatewayHost, gateway or gatewayPort", in.Type, in.Section, in.Index)
+		}
+		if bySection[in.Section] == nil {
+			bySection[in.Section] = map[int]engine.Intent{}
+		}
+		bySection[in.Section][in.Index] = in
+		gateways[in.Gateway] = true
+	}
+	spec := &vs.Spec
+	for section, byIndex := range bySection {
+		var err error
+		switch section {
+		case "http":
+			spec.Http, err = split(spec.Http, byIndex, section, httpLegs)
+		case "tls":
+			spec.Tls, err = split(spec.Tls, byIndex, section, tlsLegs)
+		case "tcp":
+			spec.Tcp, err = split(spec.Tcp, byIndex, section, tcpLegs)
+		default:
+			err = fmt.Errorf("intent %s names unknown route section %q", RouteViaGateway, section)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(spec.Gateways) == 0 {
+		spec.Gateways = []string{mesh}
+	}
+	for _, gw := range sortedKeys(gateways) {
+		if !boundTo(spec.Gateways, gw, vs.Namespace) {
+			spec.Gateways = append(spec.Gateways, gw)
+		}
+	}
+	return nil
+}
+
+// split replaces each route named by an intent with its two legs.
+func split[R proto.Message](routes []R, byIndex map[int]engine.Intent, section string, legs func(R, engine.Intent) (R, R, error)) ([]R, error) {
+	for i := range byIndex {
+		if i < 0 || i >= len(routes) {
+			return nil, fmt.Errorf("intent %s names spec.%s[%d], which does not exist", RouteViaGateway, section, i)
+		}
+	}
+	out := make([]R, 0, len(routes)+len(byIndex))
+	for i, r := range routes {
+		in, ok := byIndex[i]
+		if !ok {
+			out = append(out, r)
+			continue
+		}
+		meshLeg, gatewayLeg, err := legs(r, in)
+		if err != nil {
+			return nil, fmt.Errorf("spec.%s[%d]: %w", section, i, err)
+		}
+		out = append(out, meshLeg, gatewayLeg)
+	}
+	return out, nil
+}
+
+func gatewayDestination(in engine.Intent) *networking.Destination {
+	return &networking.Destination{
+		Host:   in.GatewayHost,
+		Subset: in.GatewaySubset,
+		Port:   &networking.PortSelector{Number: in.GatewayPort},
+	}
+}
+
+// upstream is the gateway leg's destination j: the original one on the
+// intent's target port (0 keeps the original port).
+func upstream(d *networking.Destination, in engine.Intent, j int) (*networking.Destination, error) {
+	if d == nil {
+		return nil, fmt.Errorf("route[%d] has no destination", j)
+	}
+	if len(in.TargetPorts) != 0 && len(in.TargetPorts) <= j {
+		return nil, fmt.Errorf("intent has %d target ports for route[%d]", len(in.TargetPorts), j)
+	}
+	out := proto.Clone(d).(*networking.Destination)
+	if len(in.TargetPorts) > 0 && in.TargetPorts[j] != 0 {
+		out.Port = &networking.PortSelector{Number: in.TargetPorts[j]}
+	}
+	return out, nil
+}
+
+func httpLegs(r *networking.HTTPRoute, in engine.Intent) (*networking.HTTPRoute, *networking.HTTPRoute, error) {
+	meshLeg := proto.Clone(r).(*networking.HTTPRoute)
+	meshLeg.Match = nil
+	for _, m := range r.Match {
+		m = proto.Clone(m).(*networking.HTTPMatchRequest)
+		m.Gateways = []string{mesh}
+		meshLeg.Match = append(meshLeg.Match, m)
+	}
+	if len(meshLeg.Match) == 0 {
+		meshLeg.Match = []*networking.HTTPMatchRequest{{Gateways: []string{mesh}}}
+	}
+	meshDest := &networking.HTTPRouteDestination{Destination: gatewayDestination(in)}
+	if len(r.Route) == 1 {
+		meshDest.Headers = r.Route[0].Headers
+	}
+	meshLeg.Route = []*networking.HTTPRouteDestination{meshDest}
+
+	gatewayLeg := &networking.HTTPRoute{
+		Name:    legName(r.Name),
+		Timeout: r.Timeout,
+		Retries: r.Retries,
+	}
+	for _, m := range r.Match {
+		m = proto.Clone(m).(*networking.HTTPMatchRequest)
+		m.Gateways = []string{in.Gateway}
+		m.Port = in.GatewayPort
+		// At the gateway the source is the gateway itself.
+		m.SourceLabels, m.SourceNamespace = nil, ""
+		gatewayLeg.Match = append(gatewayLeg.Match, m)
+	}
+	if len(gatewayLeg.Match) == 0 {
+		gatewayLeg.Match = []*networking.HTTPMatchRequest{{Gateways: []string{in.Gateway}, Port: in.GatewayPort}}
+	}
+	for j, d := range r.Route {
+		up, err := upstream(d.GetDestination(), in, j)
+		if err != nil {
+			return nil, nil, err
+		}
+		gatewayLeg.Route = append(gatewayLeg.Route, &networking.HTTPRouteDestination{Destination: up, Weight: d.Weight})
+	}
+	return meshLeg, gatewayLeg, nil
+}
+
+func tlsLegs(r *networking.TLSRoute, in engine.Intent) (*networking.TLSRoute, *networking.TLSRoute, error) {
+	meshLeg := &networking.TLSRoute{}
+	gatewayLeg := &networking.TLSRoute{}
+	for _, m := range r.Match {
+		mm := proto.Clone(m).(*networking.TLSMatchAttributes)
+		mm.Gateways = []string{mesh}
+		meshLeg.Match = append(meshLeg.Match, mm)
+		gm := &networking.TLSMatchAttributes{SniHosts: m.SniHosts, Port: in.GatewayPort, Gateways: []string{in.Gateway}}
+		gatewayLeg.Match = append(gatewayLeg.Match, gm)
+	}
+	if len(r.Match) == 0 {
+		return nil, nil, fmt.Errorf("a tls route needs a match with sniHosts")
+	}
+	meshLeg.Route = []*networking.RouteDestination{{Destination: gatewayDestination(in)}}
+	for j, d := range r.Route {
+		up, err := upstream(d.GetDestination(), in, j)
+		if err != nil {
+			return nil, nil, err
+		}
+		gatewayLeg.Route = append(gatewayLeg.Route, &networking.RouteDestination{Destination: up, Weight: d.Weight})
+	}
+	return meshLeg, gatewayLeg, nil
+}
+
+func tcpLegs(r *networking.TCPRoute, in engine.Intent) (*networking.TCPRoute, *networking.TCPRoute, error) {
+	meshLeg := &networking.TCPRoute{}
+	for _, m := range r.Match {
+		mm := proto.Clone(m).(*networking.L4MatchAttributes)
+		mm.Gateways = []string{mesh}
+		meshLeg.Match = append(meshLeg.Match, mm)
+	}
+	if len(meshLeg.Match) == 0 {
+		meshLeg.Match = []*networking.L4MatchAttributes{{Gateways: []string{mesh}}}
+	}
+	meshLeg.Route = []*networking.RouteDestination{{Destination: gatewayDestination(in)}}
+	gatewayLeg := &networking.TCPRoute{
+		Match: []*networking.L4MatchAttributes{{Gateways: []string{in.Gateway}, Port: in.GatewayPort}},
+	}
+	for j, d := range r.Route {
+		up, err := upstream(d.GetDestination(), in, j)
+		if err != nil {
+			return nil, nil, err
+		}
+		gatewayLeg.Route = append(gatewayLeg.Route, &networking.RouteDestination{Destination: up, Weight: d.Weight})
+	}
+	return meshLeg, gatewayLeg, nil
+}
+
+func legName(name string) string {
+	if name == "" {
+		return ""
+	}
+	return name + "-egress"
+}
+
+// boundTo reports whether gateways (as written in namespace ns) already
+// include gw (namespace/name).
+func boundTo(gateways []string, gw, ns string) bool {
+	return slices.ContainsFunc(gateways, func(g string) bool {
+		if !strings.Contains(g, "/") && g != mesh {
+			g = ns + "/" + g
+		}
+		return g == gw
+	})
+}
+
+func sortedKeys(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

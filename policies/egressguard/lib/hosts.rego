@@ -1,0 +1,124 @@
+# Host helpers shared by the rule pack: what is external, what is allowed,
+# and whether a route is seen by the mesh.
+package egressguard.lib
+
+# A name the cluster's DNS answers: a short name, a Service name, or a name
+# under .local (the cluster domain, and names reserved for local use).
+cluster_local(host) if not contains(host, ".")
+
+cluster_local(host) if endswith(host, ".svc")
+
+cluster_local(host) if endswith(host, concat("", [".svc.", data.config.clusterDomain]))
+
+cluster_local(host) if endswith(host, ".local")
+
+# covers(pattern, host): pattern is host, or a "*." wildcard over it.
+covers(pattern, host) if pattern == host
+
+covers(pattern, host) if {
+	startswith(pattern, "*.")
+	endswith(host, substring(pattern, 1, -1))
+}
+
+# external(host): traffic to host leaves the cluster.
+external(host) if not cluster_local(host)
+
+external(host) if {
+	some entry in data.config.allow
+	some pattern in entry.hosts
+	covers(pattern, host)
+}
+
+external(host) if {
+	some se in data.inventory.serviceEntries
+	object.get(se, "location", "MESH_EXTERNAL") == "MESH_EXTERNAL"
+	some pattern in se.hosts
+	covers(pattern, host)
+}
+
+# The allow entries that cover host for namespace ns.
+entries(host, ns) := [entry |
+	some entry in data.config.allow
+	some pattern in entry.hosts
+	covers(pattern, host)
+	_namespace_ok(entry, ns)
+]
+
+_namespace_ok(entry, _) if not entry.namespaces
+
+_namespace_ok(entry, ns) if ns in entry.namespaces
+
+allowed_host(host, ns) if count(entries(host, ns)) > 0
+
+# allowed_port(host, port, ns): port 0 stands for "no port given".
+allowed_port(host, 0, ns) if allowed_host(host, ns)
+
+allowed_port(host, port, ns) if {
+	some entry in entries(host, ns)
+	not entry.ports
+}
+
+allowed_port(host, port, ns) if {
+	some entry in entries(host, ns)
+	port in entry.ports
+}
+
+# The origination entry for host in ns, if any.
+origination(host, ns) := found[0] if {
+	found := [entry.origination | some entry in entries(host, ns); entry.origination]
+	count(found) > 0
+}
+
+# The egress gateway Service's FQDN and its Gateway resource (namespace/name).
+gateway_host := data.config.gatewayHost
+
+gateway_ref := data.config.gateway.gateway
+
+# is_gateway_host(host, ns): host names the egress gateway Service as written
+# in a resource in namespace ns.
+is_gateway_host(host, _) if host == gateway_host
+
+is_gateway_host(host, _) if host == concat(".", [data.config.gateway.service, data.config.gateway.namespace])
+
+is_gateway_host(host, _) if host == concat(".", [data.config.gateway.service, data.config.gateway.namespace, "svc"])
+
+is_gateway_host(host, ns) if {
+	host == data.config.gateway.service
+	ns == data.config.gateway.namespace
+}
+
+# qualify(gw, ns): a Gateway reference as namespace/name.
+qualify("mesh", _) := "mesh"
+
+qualify(gw, ns) := concat("/", [ns, gw]) if {
+	gw != "mesh"
+	not contains(gw, "/")
+}
+
+qualify(gw, _) := gw if contains(gw, "/")
+
+# The gateways a route applies to: its match's, else the VirtualService's,
+# else the mesh.
+route_gateways(vs, route, ns) := {qualify(gw, ns) |
+	some m in object.get(route, "match", [])
+	some gw in m.gateways
+} if {
+	some m in object.get(route, "match", [])
+	count(object.get(m, "gateways", [])) > 0
+}
+
+else := {qualify(gw, ns) | some gw in vs.spec.gateways} if count(object.get(vs.spec, "gateways", [])) > 0
+
+else := {"mesh"}
+
+mesh_route(vs, route, ns) if "mesh" in route_gateways(vs, route, ns)
+
+# Whether a VirtualService is seen by sidecars.
+mesh_bound(vs) if count(object.get(vs.spec, "gateways", [])) == 0
+
+mesh_bound(vs) if "mesh" in vs.spec.gateways
+
+# TLS strength, for "never downgrade": unset and DISABLE are plain text.
+tls_strength(mode) := {"DISABLE": 0, "SIMPLE": 1, "MUTUAL": 2, "ISTIO_MUTUAL": 2}[mode]
+
+tls_strength(mode) := 0 if not mode in {"DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"}

@@ -1,0 +1,111 @@
+# DestinationRule rules: TLS to an external host is never switched off, never
+# left unverified, and never weaker than the origination the platform set for
+# the host. Missing or weaker origination is fixed by the originate_tls intent.
+package egressguard.rules.destinationrule
+
+import data.egressguard.lib
+
+_dr := input.object if input.kind.kind == "DestinationRule"
+
+_ns := input.namespace
+
+_host := _dr.spec.host
+
+# _tls contains [path, tls] for every TLS setting of the object.
+_tls contains ["spec.trafficPolicy", tp.tls] if {
+	tp := _dr.spec.trafficPolicy
+	tp.tls
+}
+
+_tls contains [sprintf("spec.trafficPolicy.portLevelSettings[%d]", [i]), pls.tls] if {
+	some i, pls in _dr.spec.trafficPolicy.portLevelSettings
+	pls.tls
+}
+
+_tls contains [sprintf("spec.subsets[%d].trafficPolicy", [k]), subset.trafficPolicy.tls] if {
+	some k, subset in _dr.spec.subsets
+	subset.trafficPolicy.tls
+}
+
+_tls contains [sprintf("spec.subsets[%d].trafficPolicy.portLevelSettings[%d]", [k, i]), pls.tls] if {
+	some k, subset in _dr.spec.subsets
+	some i, pls in subset.trafficPolicy.portLevelSettings
+	pls.tls
+}
+
+# EGR301: TLS switched off for an external host.
+deny contains {
+	"code": "EGR301",
+	"field": field,
+	"message": sprintf("%s: tls mode %q turns off tls to external host %q", [field, "DISABLE", _host]),
+} if {
+	lib.external(_host)
+	some [path, tls] in _tls
+	tls.mode == "DISABLE"
+	field := concat(".", [path, "tls.mode"])
+}
+
+# EGR302: the upstream certificate is not verified.
+deny contains {
+	"code": "EGR302",
+	"field": field,
+	"message": sprintf("%s: %q skips verification of external host %q", [field, "true", _host]),
+} if {
+	lib.external(_host)
+	some [path, tls] in _tls
+	tls.insecureSkipVerify == true
+	field := concat(".", [path, "tls.insecureSkipVerify"])
+}
+
+# The TLS in force on the origination port: the port's own setting, else the
+# traffic policy's.
+_effective(port) := [sprintf("spec.trafficPolicy.portLevelSettings[%d].tls", [i]), pls.tls] if {
+	some i, pls in _dr.spec.trafficPolicy.portLevelSettings
+	pls.port.number == port
+	pls.tls
+} else := ["spec.trafficPolicy.tls", _dr.spec.trafficPolicy.tls] if {
+	_dr.spec.trafficPolicy.tls
+} else := ["spec.trafficPolicy", {}]
+
+# EGR303: weaker TLS than the origination the platform set for the host.
+deny contains {
+	"code": "EGR303",
+	"field": field,
+	"message": sprintf("%s: tls mode %q on port %d of external host %q is weaker than the required %q", [field, mode, o.port, _host, o.mode]),
+} if {
+	lib.external(_host)
+	o := lib.origination(_host, _ns)
+	[path, tls] := _effective(o.port)
+	mode := object.get(tls, "mode", "DISABLE")
+	lib.tls_strength(mode) < lib.tls_strength(o.mode)
+	field := concat(".", [path, "mode"])
+}
+
+# originate_tls: set the origination's port-level TLS when it is missing,
+# weaker, or lacks the credential or SNI.
+intents contains {
+	"type": "originate_tls",
+	"port": o.port,
+	"mode": o.mode,
+	"credentialName": object.get(o, "credentialName", ""),
+	"sni": object.get(o, "sni", ""),
+} if {
+	lib.external(_host)
+	o := lib.origination(_host, _ns)
+	[_, tls] := _effective(o.port)
+	_needs_origination(tls, o)
+}
+
+_needs_origination(tls, o) if lib.tls_strength(object.get(tls, "mode", "DISABLE")) < lib.tls_strength(o.mode)
+
+_needs_origination(tls, o) if {
+	lib.tls_strength(object.get(tls, "mode", "DISABLE")) == lib.tls_strength(o.mode)
+	object.get(o, "credentialName", "") != ""
+	object.get(tls, "credentialName", "") == ""
+}
+
+_needs_origination(tls, o) if {
+	lib.tls_strength(object.get(tls, "mode", "DISABLE")) == lib.tls_strength(o.mode)
+	object.get(o, "sni", "") != ""
+	object.get(tls, "sni", "") == ""
+}

@@ -1,0 +1,35 @@
+# ServiceEntry rules: an entry that registers an external host is allowed only
+# for hosts and ports the platform allows in the object's namespace.
+package egressguard.rules.serviceentry
+
+import data.egressguard.lib
+
+_se := input.object if input.kind.kind == "ServiceEntry"
+
+_ns := input.namespace
+
+_external if object.get(_se.spec, "location", "MESH_EXTERNAL") == "MESH_EXTERNAL"
+
+# EGR101: a MESH_EXTERNAL host not allowed for the namespace.
+deny contains {
+	"code": "EGR101",
+	"field": sprintf("spec.hosts[%d]", [i]),
+	"message": sprintf("spec.hosts[%d]: external host %q is not allowed for namespace %q", [i, host, _ns]),
+} if {
+	_external
+	some i, host in _se.spec.hosts
+	not lib.allowed_host(host, _ns)
+}
+
+# EGR102: a port of an allowed MESH_EXTERNAL host that the allow list does not name.
+deny contains {
+	"code": "EGR102",
+	"field": sprintf("spec.ports[%d].number", [i]),
+	"message": sprintf("spec.ports[%d].number: port %d is not allowed for host %q in namespace %q", [i, p.number, host, _ns]),
+} if {
+	_external
+	some host in _se.spec.hosts
+	lib.allowed_host(host, _ns)
+	some i, p in object.get(_se.spec, "ports", [])
+	not lib.allowed_port(host, p.number, _ns)
+}

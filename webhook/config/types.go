@@ -1,0 +1,108 @@
+// Package config holds the EgressGuardConfig schema: its types, defaults, strict
+// loading and validation. The same schema is read by the CLI from a file and by
+// the server from a mounted ConfigMap.
+package config
+
+// APIVersion and Kind identify an EgressGuardConfig document.
+const (
+	APIVersion = "egressguard.io/v1alpha1"
+	Kind       = "EgressGuardConfig"
+)
+
+// Action is what happens to an object that breaks a rule.
+type Action string
+
+// The enforcement actions.
+const (
+	// ActionDeny rejects the object.
+	ActionDeny Action = "deny"
+	// ActionWarn admits the object with an admission warning.
+	ActionWarn Action = "warn"
+	// ActionDryRun admits the object silently and records the would-be decision.
+	ActionDryRun Action = "dryrun"
+)
+
+// Actions lists the valid actions, in order of severity.
+var Actions = []Action{ActionDeny, ActionWarn, ActionDryRun}
+
+// TLSMode is the TLS mode the egress gateway originates upstream.
+type TLSMode string
+
+// The origination modes an allow entry may ask for.
+const (
+	TLSSimple TLSMode = "SIMPLE"
+	TLSMutual TLSMode = "MUTUAL"
+)
+
+// Config is the EgressGuardConfig document.
+type Config struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	// Gateway says where egress leaves the mesh.
+	Gateway Gateway `json:"gateway"`
+	// Enforcement is the default action for a violation.
+	Enforcement Action `json:"enforcement,omitempty"`
+	// ExemptNamespaces are never evaluated. Absent means kube-system and
+	// istio-system; an explicit empty list exempts nothing.
+	ExemptNamespaces []string `json:"exemptNamespaces"`
+	// ClusterDomain is the cluster's DNS domain (default cluster.local).
+	ClusterDomain string `json:"clusterDomain,omitempty"`
+	// Allow lists the external destinations; anything not listed is not allowed.
+	Allow []AllowEntry `json:"allow,omitempty"`
+}
+
+// Gateway locates the egress gateway.
+type Gateway struct {
+	// Namespace of the gateway Service (default istio-system).
+	Namespace string `json:"namespace,omitempty"`
+	// Service is the gateway Service name (default istio-egressgateway).
+	Service string `json:"service,omitempty"`
+	// Selector is the gateway workload's labels (default istio: egressgateway).
+	Selector map[string]string `json:"selector,omitempty"`
+	// Gateway is the Istio Gateway resource, namespace/name, that gateway legs
+	// bind to (default <namespace>/<service>).
+	Gateway string `json:"gateway,omitempty"`
+	// Ports are the gateway Service ports the mesh legs use.
+	Ports GatewayPorts `json:"ports,omitempty"`
+}
+
+// GatewayPorts are the gateway's listener ports per protocol. TLS routes keep
+// their own port (passthrough), so only HTTP and TCP are configurable.
+type GatewayPorts struct {
+	// HTTP is the port plain HTTP from the mesh enters the gateway on (default 80).
+	HTTP uint32 `json:"http,omitempty"`
+	// TCP is the port opaque TCP from the mesh enters the gateway on (default 15443).
+	TCP uint32 `json:"tcp,omitempty"`
+}
+
+// AllowEntry allows a set of external hosts.
+type AllowEntry struct {
+	// Hosts are exact DNS names or a leading "*." wildcard.
+	Hosts []string `json:"hosts"`
+	// Ports restricts the allowed ports; absent means any port.
+	Ports []uint32 `json:"ports,omitempty"`
+	// Namespaces restricts the namespaces that may use the entry; absent means all.
+	Namespaces []string `json:"namespaces,omitempty"`
+	// ServiceAccounts restricts the source identities, as namespace/name.
+	ServiceAccounts []string `json:"serviceAccounts,omitempty"`
+	// GatewaySubset is the subset of the gateway Service the mesh leg targets.
+	GatewaySubset string `json:"gatewaySubset,omitempty"`
+	// Origination makes the gateway originate TLS upstream.
+	Origination *Origination `json:"origination,omitempty"`
+}
+
+// Origination is the TLS the gateway originates to the external host.
+type Origination struct {
+	Mode TLSMode `json:"mode"`
+	// Port is the upstream port the gateway connects to.
+	Port uint32 `json:"port"`
+	// CredentialName is a Secret in the gateway namespace (required for MUTUAL).
+	CredentialName string `json:"credentialName,omitempty"`
+	// SNI sent upstream (default: the host, when it is not a wildcard).
+	SNI string `json:"sni,omitempty"`
+}
+
+// GatewayHost is the FQDN of the gateway Service.
+func (c *Config) GatewayHost() string {
+	return c.Gateway.Service + "." + c.Gateway.Namespace + ".svc." + c.ClusterDomain
+}

@@ -1,0 +1,159 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Validate checks a defaulted configuration and returns every problem found,
+// each naming its field path and value.
+func Validate(c *Config) field.ErrorList {
+	var errs field.ErrorList
+	if c.APIVersion != APIVersion {
+		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), c.APIVersion, []string{APIVersion}))
+	}
+	if c.Kind != Kind {
+		errs = append(errs, field.NotSupported(field.NewPath("kind"), c.Kind, []string{Kind}))
+	}
+	errs = append(errs, validateGateway(&c.Gateway, field.NewPath("gateway"))...)
+	if !slices.Contains(Actions, c.Enforcement) {
+		errs = append(errs, field.NotSupported(field.NewPath("enforcement"), c.Enforcement, Actions))
+	}
+	for i, ns := range c.ExemptNamespaces {
+		errs = append(errs, dnsLabel(field.NewPath("exemptNamespaces").Index(i), ns)...)
+	}
+	for _, msg := range validation.IsDNS1123Subdomain(c.ClusterDomain) {
+		errs = append(errs, field.Invalid(field.NewPath("clusterDomain"), c.ClusterDomain, msg))
+	}
+	for i := range c.Allow {
+		errs = append(errs, validateAllow(&c.Allow[i], field.NewPath("allow").Index(i))...)
+	}
+	return errs
+}
+
+func validateGateway(g *Gateway, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, dnsLabel(p.Child("namespace"), g.Namespace)...)
+	errs = append(errs, dnsLabel(p.Child("service"), g.Service)...)
+	for k, v := range g.Selector {
+		for _, msg := range validation.IsQualifiedName(k) {
+			errs = append(errs, field.Invalid(p.Child("selector").Key(k), k, msg))
+		}
+		for _, msg := range validation.IsValidLabelValue(v) {
+			errs = append(errs, field.Invalid(p.Child("selector").Key(k), v, msg))
+		}
+	}
+	if ns, name, ok := strings.Cut(g.Gateway, "/"); !ok {
+		errs = append(errs, field.Invalid(p.Child("gateway"), g.Gateway, "must be namespace/name"))
+	} else {
+		errs = append(errs, dnsLabel(p.Child("gateway"), ns)...)
+		for _, msg := range validation.IsDNS1123Subdomain(name) {
+			errs = append(errs, field.Invalid(p.Child("gateway"), g.Gateway, msg))
+		}
+	}
+	errs = append(errs, port(p.Child("ports", "http"), g.Ports.HTTP)...)
+	errs = append(errs, port(p.Child("ports", "tcp"), g.Ports.TCP)...)
+	return errs
+}
+
+func validateAllow(a *AllowEntry, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if len(a.Hosts) == 0 {
+		errs = append(errs, field.Required(p.Child("hosts"), "at least one host"))
+	}
+	seen := map[string]bool{}
+	for i, h := range a.Hosts {
+		hp := p.Child("hosts").Index(i)
+		if err := HostPattern(h); err != "" {
+			errs = append(errs, field.Invalid(hp, h, err))
+		}
+		if seen[h] {
+			errs = append(errs, field.Duplicate(hp, h))
+		}
+		seen[h] = true
+	}
+	for i, n := range a.Ports {
+		errs = append(errs, port(p.Child("ports").Index(i), n)...)
+	}
+	for i, ns := range a.Namespaces {
+		errs = append(errs, dnsLabel(p.Child("namespaces").Index(i), ns)...)
+	}
+	for i, sa := range a.ServiceAccounts {
+		sp := p.Child("serviceAccounts").Index(i)
+		ns, name, ok := strings.Cut(sa, "/")
+		if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+			errs = append(errs, field.Invalid(sp, sa, "must be namespace/name of a ServiceAccount"))
+		}
+	}
+	if a.GatewaySubset != "" {
+		for _, msg := range validation.IsDNS1123Label(a.GatewaySubset) {
+			errs = append(errs, field.Invalid(p.Child("gatewaySubset"), a.GatewaySubset, msg))
+		}
+	}
+	if o := a.Origination; o != nil {
+		op := p.Child("origination")
+		switch o.Mode {
+		case TLSSimple, TLSMutual:
+		case "":
+			errs = append(errs, field.Required(op.Child("mode"), "SIMPLE or MUTUAL"))
+		default:
+			errs = append(errs, field.NotSupported(op.Child("mode"), o.Mode, []TLSMode{TLSSimple, TLSMutual}))
+		}
+		if o.Port == 0 {
+			errs = append(errs, field.Required(op.Child("port"), "the upstream port the gateway connects to"))
+		} else {
+			errs = append(errs, port(op.Child("port"), o.Port)...)
+			if len(a.Ports) > 0 && !slices.Contains(a.Ports, o.Port) {
+				errs = append(errs, field.Invalid(op.Child("port"), o.Port, fmt.Sprintf("must be one of the entry's ports %v", a.Ports)))
+			}
+		}
+		if o.Mode == TLSMutual && o.CredentialName == "" {
+			errs = append(errs, field.Required(op.Child("credentialName"), "MUTUAL origination needs a Secret in the gateway namespace"))
+		}
+		if o.CredentialName != "" {
+			for _, msg := range validation.IsDNS1123Subdomain(o.CredentialName) {
+				errs = append(errs, field.Invalid(op.Child("credentialName"), o.CredentialName, msg))
+			}
+		}
+		if o.SNI != "" {
+			for _, msg := range validation.IsDNS1123Subdomain(o.SNI) {
+				errs = append(errs, field.Invalid(op.Child("sni"), o.SNI, msg))
+			}
+		}
+	}
+	return errs
+}
+
+// HostPattern returns why h is not an exact DNS name or a "*." wildcard, or "".
+func HostPattern(h string) string {
+	name := strings.TrimPrefix(h, "*.")
+	if strings.Contains(name, "*") {
+		return `only a single leading "*." wildcard is allowed`
+	}
+	if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+		return strings.Join(msgs, ", ")
+	}
+	if !strings.Contains(name, ".") && name != h {
+		return "a wildcard must cover a domain, not a top-level label"
+	}
+	return ""
+}
+
+func port(p *field.Path, n uint32) field.ErrorList {
+	if n < 1 || n > 65535 {
+		return field.ErrorList{field.Invalid(p, n, "must be a port between 1 and 65535")}
+	}
+	return nil
+}
+
+func dnsLabel(p *field.Path, v string) field.ErrorList {
+	var errs field.ErrorList
+	for _, msg := range validation.IsDNS1123Label(v) {
+		errs = append(errs, field.Invalid(p, v, msg))
+	}
+	return errs
+}

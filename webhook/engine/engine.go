@@ -1,0 +1,309 @@
+// Package engine evaluates egress-guard's Rego policies. It compiles the
+// embedded rule pack together with the platform's own policy files once,
+// prepares the queries once, and evaluates them per object.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+
+	"github.com/egress-guard/egress-guard/policies"
+	"github.com/egress-guard/egress-guard/webhook/config"
+)
+
+// RulesPackage is the package every rule module lives under.
+const RulesPackage = "egressguard.rules"
+
+// The queries the engine prepares.
+const (
+	violationsQuery = "data.egressguard.main.violations"
+	intentsQuery    = "data.egressguard.main.intents"
+)
+
+// Violation is a broken rule.
+type Violation struct {
+	Code    string        `json:"code"`
+	Message string        `json:"message"`
+	Field   string        `json:"field"`
+	Action  config.Action `json:"action"`
+}
+
+// Intent asks a mutator to fix an object. Type selects the mutator; the other
+// fields are its arguments.
+type Intent struct {
+	Type string `json:"type"`
+
+	// route_via_gateway
+	Section       string   `json:"section,omitempty"`
+	Index         int      `json:"index,omitempty"`
+	GatewayHost   string   `json:"gatewayHost,omitempty"`
+	Gateway       string   `json:"gateway,omitempty"`
+	GatewayPort   uint32   `json:"gatewayPort,omitempty"`
+	GatewaySubset string   `json:"gatewaySubset,omitempty"`
+	TargetPorts   []uint32 `json:"targetPorts,omitempty"`
+
+	// originate_tls
+	Port           uint32 `json:"port,omitempty"`
+	Mode           string `json:"mode,omitempty"`
+	CredentialName string `json:"credentialName,omitempty"`
+	SNI            string `json:"sni,omitempty"`
+}
+
+// Inventory is what the engine knows of other objects, for cross-object rules.
+type Inventory struct {
+	ServiceEntries []ServiceEntryRef `json:"serviceEntries"`
+}
+
+// ServiceEntryRef is the part of a ServiceEntry other rules look at.
+type ServiceEntryRef struct {
+	Namespace string   `json:"namespace"`
+	Name      string   `json:"name"`
+	Hosts     []string `json:"hosts"`
+	Location  string   `json:"location,omitempty"`
+}
+
+// Options configure a new Engine.
+type Options struct {
+	Config *config.Config
+	// PolicyDirs hold the platform's own .rego files (compiled with the pack).
+	PolicyDirs []string
+	Inventory  Inventory
+}
+
+// Engine holds the compiled policies and prepared queries. It is safe for
+// concurrent use and never changes; reloads build a new Engine.
+type Engine struct {
+	cfg        *config.Config
+	violations rego.PreparedEvalQuery
+	intents    rego.PreparedEvalQuery
+	modules    []string
+}
+
+// New compiles the policies and prepares the queries.
+func New(ctx context.Context, opts Options) (*Engine, error) {
+	if opts.Config == nil {
+		return nil, errors.New("engine: no config")
+	}
+	modules, err := loadModules(opts.PolicyDirs)
+	if err != nil {
+		return nil, err
+	}
+	compiler := ast.NewCompiler().WithEnablePrintStatements(false)
+	parsed := map[string]*ast.Module{}
+	for _, m := range modules {
+		parsed[m.name] = m.module
+	}
+	if compiler.Compile(parsed); compiler.Failed() {
+		return nil, fmt.Errorf("compiling policies: %w", compiler.Errors)
+	}
+	store, err := newStore(opts.Config, opts.Inventory)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: opts.Config}
+	for _, m := range modules {
+		e.modules = append(e.modules, m.name)
+	}
+	for q, dst := range map[string]*rego.PreparedEvalQuery{violationsQuery: &e.violations, intentsQuery: &e.intents} {
+		pq, err := rego.New(rego.Query(q), rego.Compiler(compiler), rego.Store(store)).PrepareForEval(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("preparing %s: %w", q, err)
+		}
+		*dst = pq
+	}
+	return e, nil
+}
+
+// Config is the configuration the engine was built with.
+func (e *Engine) Config() *config.Config { return e.cfg }
+
+// Modules lists the policy files compiled in, embedded ones first.
+func (e *Engine) Modules() []string { return e.modules }
+
+// Violations evaluates the rules against input.
+func (e *Engine) Violations(ctx context.Context, input ast.Value) ([]Violation, error) {
+	set, err := eval(ctx, &e.violations, input)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Violation, 0, len(set))
+	for _, x := range set {
+		m, ok := x.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("policy returned a violation that is not an object: %v", x)
+		}
+		v := Violation{Code: str(m["code"]), Message: str(m["message"]), Field: str(m["field"]), Action: config.Action(str(m["action"]))}
+		if v.Code == "" || v.Message == "" {
+			return nil, fmt.Errorf("policy returned a violation without code or message: %v", x)
+		}
+		if !validAction(v.Action) {
+			return nil, fmt.Errorf("policy rule %s returned unknown action %q", v.Code, v.Action)
+		}
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Code != out[j].Code {
+			return out[i].Code < out[j].Code
+		}
+		return out[i].Field < out[j].Field
+	})
+	return out, nil
+}
+
+// Intents evaluates the mutation intents for input.
+func (e *Engine) Intents(ctx context.Context, input ast.Value) ([]Intent, error) {
+	set, err := eval(ctx, &e.intents, input)
+	if err != nil || len(set) == 0 {
+		return nil, err
+	}
+	raw, err := json.Marshal(set)
+	if err != nil {
+		return nil, err
+	}
+	var out []Intent
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("policy returned a malformed intent: %w", err)
+	}
+	return out, nil
+}
+
+func eval(ctx context.Context, q *rego.PreparedEvalQuery, input ast.Value) ([]any, error) {
+	rs, err := q.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil {
+		return nil, fmt.Errorf("evaluating policies: %w", err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil, nil
+	}
+	set, ok := rs[0].Expressions[0].Value.([]any)
+	if !ok {
+		return nil, fmt.Errorf("policy result is not a set: %T", rs[0].Expressions[0].Value)
+	}
+	return set, nil
+}
+
+func str(x any) string {
+	s, _ := x.(string)
+	return s
+}
+
+func validAction(a config.Action) bool {
+	for _, x := range config.Actions {
+		if a == x {
+			return true
+		}
+	}
+	return false
+}
+
+func newStore(cfg *config.Config, inv Inventory) (storage.Store, error) {
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return nil, err
+	}
+	doc["gatewayHost"] = cfg.GatewayHost()
+	if inv.ServiceEntries == nil {
+		inv.ServiceEntries = []ServiceEntryRef{}
+	}
+	raw, err = json.Marshal(map[string]any{"config": doc, "inventory": inv})
+	if err != nil {
+		return nil, err
+	}
+	var data map[string]any
+	if err := json.Unmarshal(raw, &data); err != nil {
+		return nil, err
+	}
+	return inmem.NewFromObject(data), nil
+}
+
+type module struct {
+	name   string
+	module *ast.Module
+}
+
+// loadModules parses the embedded pack and the .rego files (not _test.rego)
+// of each directory. A platform module must live under egressguard.rules.
+func loadModules(dirs []string) ([]module, error) {
+	var out []module
+	err := fs.WalkDir(policies.FS, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !isPolicy(path) {
+			return err
+		}
+		src, err := fs.ReadFile(policies.FS, path)
+		if err != nil {
+			return err
+		}
+		m, err := parse("policies/"+path, src)
+		if err != nil {
+			return err
+		}
+		out = append(out, module{"policies/" + path, m})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range dirs {
+		var names []string
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			// ConfigMap mounts keep the files in ..data/ and link them from the top.
+			if d.IsDir() && strings.HasPrefix(d.Name(), "..") {
+				return filepath.SkipDir
+			}
+			if !d.IsDir() && isPolicy(path) {
+				names = append(names, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("reading policies: %w", err)
+		}
+		for _, path := range names {
+			src, err := os.ReadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("reading policies: %w", err)
+			}
+			m, err := parse(path, src)
+			if err != nil {
+				return nil, err
+			}
+			pkg := strings.TrimPrefix(m.Package.Path.String(), "data.")
+			if !strings.HasPrefix(pkg, RulesPackage+".") {
+				return nil, fmt.Errorf("%s:%d: package %s must be under %s", path, m.Package.Location.Row, pkg, RulesPackage)
+			}
+			out = append(out, module{path, m})
+		}
+	}
+	return out, nil
+}
+
+func isPolicy(path string) bool {
+	return strings.HasSuffix(path, ".rego") && !strings.HasSuffix(path, "_test.rego")
+}
+
+func parse(name string, src []byte) (*ast.Module, error) {
+	m, err := ast.ParseModuleWithOpts(name, string(src), ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		return nil, fmt.Errorf("parsing policies: %w", err)
+	}
+	return m, nil
+}

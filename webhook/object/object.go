@@ -1,0 +1,162 @@
+// Package object decodes the Istio objects egress-guard handles into
+// istio.io/client-go types and writes them back in Istio's JSON shape.
+package object
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/golang/protobuf/jsonpb" //nolint:staticcheck // the Istio API types are generated for it
+	"github.com/golang/protobuf/proto"  //nolint:staticcheck // the Istio API types are generated for it
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	kjson "sigs.k8s.io/json"
+)
+
+// Group is the API group of the handled kinds.
+const Group = "networking.istio.io"
+
+// The kinds egress-guard handles.
+const (
+	ServiceEntry    = "ServiceEntry"
+	VirtualService  = "VirtualService"
+	DestinationRule = "DestinationRule"
+)
+
+// Kinds lists the handled kinds.
+var Kinds = []string{ServiceEntry, VirtualService, DestinationRule}
+
+// Known reports whether group/kind is handled.
+func Known(group, kind string) bool {
+	if group != Group {
+		return false
+	}
+	for _, k := range Kinds {
+		if k == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// New returns an empty typed object of kind, or nil.
+func New(kind string) client.Object {
+	switch kind {
+	case ServiceEntry:
+		return &networkingv1.ServiceEntry{}
+	case VirtualService:
+		return &networkingv1.VirtualService{}
+	case DestinationRule:
+		return &networkingv1.DestinationRule{}
+	}
+	return nil
+}
+
+// envelope splits an object into its metadata part and its spec.
+type envelope struct {
+	APIVersion string          `json:"apiVersion"`
+	Kind       string          `json:"kind"`
+	Metadata   json.RawMessage `json:"metadata"`
+	Spec       json.RawMessage `json:"spec"`
+	Status     json.RawMessage `json:"status"`
+}
+
+// Decode decodes raw JSON into the typed object of kind. Strict decoding also
+// rejects fields the Istio type does not have (the API server prunes those
+// before admission; files given to the CLI are not pruned). Errors name the
+// field where the decoder can tell.
+func Decode(kind string, raw []byte, strict bool) (client.Object, error) {
+	obj := New(kind)
+	if obj == nil {
+		return nil, fmt.Errorf("kind %q is not one of %s", kind, strings.Join(Kinds, ", "))
+	}
+	var env envelope
+	errs, err := kjson.UnmarshalStrict(raw, &env)
+	if err != nil {
+		return nil, fmt.Errorf("not a valid object: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if strict && len(errs) > 0 {
+		return nil, fmt.Errorf("%s", strings.TrimPrefix(errs[0].Error(), "json: "))
+	}
+	if err := decodeMeta(raw, obj, strict); err != nil {
+		return nil, err
+	}
+	if len(env.Spec) > 0 && !bytes.Equal(env.Spec, []byte("null")) {
+		u := jsonpb.Unmarshaler{AllowUnknownFields: !strict}
+		if err := u.Unmarshal(bytes.NewReader(env.Spec), Spec(obj)); err != nil {
+			return nil, fmt.Errorf("spec: %s", cleanProtoError(err))
+		}
+	}
+	return obj, nil
+}
+
+func decodeMeta(raw []byte, obj client.Object, strict bool) error {
+	var meta struct {
+		APIVersion string          `json:"apiVersion"`
+		Kind       string          `json:"kind"`
+		Metadata   json.RawMessage `json:"metadata"`
+	}
+	if err := json.Unmarshal(raw, &meta); err != nil {
+		return err
+	}
+	if len(meta.Metadata) > 0 {
+		errs, err := kjson.UnmarshalStrict(meta.Metadata, objectMeta(obj))
+		if err != nil {
+			return fmt.Errorf("metadata: %s", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		if strict && len(errs) > 0 {
+			return fmt.Errorf("metadata.%s", strings.TrimPrefix(errs[0].Error(), "json: unknown field "))
+		}
+	}
+	obj.GetObjectKind().SetGroupVersionKind(gvk(meta.APIVersion, meta.Kind))
+	return nil
+}
+
+// Spec returns the object's Istio API spec message.
+func Spec(obj client.Object) proto.Message {
+	switch o := obj.(type) {
+	case *networkingv1.ServiceEntry:
+		return &o.Spec
+	case *networkingv1.VirtualService:
+		return &o.Spec
+	case *networkingv1.DestinationRule:
+		return &o.Spec
+	}
+	return nil
+}
+
+// Marshal writes the object in Istio's JSON shape (status left out: the
+// guard never reads or writes it).
+func Marshal(obj client.Object) ([]byte, error) {
+	spec, err := (&jsonpb.Marshaler{OrigName: false}).MarshalToString(Spec(obj))
+	if err != nil {
+		return nil, err
+	}
+	meta, err := json.Marshal(objectMeta(obj))
+	if err != nil {
+		return nil, err
+	}
+	apiVersion, kind := obj.GetObjectKind().GroupVersionKind().ToAPIVersionAndKind()
+	return json.Marshal(struct {
+		APIVersion string          `json:"apiVersion"`
+		Kind       string          `json:"kind"`
+		Metadata   json.RawMessage `json:"metadata"`
+		Spec       json.RawMessage `json:"spec"`
+	}{apiVersion, kind, meta, json.RawMessage(spec)})
+}
+
+// ID names an object for messages: Kind namespace/name.
+func ID(kind, namespace, name string) string {
+	if namespace == "" {
+		return kind + " " + name
+	}
+	return kind + " " + namespace + "/" + name
+}
+
+func cleanProtoError(err error) string {
+	s := err.Error()
+	s = strings.TrimPrefix(s, "proto: ")
+	return s
+}
