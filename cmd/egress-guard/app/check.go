@@ -1,0 +1,170 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/pmezard/go-difflib/difflib"
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/egress-guard/egress-guard/webhook/check"
+	"github.com/egress-guard/egress-guard/webhook/config"
+	"github.com/egress-guard/egress-guard/webhook/engine"
+)
+
+type checkOptions struct {
+	files      []string
+	configFile string
+	policyDirs []string
+	output     string
+}
+
+func newCheckCommand() *cobra.Command {
+	o := &checkOptions{}
+	cmd := &cobra.Command{
+		Use:   "check -f FILE|DIR [-f ...]",
+		Short: "Mutate then validate manifests offline, with the webhook's engine",
+		Long: `check runs the webhook's engine over multi-document YAML manifests: each
+object is mutated, then validated, as the API server calls the two webhooks.
+The files given are the whole world: ServiceEntries among them count as
+registered hosts.
+
+Exit status: 0 when every object is allowed, 1 when any is denied, 2 on usage
+or input errors.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+	}
+	cmd.Flags().StringArrayVarP(&o.files, "filename", "f", nil, "manifest file or directory (repeatable; - for stdin)")
+	cmd.Flags().StringVar(&o.configFile, "config", "", "EgressGuardConfig file (default: the embedded default)")
+	cmd.Flags().StringArrayVar(&o.policyDirs, "policies", nil, "directory of platform .rego policies (repeatable)")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func (o *checkOptions) run(cmd *cobra.Command) error {
+	if len(o.files) == 0 {
+		return usageError("check needs at least one -f FILE|DIR")
+	}
+	if o.output != "text" && o.output != "json" {
+		return usageError("--output %q: must be text or json", o.output)
+	}
+	cfg, err := loadConfig(o.configFile)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	docs, err := check.ReadPaths(o.files, cmd.InOrStdin())
+	if err != nil {
+		return usageError("%v", err)
+	}
+	inv, err := check.Inventory(docs)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	e, err := engine.New(cmd.Context(), engine.Options{Config: cfg, PolicyDirs: o.policyDirs, Inventory: inv})
+	if err != nil {
+		return usageError("%v", err)
+	}
+	rep, err := check.Run(cmd.Context(), e, docs)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	if o.output == "json" {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else if err := writeText(cmd.OutOrStdout(), rep); err != nil {
+		return err
+	}
+	if rep.Denied() {
+		return &exitError{code: ExitDenied, err: fmt.Errorf("denied")}
+	}
+	return nil
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.Default(), nil
+	}
+	return config.LoadFile(path)
+}
+
+// writeText prints one line per object, then its violations, warnings and
+// the change as a unified diff of the YAML.
+func writeText(w io.Writer, rep *check.Report) error {
+	var allowed, denied, mutated int
+	for _, r := range rep.Results {
+		status := "allowed"
+		switch {
+		case !r.Allowed:
+			status, denied = "DENIED", denied+1
+		case r.Mutated:
+			status, mutated, allowed = "mutated", mutated+1, allowed+1
+		default:
+			allowed++
+		}
+		line := fmt.Sprintf("%-8s %s %s/%s", status, r.Kind, r.Namespace, r.Name)
+		if r.Skipped != "" {
+			line += " (" + r.Skipped + ")"
+		}
+		fmt.Fprintf(w, "%s  [%s]\n", line, r.Source)
+		for _, v := range r.Violations {
+			fmt.Fprintf(w, "    %s %-6s %s\n", v.Code, v.Action, v.Message)
+		}
+		for _, warn := range r.Warnings {
+			fmt.Fprintf(w, "    warning: %s\n", warn)
+		}
+		if len(r.Patch) > 0 {
+			diff, err := yamlDiff(r)
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(w, indent(diff, "    "))
+		}
+	}
+	fmt.Fprintf(w, "%d objects: %d allowed (%d mutated), %d denied\n", len(rep.Results), allowed, mutated, denied)
+	return nil
+}
+
+func yamlDiff(r check.Result) (string, error) {
+	before, err := yaml.JSONToYAML(r.Original)
+	if err != nil {
+		return "", err
+	}
+	after := r.Object
+	title := "mutated"
+	if !r.Mutated {
+		// Dry run: show the would-be change.
+		if after, err = patched(r); err != nil {
+			return "", err
+		}
+		title = "would be mutated (dry run)"
+	}
+	afterYAML, err := yaml.JSONToYAML(after)
+	if err != nil {
+		return "", err
+	}
+	return difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: difflib.SplitLines(string(before)), B: difflib.SplitLines(string(afterYAML)),
+		FromFile: "submitted", ToFile: title, Context: 3,
+	})
+}
+
+func patched(r check.Result) ([]byte, error) {
+	return check.ApplyPatch(r.Original, r.Patch)
+}
+
+func indent(s, prefix string) string {
+	lines := strings.SplitAfter(s, "\n")
+	var b strings.Builder
+	for _, l := range lines {
+		if l != "" {
+			b.WriteString(prefix + l)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,150 @@
+package check
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	jsonpatchapply "github.com/evanphx/json-patch/v5"
+	jsonpatch "gomodules.xyz/jsonpatch/v2"
+
+	"github.com/egress-guard/egress-guard/webhook/engine"
+	"github.com/egress-guard/egress-guard/webhook/guard"
+	"github.com/egress-guard/egress-guard/webhook/object"
+)
+
+// Result is the outcome for one object.
+type Result struct {
+	Source     string                `json:"-"`
+	Kind       string                `json:"kind"`
+	Namespace  string                `json:"namespace"`
+	Name       string                `json:"name"`
+	Allowed    bool                  `json:"allowed"`
+	Mutated    bool                  `json:"mutated"`
+	Skipped    string                `json:"skipped,omitempty"`
+	Patch      []jsonpatch.Operation `json:"patch"`
+	Violations []engine.Violation    `json:"violations"`
+	// Warnings are shown to the user by the API server (kubectl prints them).
+	Warnings []string `json:"warnings,omitempty"`
+	// Object is the object as the API server would store it.
+	Object json.RawMessage `json:"object"`
+	// Original is the object as read, for diffs.
+	Original json.RawMessage `json:"-"`
+}
+
+// Report is what `check -o json` prints.
+type Report struct {
+	Results []Result `json:"results"`
+}
+
+// Denied reports whether any object was denied.
+func (r *Report) Denied() bool {
+	for _, res := range r.Results {
+		if !res.Allowed {
+			return true
+		}
+	}
+	return false
+}
+
+// Inventory collects the ServiceEntries among docs: the files are the whole
+// world the offline check knows.
+func Inventory(docs []Document) (engine.Inventory, error) {
+	inv := engine.Inventory{ServiceEntries: []engine.ServiceEntryRef{}}
+	for _, d := range docs {
+		if d.GVK.Group != object.Group || d.GVK.Kind != object.ServiceEntry {
+			continue
+		}
+		var se struct {
+			Spec struct {
+				Hosts    []string `json:"hosts"`
+				Location string   `json:"location"`
+			} `json:"spec"`
+		}
+		if err := json.Unmarshal(d.JSON, &se); err != nil {
+			return inv, fmt.Errorf("%s: ServiceEntry %s/%s: %w", d.Source, d.Namespace, d.Name, err)
+		}
+		inv.ServiceEntries = append(inv.ServiceEntries, engine.ServiceEntryRef{
+			Namespace: d.Namespace, Name: d.Name, Hosts: se.Spec.Hosts, Location: se.Spec.Location,
+		})
+	}
+	return inv, nil
+}
+
+// Run mutates then validates each document, as the API server calls the
+// mutating and then the validating webhook. An object that cannot be decoded
+// is an input error.
+func Run(ctx context.Context, e *engine.Engine, docs []Document) (*Report, error) {
+	rep := &Report{Results: make([]Result, 0, len(docs))}
+	opts := guard.Options{Strict: true}
+	for _, d := range docs {
+		res := Result{
+			Source: d.Source, Kind: d.GVK.Kind, Namespace: d.Namespace, Name: d.Name,
+			Allowed: true, Patch: []jsonpatch.Operation{}, Violations: []engine.Violation{},
+			Object: d.JSON, Original: d.JSON,
+		}
+		if why := guard.Skip(e.Config(), d.GVK.Group, d.GVK.Kind, d.Namespace); why != "" {
+			res.Skipped = why
+			rep.Results = append(rep.Results, res)
+			continue
+		}
+		req := engine.Request{
+			Operation: "CREATE", Group: d.GVK.Group, Version: d.GVK.Version, Kind: d.GVK.Kind,
+			Namespace: d.Namespace, Name: d.Name, Object: d.JSON,
+		}
+		m, err := guard.Mutate(ctx, e, req, opts)
+		if err != nil {
+			return nil, wrap(d, err)
+		}
+		if m.Changed() {
+			res.Patch = m.Patch
+			res.Warnings = append(res.Warnings, mutationWarnings(req, m)...)
+			if m.Applied {
+				patched, err := ApplyPatch(d.JSON, m.Patch)
+				if err != nil {
+					return nil, fmt.Errorf("%s: applying patch: %w", d.Source, err)
+				}
+				res.Mutated, res.Object, req.Object = true, patched, patched
+			}
+		}
+		dec, err := guard.Validate(ctx, e, req, opts)
+		if err != nil {
+			return nil, wrap(d, err)
+		}
+		res.Allowed = dec.Allowed
+		res.Violations = dec.Violations
+		res.Warnings = append(res.Warnings, dec.Warnings...)
+		rep.Results = append(rep.Results, res)
+	}
+	return rep, nil
+}
+
+func mutationWarnings(req engine.Request, m *guard.MutateResult) []string {
+	id := object.ID(req.Kind, req.Namespace, req.Name)
+	if !m.Applied {
+		return []string{"egress-guard " + id + ": dry run, would patch: " + fmt.Sprint(guard.Describe(m.Patch))}
+	}
+	return nil
+}
+
+func wrap(d Document, err error) error {
+	var ie *guard.InputError
+	if errors.As(err, &ie) {
+		return fmt.Errorf("%s: %w", d.Source, err)
+	}
+	return fmt.Errorf("%s: %s %s/%s: %w", d.Source, d.GVK.Kind, d.Namespace, d.Name, err)
+}
+
+// ApplyPatch applies RFC 6902 operations to a JSON document, as the API server does.
+func ApplyPatch(doc []byte, ops []jsonpatch.Operation) ([]byte, error) {
+	raw, err := json.Marshal(ops)
+	if err != nil {
+		return nil, err
+	}
+	p, err := jsonpatchapply.DecodePatch(raw)
+	if err != nil {
+		return nil, err
+	}
+	return p.Apply(doc)
+}

@@ -1,0 +1,185 @@
+// Package check is the offline form of the webhook: it runs the same engine
+// over manifests, mutating then validating each object, as the API server
+// would call the two webhooks.
+package check
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// Document is one object read from a manifest.
+type Document struct {
+	// Source is file:index (1-based) for messages.
+	Source    string
+	JSON      []byte
+	GVK       schema.GroupVersionKind
+	Namespace string
+	Name      string
+}
+
+// ReadPaths reads every document of the given files, and of the .yaml, .yml
+// and .json files under the given directories, in order. Path "-" is stdin.
+func ReadPaths(paths []string, stdin io.Reader) ([]Document, error) {
+	var docs []Document
+	for _, p := range paths {
+		if p == "-" {
+			d, err := readStream("<stdin>", stdin)
+			if err != nil {
+				return nil, err
+			}
+			docs = append(docs, d...)
+			continue
+		}
+		files, err := expand(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			fh, err := os.Open(f)
+			if err != nil {
+				return nil, err
+			}
+			d, err := readStream(f, fh)
+			fh.Close()
+			if err != nil {
+				return nil, err
+			}
+			docs = append(docs, d...)
+		}
+	}
+	return docs, nil
+}
+
+func expand(p string) ([]string, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		return []string{p}, nil
+	}
+	var files []string
+	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			switch strings.ToLower(filepath.Ext(path)) {
+			case ".yaml", ".yml", ".json":
+				files = append(files, path)
+			}
+		}
+		return nil
+	})
+	sort.Strings(files)
+	return files, err
+}
+
+func readStream(name string, r io.Reader) ([]Document, error) {
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(r))
+	var docs []Document
+	for i := 1; ; i++ {
+		chunk, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if len(bytes.TrimSpace(stripComments(chunk))) == 0 {
+			i--
+			continue
+		}
+		src := fmt.Sprintf("%s:%d", name, i)
+		js, err := yaml.YAMLToJSON(chunk)
+		if err != nil {
+			return nil, fmt.Errorf("%s: not valid YAML: %w", src, err)
+		}
+		// A List holds more objects.
+		var head struct {
+			APIVersion string            `json:"apiVersion"`
+			Kind       string            `json:"kind"`
+			Items      []json.RawMessage `json:"items"`
+			Metadata   struct {
+				Name      string `json:"name"`
+				Namespace string `json:"namespace"`
+			} `json:"metadata"`
+		}
+		if err := json.Unmarshal(js, &head); err != nil {
+			return nil, fmt.Errorf("%s: not an object: %w", src, err)
+		}
+		if head.Kind == "List" || strings.HasSuffix(head.Kind, "List") && head.Items != nil {
+			for j, item := range head.Items {
+				d, err := document(fmt.Sprintf("%s[%d]", src, j), item)
+				if err != nil {
+					return nil, err
+				}
+				docs = append(docs, d)
+			}
+			continue
+		}
+		d, err := document(src, js)
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, d)
+	}
+}
+
+func document(src string, js []byte) (Document, error) {
+	var obj map[string]any
+	if err := json.Unmarshal(js, &obj); err != nil {
+		return Document{}, fmt.Errorf("%s: not an object: %w", src, err)
+	}
+	apiVersion, _ := obj["apiVersion"].(string)
+	kind, _ := obj["kind"].(string)
+	if apiVersion == "" || kind == "" {
+		return Document{}, fmt.Errorf("%s: apiVersion and kind are required", src)
+	}
+	gv, err := schema.ParseGroupVersion(apiVersion)
+	if err != nil {
+		return Document{}, fmt.Errorf("%s: apiVersion %q: %w", src, apiVersion, err)
+	}
+	meta, _ := obj["metadata"].(map[string]any)
+	if meta == nil {
+		return Document{}, fmt.Errorf("%s: %s has no metadata", src, kind)
+	}
+	name, _ := meta["name"].(string)
+	if name == "" {
+		return Document{}, fmt.Errorf("%s: %s: metadata.name is required", src, kind)
+	}
+	ns, _ := meta["namespace"].(string)
+	if ns == "" {
+		// As kubectl does without -n.
+		ns = "default"
+		meta["namespace"] = ns
+		if js, err = json.Marshal(obj); err != nil {
+			return Document{}, err
+		}
+	}
+	return Document{Source: src, JSON: js, GVK: gv.WithKind(kind), Namespace: ns, Name: name}, nil
+}
+
+func stripComments(b []byte) []byte {
+	var out [][]byte
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+			out = append(out, line)
+		}
+	}
+	return bytes.Join(out, []byte("\n"))
+}

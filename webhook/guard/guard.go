@@ -1,0 +1,165 @@
+// Package guard is the decision pipeline shared by the admission handlers and
+// the offline CLI: decode the typed Istio object, evaluate the policies,
+// apply mutation intents, diff, and turn violations into a decision.
+package guard
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	jsonpatch "gomodules.xyz/jsonpatch/v2"
+
+	"github.com/egress-guard/egress-guard/mutators"
+	"github.com/egress-guard/egress-guard/webhook/config"
+	"github.com/egress-guard/egress-guard/webhook/engine"
+	"github.com/egress-guard/egress-guard/webhook/object"
+)
+
+// Options tune decoding.
+type Options struct {
+	// Strict rejects fields the Istio types do not have. The API server prunes
+	// them before admission; files read by the CLI are not pruned.
+	Strict bool
+}
+
+// Skip reports why a request is admitted without evaluation, or "".
+func Skip(cfg *config.Config, group, kind, namespace string) string {
+	if !object.Known(group, kind) {
+		return "kind not handled"
+	}
+	if slices.Contains(cfg.ExemptNamespaces, namespace) {
+		return "namespace exempt"
+	}
+	return ""
+}
+
+// MutateResult is the outcome of the mutating step.
+type MutateResult struct {
+	Intents []engine.Intent
+	// Original and Mutated are the object in Istio's JSON shape before and
+	// after the intents (equal when nothing changed).
+	Original []byte
+	Mutated  []byte
+	Patch    []jsonpatch.Operation
+	// Applied is false when the patch is only recorded (dryrun enforcement).
+	Applied bool
+}
+
+// Changed reports whether the intents changed the object.
+func (r *MutateResult) Changed() bool { return len(r.Patch) > 0 }
+
+// InputError is a request whose object cannot be decoded into its Istio type.
+type InputError struct {
+	ID  string
+	Err error
+}
+
+func (e *InputError) Error() string { return fmt.Sprintf("%s: %v", e.ID, e.Err) }
+
+// Mutate evaluates the intents for req and applies them to the typed object.
+//
+// The object is decoded into its Istio type only when there is something to
+// apply; a malformed object without intents is left to the validating step.
+func Mutate(ctx context.Context, e *engine.Engine, req engine.Request, opts Options) (*MutateResult, error) {
+	id := object.ID(req.Kind, req.Namespace, req.Name)
+	input, err := engine.Input(req)
+	if err != nil {
+		return nil, &InputError{ID: id, Err: err}
+	}
+	intents, err := e.Intents(ctx, input)
+	if err != nil {
+		return nil, err
+	}
+	res := &MutateResult{Intents: intents}
+	if len(intents) == 0 {
+		return res, nil
+	}
+	obj, err := object.Decode(req.Kind, req.Object, opts.Strict)
+	if err != nil {
+		return nil, &InputError{ID: id, Err: err}
+	}
+	if res.Original, err = object.Marshal(obj); err != nil {
+		return nil, err
+	}
+	if err := mutators.Apply(obj, intents); err != nil {
+		return nil, fmt.Errorf("%s: %w", id, err)
+	}
+	if res.Mutated, err = object.Marshal(obj); err != nil {
+		return nil, err
+	}
+	if res.Patch, err = jsonpatch.CreatePatch(res.Original, res.Mutated); err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(res.Patch, func(a, b jsonpatch.Operation) int { return strings.Compare(a.Path, b.Path) })
+	res.Applied = e.Config().Enforcement != config.ActionDryRun
+	return res, nil
+}
+
+// Decision is the outcome of the validating step.
+type Decision struct {
+	Violations []engine.Violation
+	// Allowed is false when any violation's action is deny.
+	Allowed bool
+	// Message explains a denial: the object and each denying violation.
+	Message string
+	// Warnings are the warn-action violations, for the user.
+	Warnings []string
+	// Recorded are the dryrun-action violations: admitted, only recorded.
+	Recorded []engine.Violation
+}
+
+// Validate evaluates the violations for req.
+func Validate(ctx context.Context, e *engine.Engine, req engine.Request, opts Options) (*Decision, error) {
+	id := object.ID(req.Kind, req.Namespace, req.Name)
+	if _, err := object.Decode(req.Kind, req.Object, opts.Strict); err != nil {
+		return nil, &InputError{ID: id, Err: err}
+	}
+	input, err := engine.Input(req)
+	if err != nil {
+		return nil, &InputError{ID: id, Err: err}
+	}
+	vs, err := e.Violations(ctx, input)
+	if err != nil {
+		return nil, err
+	}
+	return Decide(id, vs), nil
+}
+
+// Decide turns violations into a decision.
+func Decide(id string, vs []engine.Violation) *Decision {
+	d := &Decision{Violations: vs, Allowed: true}
+	var denied []string
+	for _, v := range vs {
+		line := v.Code + ": " + v.Message
+		switch v.Action {
+		case config.ActionDeny:
+			denied = append(denied, line)
+		case config.ActionWarn:
+			d.Warnings = append(d.Warnings, "egress-guard "+id+": "+line)
+		default:
+			d.Recorded = append(d.Recorded, v)
+		}
+	}
+	if len(denied) > 0 {
+		d.Allowed = false
+		d.Message = "egress-guard denied " + id + ": " + strings.Join(denied, "; ")
+	}
+	return d
+}
+
+// Describe summarises a patch for people: one line per operation.
+func Describe(patch []jsonpatch.Operation) []string {
+	out := make([]string, 0, len(patch))
+	for _, op := range patch {
+		if op.Operation == "remove" {
+			out = append(out, fmt.Sprintf("%s %s", op.Operation, op.Path))
+			continue
+		}
+		v, _ := json.Marshal(op.Value)
+		out = append(out, fmt.Sprintf("%s %s %s", op.Operation, op.Path, v))
+	}
+	return out
+}
