@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	jsonpatch "gomodules.xyz/jsonpatch/v2"
 
+	"github.com/egress-guard/egress-guard/mutators"
 	"github.com/egress-guard/egress-guard/webhook/engine"
 	"github.com/egress-guard/egress-guard/webhook/guard"
 	"github.com/egress-guard/egress-guard/webhook/object"
@@ -97,11 +99,15 @@ func Run(ctx context.Context, e *engine.Engine, docs []Document) (*Report, error
 		if err != nil {
 			return nil, wrap(d, err)
 		}
-		if m.Changed() {
-			res.Patch = m.Patch
-			res.Warnings = append(res.Warnings, mutationWarnings(req, m)...)
+		patch, err := m.Diff()
+		if err != nil {
+			return nil, wrap(d, err)
+		}
+		if len(patch) > 0 {
+			res.Patch = patch
+			res.Warnings = append(res.Warnings, mutationWarnings(req, m, patch)...)
 			if m.Applied {
-				patched, err := ApplyPatch(d.JSON, m.Patch)
+				patched, err := ApplyPatch(d.JSON, patch)
 				if err != nil {
 					return nil, fmt.Errorf("%s: applying patch: %w", d.Source, err)
 				}
@@ -120,12 +126,17 @@ func Run(ctx context.Context, e *engine.Engine, docs []Document) (*Report, error
 	return rep, nil
 }
 
-func mutationWarnings(req engine.Request, m *guard.MutateResult) []string {
+// mutationWarnings are the warnings the mutating webhook returns with a patch.
+func mutationWarnings(req engine.Request, m *guard.MutateResult, patch []jsonpatch.Operation) []string {
 	id := object.ID(req.Kind, req.Namespace, req.Name)
 	if !m.Applied {
-		return []string{"egress-guard " + id + ": dry run, would patch: " + fmt.Sprint(guard.Describe(m.Patch))}
+		return []string{"egress-guard " + id + ": dry run, would patch: " + strings.Join(guard.Describe(patch), "; ")}
 	}
-	return nil
+	out := make([]string, 0, len(m.Intents))
+	for _, in := range m.Intents {
+		out = append(out, "egress-guard "+id+": "+mutators.Describe(in))
+	}
+	return out
 }
 
 func wrap(d Document, err error) error {

@@ -43,13 +43,9 @@ type MutateResult struct {
 	// after the intents (equal when nothing changed).
 	Original []byte
 	Mutated  []byte
-	Patch    []jsonpatch.Operation
 	// Applied is false when the patch is only recorded (dryrun enforcement).
 	Applied bool
 }
-
-// Changed reports whether the intents changed the object.
-func (r *MutateResult) Changed() bool { return len(r.Patch) > 0 }
 
 // InputError is a request whose object cannot be decoded into its Istio type.
 type InputError struct {
@@ -90,10 +86,6 @@ func Mutate(ctx context.Context, e *engine.Engine, req engine.Request, opts Opti
 	if res.Mutated, err = object.Marshal(obj); err != nil {
 		return nil, err
 	}
-	if res.Patch, err = jsonpatch.CreatePatch(res.Original, res.Mutated); err != nil {
-		return nil, err
-	}
-	slices.SortStableFunc(res.Patch, func(a, b jsonpatch.Operation) int { return strings.Compare(a.Path, b.Path) })
 	res.Applied = e.Config().Enforcement != config.ActionDryRun
 	return res, nil
 }
@@ -162,4 +154,17 @@ func Describe(patch []jsonpatch.Operation) []string {
 		out = append(out, fmt.Sprintf("%s %s %s", op.Operation, op.Path, v))
 	}
 	return out
+}
+
+// Diff is the RFC 6902 patch from the original to the mutated object.
+func (r *MutateResult) Diff() ([]jsonpatch.Operation, error) {
+	if len(r.Intents) == 0 || r.Original == nil {
+		return nil, nil
+	}
+	ops, err := jsonpatch.CreatePatch(r.Original, r.Mutated)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(ops, func(a, b jsonpatch.Operation) int { return strings.Compare(a.Path, b.Path) })
+	return ops, nil
 }

@@ -1,0 +1,47 @@
+package app
+
+import (
+	"time"
+
+	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/egress-guard/egress-guard/webhook/handler"
+	"github.com/egress-guard/egress-guard/webhook/server"
+)
+
+func newServeCommand() *cobra.Command {
+	o := server.Options{}
+	zapOpts := zap.Options{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the mutating and validating admission webhooks over TLS",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Set before serving: without a logger controller-runtime keeps a
+			// log promise per request.
+			log := zap.New(zap.UseFlagOptions(&zapOpts))
+			ctrl.SetLogger(log)
+			o.Log = log.WithName("egress-guard")
+			return server.Run(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.BindAddress, "bind-address", "", "address the webhook server listens on (default all)")
+	f.IntVar(&o.Port, "port", 9443, "webhook server port")
+	f.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding the serving certificate and key (reloaded on change)")
+	f.StringVar(&o.CertName, "cert-name", "tls.crt", "certificate file name in --cert-dir")
+	f.StringVar(&o.KeyName, "key-name", "tls.key", "key file name in --cert-dir")
+	f.StringVar(&o.ConfigFile, "config", "", "EgressGuardConfig file (default: the embedded default)")
+	f.StringArrayVar(&o.PolicyDirs, "policies", nil, "directory of platform .rego policies (repeatable)")
+	f.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Prometheus /metrics address (0 disables)")
+	f.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "plain-HTTP /healthz and /readyz address (0 disables)")
+	f.DurationVar(&o.ReloadInterval, "reload-interval", 10*time.Second, "how often to check the config and policy files for changes (0 disables)")
+	f.Int64Var(&o.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest AdmissionReview body accepted")
+	f.IntVar(&o.MaxObjectBytes, "max-object-bytes", handler.DefaultMaxObjectBytes, "largest object evaluated; larger ones are denied")
+	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to drain requests on shutdown")
+	goFlags := flagSetFor(&zapOpts)
+	f.AddGoFlagSet(goFlags)
+	return cmd
+}

@@ -1,0 +1,188 @@
+// Package handler holds the admission handlers: decode, evaluate, respond.
+// The decisions come from the guard pipeline; the handlers only translate.
+package handler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/egress-guard/egress-guard/mutators"
+	"github.com/egress-guard/egress-guard/webhook/engine"
+	"github.com/egress-guard/egress-guard/webhook/guard"
+	"github.com/egress-guard/egress-guard/webhook/metrics"
+	"github.com/egress-guard/egress-guard/webhook/object"
+)
+
+// DefaultMaxObjectBytes is the largest object evaluated: etcd's default limit.
+const DefaultMaxObjectBytes = 1572864
+
+// Deps are what the handlers need.
+type Deps struct {
+	// Engine returns the engine in force (swapped on reload).
+	Engine  func() *engine.Engine
+	Metrics *metrics.Metrics
+	Log     logr.Logger
+	// MaxObjectBytes bounds the object evaluated (0: DefaultMaxObjectBytes).
+	MaxObjectBytes int
+}
+
+// Mutator is the mutating webhook.
+type Mutator struct{ Deps }
+
+// Validator is the validating webhook.
+type Validator struct{ Deps }
+
+var _ admission.Handler = (*Mutator)(nil)
+var _ admission.Handler = (*Validator)(nil)
+
+// Handle answers a mutating admission request.
+func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	resp, decision := h.handle(ctx, req)
+	h.Metrics.Request("mutate", req.Kind.Kind, string(req.Operation), decision, time.Since(start))
+	return resp
+}
+
+func (h *Mutator) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
+	e := h.Engine()
+	in, resp, skip := h.prepare(req, e)
+	if skip != "" {
+		return resp, skip
+	}
+	m, err := guard.Mutate(ctx, e, in, guard.Options{})
+	if err != nil {
+		return h.fail(in, err)
+	}
+	if len(m.Intents) == 0 {
+		return admission.Allowed(""), "allowed"
+	}
+	id := object.ID(in.Kind, in.Namespace, in.Name)
+	if !m.Applied {
+		patch, err := m.Diff()
+		if err != nil {
+			return h.fail(in, err)
+		}
+		h.Log.Info("dry run: would patch", "object", id, "patch", guard.Describe(patch), "dryRun", in.DryRun)
+		return admission.Allowed("").WithWarnings(
+			fmt.Sprintf("egress-guard %s: dry run, would patch: %s", id, strings.Join(guard.Describe(patch), "; "))), "dryrun"
+	}
+	resp = admission.PatchResponseFromRaw(m.Original, m.Mutated)
+	if len(resp.Patches) == 0 {
+		return admission.Allowed(""), "allowed"
+	}
+	warnings := make([]string, 0, len(m.Intents))
+	for _, in := range m.Intents {
+		warnings = append(warnings, "egress-guard "+id+": "+mutators.Describe(in))
+	}
+	h.Log.V(1).Info("patched", "object", id, "intents", len(m.Intents))
+	return resp.WithWarnings(warnings...), "patched"
+}
+
+// Handle answers a validating admission request.
+func (h *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	resp, decision := h.handle(ctx, req)
+	h.Metrics.Request("validate", req.Kind.Kind, string(req.Operation), decision, time.Since(start))
+	return resp
+}
+
+func (h *Validator) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
+	e := h.Engine()
+	in, resp, skip := h.prepare(req, e)
+	if skip != "" {
+		return resp, skip
+	}
+	d, err := guard.Validate(ctx, e, in, guard.Options{})
+	if err != nil {
+		return h.fail(in, err)
+	}
+	for _, v := range d.Violations {
+		h.Metrics.Violation(in.Kind, v.Code, string(v.Action))
+	}
+	id := object.ID(in.Kind, in.Namespace, in.Name)
+	for _, v := range d.Recorded {
+		h.Log.Info("dry run: would deny", "object", id, "code", v.Code, "field", v.Field, "message", v.Message, "dryRun", in.DryRun)
+	}
+	if !d.Allowed {
+		h.Log.V(1).Info("denied", "object", id, "message", d.Message)
+		return admission.Denied(d.Message).WithWarnings(d.Warnings...), "denied"
+	}
+	resp = admission.Allowed("").WithWarnings(d.Warnings...)
+	if len(d.Recorded) > 0 {
+		resp.AuditAnnotations = map[string]string{}
+		for _, v := range d.Recorded {
+			resp.AuditAnnotations["dryrun."+strings.ToLower(v.Code)] = v.Field + ": " + v.Message
+		}
+		return resp, "dryrun"
+	}
+	return resp, "allowed"
+}
+
+// prepare converts the request, or answers it without evaluation: unknown
+// kinds, exempt namespaces and deletes are allowed untouched; oversized
+// objects are denied.
+func (d *Deps) prepare(req admission.Request, e *engine.Engine) (engine.Request, admission.Response, string) {
+	in := engine.Request{
+		Operation: string(req.Operation),
+		Group:     req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind,
+		Namespace: req.Namespace, Name: req.Name,
+		DryRun:    req.DryRun != nil && *req.DryRun,
+		Object:    req.Object.Raw, OldObject: req.OldObject.Raw,
+	}
+	if in.Name == "" {
+		in.Name = generateName(req.Object.Raw)
+	}
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return in, admission.Allowed(""), "skipped"
+	}
+	if why := guard.Skip(e.Config(), in.Group, in.Kind, in.Namespace); why != "" {
+		return in, admission.Allowed(why), "skipped"
+	}
+	limit := d.MaxObjectBytes
+	if limit <= 0 {
+		limit = DefaultMaxObjectBytes
+	}
+	if n := len(req.Object.Raw); n > limit {
+		msg := fmt.Sprintf("egress-guard denied %s: the object is %d bytes, over the %d-byte limit", object.ID(in.Kind, in.Namespace, in.Name), n, limit)
+		return in, admission.Denied(msg), "denied"
+	}
+	if len(req.Object.Raw) == 0 {
+		msg := fmt.Sprintf("egress-guard denied %s: the request carries no object", object.ID(in.Kind, in.Namespace, in.Name))
+		return in, admission.Denied(msg), "denied"
+	}
+	if req.UserInfo.Username != "" {
+		in.UserInfo, _ = json.Marshal(req.UserInfo)
+	}
+	return in, admission.Response{}, ""
+}
+
+// fail answers a request the pipeline could not decide: a malformed object is
+// denied with the decoder's message naming the field; anything else is an
+// error, left to the webhook's failurePolicy.
+func (d *Deps) fail(in engine.Request, err error) (admission.Response, string) {
+	var ie *guard.InputError
+	if errors.As(err, &ie) {
+		return admission.Denied("egress-guard denied " + ie.Error()), "denied"
+	}
+	d.Log.Error(err, "evaluation failed", "object", object.ID(in.Kind, in.Namespace, in.Name))
+	return admission.Errored(http.StatusInternalServerError, fmt.Errorf("egress-guard: %s: %w", object.ID(in.Kind, in.Namespace, in.Name), err)), "error"
+}
+
+func generateName(raw []byte) string {
+	var m struct {
+		Metadata struct {
+			GenerateName string `json:"generateName"`
+		} `json:"metadata"`
+	}
+	_ = json.Unmarshal(raw, &m)
+	return m.Metadata.GenerateName
+}

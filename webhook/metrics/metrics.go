@@ -1,0 +1,62 @@
+// Package metrics defines egress-guard's Prometheus metrics.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the guard's own series, beside controller-runtime's webhook
+// series on the same registry.
+type Metrics struct {
+	requests   *prometheus.CounterVec
+	violations *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	reloads    *prometheus.CounterVec
+}
+
+// New registers the metrics with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egress_guard_admission_requests_total",
+			Help: "Admission requests by webhook (mutate, validate), kind, operation and decision (allowed, denied, patched, error, skipped).",
+		}, []string{"webhook", "kind", "operation", "decision"}),
+		violations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egress_guard_violations_total",
+			Help: "Rule violations found, by kind, rule code and action (deny, warn, dryrun).",
+		}, []string{"kind", "code", "action"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "egress_guard_admission_duration_seconds",
+			Help:    "Time to decide an admission request, by webhook and kind.",
+			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1},
+		}, []string{"webhook", "kind"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egress_guard_policy_reloads_total",
+			Help: "Reloads of the configuration and policies, by result (success, failure).",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(m.requests, m.violations, m.duration, m.reloads)
+	return m
+}
+
+// Request records one admission decision.
+func (m *Metrics) Request(webhook, kind, operation, decision string, took time.Duration) {
+	m.requests.WithLabelValues(webhook, kind, operation, decision).Inc()
+	m.duration.WithLabelValues(webhook, kind).Observe(took.Seconds())
+}
+
+// Violation records one violation.
+func (m *Metrics) Violation(kind, code, action string) {
+	m.violations.WithLabelValues(kind, code, action).Inc()
+}
+
+// Reload records a reload attempt.
+func (m *Metrics) Reload(ok bool) {
+	if ok {
+		m.reloads.WithLabelValues("success").Inc()
+		return
+	}
+	m.reloads.WithLabelValues("failure").Inc()
+}

@@ -1,0 +1,136 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+
+	"github.com/egress-guard/egress-guard/webhook/config"
+	"github.com/egress-guard/egress-guard/webhook/engine"
+	"github.com/egress-guard/egress-guard/webhook/metrics"
+)
+
+// Holder keeps the engine in force and swaps it atomically when the
+// configuration or policy files change. A reload that fails keeps the last
+// good engine and says why (log and metric).
+type Holder struct {
+	configFile string
+	policyDirs []string
+	log        logr.Logger
+	metrics    *metrics.Metrics
+
+	current atomic.Pointer[engine.Engine]
+	digest  [32]byte
+}
+
+// Get returns the engine in force.
+func (h *Holder) Get() *engine.Engine { return h.current.Load() }
+
+// Checker is ready once an engine is loaded.
+func (h *Holder) Checker() healthz.Checker {
+	return func(*http.Request) error {
+		if h.current.Load() == nil {
+			return errors.New("policies not loaded")
+		}
+		return nil
+	}
+}
+
+// Load builds an engine from the files and puts it in force.
+func (h *Holder) Load(ctx context.Context) error {
+	digest, err := h.sum()
+	if err != nil {
+		return err
+	}
+	cfg := config.Default()
+	if h.configFile != "" {
+		if cfg, err = config.LoadFile(h.configFile); err != nil {
+			return err
+		}
+	}
+	e, err := engine.New(ctx, engine.Options{Config: cfg, PolicyDirs: h.policyDirs})
+	if err != nil {
+		return err
+	}
+	h.current.Store(e)
+	h.digest = digest
+	return nil
+}
+
+// Watch checks the files every interval and reloads on change.
+func (h *Holder) Watch(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		digest, err := h.sum()
+		if err == nil && digest == h.digest {
+			continue
+		}
+		if err == nil {
+			err = h.Load(ctx)
+		}
+		if err != nil {
+			h.metrics.Reload(false)
+			h.log.Error(err, "reload failed; keeping the last good configuration and policies")
+			continue
+		}
+		h.metrics.Reload(true)
+		h.log.Info("reloaded configuration and policies", "enforcement", h.Get().Config().Enforcement)
+	}
+}
+
+// sum digests the config file and every policy file.
+func (h *Holder) sum() ([32]byte, error) {
+	files := []string{}
+	if h.configFile != "" {
+		files = append(files, h.configFile)
+	}
+	for _, dir := range h.policyDirs {
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() && len(d.Name()) > 1 && d.Name()[:2] == ".." {
+				return filepath.SkipDir
+			}
+			if !d.IsDir() && filepath.Ext(path) == ".rego" {
+				files = append(files, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return [32]byte{}, err
+		}
+	}
+	sort.Strings(files)
+	hash := sha256.New()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return [32]byte{}, err
+		}
+		hash.Write([]byte(f))
+		hash.Write(b)
+	}
+	var out [32]byte
+	copy(out[:], hash.Sum(nil))
+	return out, nil
+}

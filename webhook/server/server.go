@@ -1,0 +1,143 @@
+// Package server wires the admission handlers into controller-runtime's
+// webhook server (TLS, certificate reload through certwatcher), serves health
+// and Prometheus metrics, and reloads configuration and policies.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/egress-guard/egress-guard/webhook/handler"
+	"github.com/egress-guard/egress-guard/webhook/metrics"
+)
+
+// Paths served on the webhook port.
+const (
+	MutatePath   = "/mutate"
+	ValidatePath = "/validate"
+	HealthzPath  = "/healthz"
+	ReadyzPath   = "/readyz"
+)
+
+// Options configure the server.
+type Options struct {
+	BindAddress string
+	Port        int
+	CertDir     string
+	CertName    string
+	KeyName     string
+	// ConfigFile is the EgressGuardConfig ("" = embedded default).
+	ConfigFile string
+	// PolicyDirs hold the platform's .rego files.
+	PolicyDirs []string
+	// MetricsBindAddress serves /metrics ("0" disables).
+	MetricsBindAddress string
+	// HealthProbeBindAddress serves /healthz and /readyz over plain HTTP ("0" disables).
+	HealthProbeBindAddress string
+	// ReloadInterval is how often the config and policy files are checked.
+	ReloadInterval time.Duration
+	// MaxRequestBytes bounds an AdmissionReview body.
+	MaxRequestBytes int64
+	// MaxObjectBytes bounds the object evaluated.
+	MaxObjectBytes int
+	// ShutdownTimeout bounds graceful shutdown.
+	ShutdownTimeout time.Duration
+	Log             logr.Logger
+}
+
+// Run serves until ctx ends. It refuses to start when the configuration or
+// policies do not load.
+func Run(ctx context.Context, o Options) error {
+	log := o.Log
+	m := metrics.New(crmetrics.Registry)
+	holder := &Holder{configFile: o.ConfigFile, policyDirs: o.PolicyDirs, log: log.WithName("reload"), metrics: m}
+	if err := holder.Load(ctx); err != nil {
+		return err
+	}
+	log.Info("policies loaded", "config", displayConfig(o.ConfigFile), "enforcement", holder.Get().Config().Enforcement, "modules", len(holder.Get().Modules()))
+
+	srv := webhook.NewServer(webhook.Options{
+		Host: o.BindAddress, Port: o.Port,
+		CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+	})
+	deps := handler.Deps{Engine: holder.Get, Metrics: m, Log: log.WithName("admission"), MaxObjectBytes: o.MaxObjectBytes}
+	mutate := &admission.Webhook{Handler: &handler.Mutator{Deps: deps}}
+	validate := &admission.Webhook{Handler: &handler.Validator{Deps: deps}}
+	for _, wh := range []*admission.Webhook{mutate, validate} {
+		wh.LogConstructor = func(base logr.Logger, _ *admission.Request) logr.Logger { return base }
+	}
+	srv.Register(MutatePath, limitBody(o.MaxRequestBytes, mutate))
+	srv.Register(ValidatePath, limitBody(o.MaxRequestBytes, validate))
+
+	ready := &healthz.Handler{Checks: map[string]healthz.Checker{
+		"webhook":  srv.StartedChecker(),
+		"policies": holder.Checker(),
+	}}
+	live := &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}
+	srv.Register(HealthzPath, http.StripPrefix(HealthzPath, live))
+	srv.Register(ReadyzPath, http.StripPrefix(ReadyzPath, ready))
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Start(ctx) })
+	g.Go(func() error { holder.Watch(ctx, o.ReloadInterval); return nil })
+	if o.MetricsBindAddress != "0" && o.MetricsBindAddress != "" {
+		ms, err := metricsserver.NewServer(metricsserver.Options{BindAddress: o.MetricsBindAddress}, nil, nil)
+		if err != nil {
+			return fmt.Errorf("metrics server: %w", err)
+		}
+		g.Go(func() error { return ms.Start(ctx) })
+	}
+	if o.HealthProbeBindAddress != "0" && o.HealthProbeBindAddress != "" {
+		mux := http.NewServeMux()
+		mux.Handle(HealthzPath, http.StripPrefix(HealthzPath, live))
+		mux.Handle(HealthzPath+"/", http.StripPrefix(HealthzPath, live))
+		mux.Handle(ReadyzPath, http.StripPrefix(ReadyzPath, ready))
+		mux.Handle(ReadyzPath+"/", http.StripPrefix(ReadyzPath, ready))
+		g.Go(func() error { return serveHTTP(ctx, o.HealthProbeBindAddress, mux, o.ShutdownTimeout) })
+	}
+	log.Info("serving", "address", net.JoinHostPort(o.BindAddress, fmt.Sprint(o.Port)), "certDir", o.CertDir)
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func serveHTTP(ctx context.Context, addr string, h http.Handler, shutdownTimeout time.Duration) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("health probes: %w", err)
+	}
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		_ = s.Shutdown(sctx)
+	}()
+	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func displayConfig(path string) string {
+	if path == "" {
+		return "embedded default"
+	}
+	return path
+}
