@@ -105,7 +105,7 @@ func readStream(name string, r io.Reader) ([]Document, error) {
 			continue
 		}
 		src := fmt.Sprintf("%s:%d", name, i)
-		js, err := yaml.YAMLToJSON(chunk)
+		js, err := yaml.YAMLToJSONStrict(chunk)
 		if err != nil {
 			return nil, fmt.Errorf("%s: not valid YAML: %w", src, err)
 		}

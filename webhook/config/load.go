@@ -40,7 +40,7 @@ func LoadFile(path string) (*Config, error) {
 // Parse decodes one YAML or JSON document strictly (unknown or duplicate fields
 // are errors naming their path), applies defaults and validates the result.
 func Parse(data []byte) (*Config, error) {
-	js, err := yaml.YAMLToJSON(data)
+	js, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
 	}

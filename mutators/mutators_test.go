@@ -1,0 +1,195 @@
+package mutators
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/egress-guard/egress-guard/webhook/engine"
+)
+
+const gwHost = "istio-egressgateway.istio-system.svc.cluster.local"
+
+func vs(spec *networking.VirtualService) *networkingv1.VirtualService {
+	return &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "v", Namespace: "default"}, Spec: *spec}
+}
+
+func route(section string, gwPort uint32, targets ...uint32) engine.Intent {
+	return engine.Intent{Type: RouteViaGateway, Section: section, GatewayHost: gwHost, Gateway: "istio-system/egress-gateway", GatewayPort: gwPort, TargetPorts: targets}
+}
+
+func TestRouteViaGatewayHTTPWithoutMatch(t *testing.T) {
+	obj := vs(&networking.VirtualService{
+		Hosts: []string{"a.com"},
+		Http: []*networking.HTTPRoute{{
+			Route: []*networking.HTTPRouteDestination{
+				{Destination: &networking.Destination{Host: "a.com"}, Weight: 70},
+				{Destination: &networking.Destination{Host: "b.com", Port: &networking.PortSelector{Number: 8080}}, Weight: 30},
+			},
+		}},
+	})
+	if err := Apply(obj, []engine.Intent{route("http", 80, 443, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	s := obj.Spec
+	if got := strings.Join(s.Gateways, ","); got != "mesh,istio-system/egress-gateway" {
+		t.Errorf("gateways %q", got)
+	}
+	if len(s.Http) != 2 {
+		t.Fatalf("want two legs, got %d", len(s.Http))
+	}
+	mesh, gw := s.Http[0], s.Http[1]
+	if mesh.Match[0].Gateways[0] != "mesh" || len(mesh.Route) != 1 || mesh.Route[0].Destination.Host != gwHost || mesh.Route[0].Destination.Port.Number != 80 {
+		t.Errorf("mesh leg: %v", mesh)
+	}
+	if gw.Match[0].Gateways[0] != "istio-system/egress-gateway" || gw.Match[0].Port != 80 {
+		t.Errorf("gateway leg match: %v", gw.Match)
+	}
+	if gw.Route[0].Destination.Port.Number != 443 || gw.Route[0].Weight != 70 {
+		t.Errorf("first destination goes to the target port with its weight: %v", gw.Route[0])
+	}
+	if gw.Route[1].Destination.Port.Number != 8080 || gw.Route[1].Weight != 30 {
+		t.Errorf("target port 0 keeps the destination's port: %v", gw.Route[1])
+	}
+}
+
+func TestRouteViaGatewayKeepsOtherRoutesAndOrder(t *testing.T) {
+	internal := &networking.HTTPRoute{Name: "internal", Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "reviews"}}}}
+	obj := vs(&networking.VirtualService{
+		Hosts:    []string{"a.com"},
+		Gateways: []string{"mesh", "egress-gateway"},
+		Http: []*networking.HTTPRoute{
+			internal,
+			{Name: "ext", Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "a.com"}}}},
+		},
+	})
+	in := route("http", 80)
+	in.Index = 1
+	in.Gateway = "default/egress-gateway"
+	if err := Apply(obj, []engine.Intent{in}); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{}
+	for _, r := range obj.Spec.Http {
+		names = append(names, r.Name)
+	}
+	if strings.Join(names, ",") != "internal,ext,ext-egress" {
+		t.Errorf("routes %v", names)
+	}
+	if !proto.Equal(obj.Spec.Http[0], internal) {
+		t.Errorf("untouched route changed: %v", obj.Spec.Http[0])
+	}
+	if strings.Join(obj.Spec.Gateways, ",") != "mesh,egress-gateway" {
+		t.Errorf("a gateway already bound by its short name is not added again: %v", obj.Spec.Gateways)
+	}
+}
+
+func TestRouteViaGatewayTLSAndTCP(t *testing.T) {
+	obj := vs(&networking.VirtualService{
+		Hosts: []string{"istio.io"},
+		Tls: []*networking.TLSRoute{{
+			Match: []*networking.TLSMatchAttributes{{Port: 443, SniHosts: []string{"istio.io"}, SourceLabels: map[string]string{"app": "x"}}},
+			Route: []*networking.RouteDestination{{Destination: &networking.Destination{Host: "istio.io", Port: &networking.PortSelector{Number: 443}}}},
+		}},
+		Tcp: []*networking.TCPRoute{{
+			Match: []*networking.L4MatchAttributes{{Port: 3306}},
+			Route: []*networking.RouteDestination{{Destination: &networking.Destination{Host: "db.example", Port: &networking.PortSelector{Number: 13306}}}},
+		}},
+	})
+	tcp := route("tcp", 15443, 0)
+	tcp.GatewaySubset = "mysql"
+	if err := Apply(obj, []engine.Intent{route("tls", 443, 0), tcp}); err != nil {
+		t.Fatal(err)
+	}
+	tls := obj.Spec.Tls
+	if len(tls) != 2 || tls[0].Match[0].SourceLabels["app"] != "x" || tls[1].Match[0].SourceLabels != nil {
+		t.Errorf("tls legs: source labels stay on the mesh leg only: %v", tls)
+	}
+	if tls[1].Match[0].SniHosts[0] != "istio.io" || tls[1].Match[0].Port != 443 || tls[1].Route[0].Destination.Port.Number != 443 {
+		t.Errorf("tls gateway leg: %v", tls[1])
+	}
+	tcpLegs := obj.Spec.Tcp
+	if len(tcpLegs) != 2 || tcpLegs[0].Match[0].Port != 3306 || tcpLegs[0].Route[0].Destination.Subset != "mysql" || tcpLegs[0].Route[0].Destination.Port.Number != 15443 {
+		t.Errorf("tcp mesh leg: %v", tcpLegs[0])
+	}
+	if tcpLegs[1].Match[0].Port != 15443 || tcpLegs[1].Route[0].Destination.Port.Number != 13306 {
+		t.Errorf("tcp gateway leg: %v", tcpLegs[1])
+	}
+}
+
+func TestRouteViaGatewayErrors(t *testing.T) {
+	obj := vs(&networking.VirtualService{Hosts: []string{"a.com"}})
+	in := route("http", 80)
+	in.Index = 3
+	if err := Apply(obj, []engine.Intent{in}); err == nil || !strings.Contains(err.Error(), "spec.http[3]") {
+		t.Errorf("a missing route is an error naming it: %v", err)
+	}
+	if err := Apply(obj, []engine.Intent{{Type: "rewrite_everything"}}); err == nil || !strings.Contains(err.Error(), "rewrite_everything") {
+		t.Errorf("an unknown intent is an error naming it: %v", err)
+	}
+	if err := Apply(&networkingv1.DestinationRule{}, []engine.Intent{route("http", 80)}); err == nil {
+		t.Error("a route intent on a DestinationRule is an error")
+	}
+	if err := Apply(obj, []engine.Intent{{Type: RouteViaGateway, Section: "http"}}); err == nil {
+		t.Error("an intent without a gateway is an error")
+	}
+}
+
+func dr(tp *networking.TrafficPolicy) *networkingv1.DestinationRule {
+	return &networkingv1.DestinationRule{Spec: networking.DestinationRule{Host: "test.com", TrafficPolicy: tp}}
+}
+
+var mutual = engine.Intent{Type: OriginateTLS, Port: 443, Mode: "MUTUAL", CredentialName: "test.client", SNI: "test.com"}
+
+func TestOriginateTLS(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   *networking.TrafficPolicy
+		want *networking.ClientTLSSettings
+	}{
+		{"missing", nil, &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_MUTUAL, CredentialName: "test.client", Sni: "test.com"}},
+		{"weaker replaces credential", &networking.TrafficPolicy{PortLevelSettings: []*networking.TrafficPolicy_PortTrafficPolicy{
+			{Port: &networking.PortSelector{Number: 443}, Tls: &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_SIMPLE, CredentialName: "ca-only", Sni: "x.test.com"}},
+		}}, &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_MUTUAL, CredentialName: "test.client", Sni: "test.com"}},
+		{"equal fills only what is missing", &networking.TrafficPolicy{PortLevelSettings: []*networking.TrafficPolicy_PortTrafficPolicy{
+			{Port: &networking.PortSelector{Number: 443}, Tls: &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_MUTUAL, Sni: "own.sni"}},
+		}}, &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_MUTUAL, CredentialName: "test.client", Sni: "own.sni"}},
+		{"never downgrades", &networking.TrafficPolicy{PortLevelSettings: []*networking.TrafficPolicy_PortTrafficPolicy{
+			{Port: &networking.PortSelector{Number: 443}, Tls: &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_ISTIO_MUTUAL}},
+		}}, &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_ISTIO_MUTUAL, CredentialName: "test.client", Sni: "test.com"}},
+		{"starts from the traffic policy's tls", &networking.TrafficPolicy{Tls: &networking.ClientTLSSettings{
+			Mode: networking.ClientTLSSettings_SIMPLE, InsecureSkipVerify: wrapperspb.Bool(true), SubjectAltNames: []string{"san"},
+		}}, &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_MUTUAL, CredentialName: "test.client", Sni: "test.com", InsecureSkipVerify: wrapperspb.Bool(true), SubjectAltNames: []string{"san"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := dr(tc.in)
+			if err := Apply(obj, []engine.Intent{mutual}); err != nil {
+				t.Fatal(err)
+			}
+			var got *networking.ClientTLSSettings
+			for _, p := range obj.Spec.TrafficPolicy.PortLevelSettings {
+				if p.Port.Number == 443 {
+					got = p.Tls
+				}
+			}
+			if !proto.Equal(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+			again := proto.Clone(&obj.Spec).(*networking.DestinationRule)
+			if err := Apply(obj, []engine.Intent{mutual}); err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(again, &obj.Spec) {
+				t.Errorf("a second pass changed the object")
+			}
+		})
+	}
+	if err := Apply(dr(nil), []engine.Intent{{Type: OriginateTLS, Port: 443, Mode: "STRONG"}}); err == nil {
+		t.Error("an unknown mode is an error")
+	}
+}

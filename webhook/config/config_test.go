@@ -1,0 +1,117 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDefault(t *testing.T) {
+	c := Default()
+	if c.Enforcement != ActionDeny || len(c.Allow) != 0 {
+		t.Errorf("default: enforcement %q allow %v", c.Enforcement, c.Allow)
+	}
+	if got := c.GatewayHost(); got != "istio-egressgateway.istio-system.svc.cluster.local" {
+		t.Errorf("gateway host %q", got)
+	}
+	if c.Gateway.Gateway != "istio-system/istio-egressgateway" || c.Gateway.Ports.HTTP != 80 || c.Gateway.Ports.TCP != 15443 {
+		t.Errorf("gateway defaults: %+v", c.Gateway)
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse([]byte(`
+apiVersion: egressguard.io/v1alpha1
+kind: EgressGuardConfig
+gateway: {namespace: egress, service: gw}
+allow:
+- hosts: [test.com]
+  origination: {mode: MUTUAL, port: 443, credentialName: test.client}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Gateway.Gateway != "egress/gw" {
+		t.Errorf("gateway resource default: %q", c.Gateway.Gateway)
+	}
+	if c.Allow[0].Origination.SNI != "test.com" {
+		t.Errorf("sni default: %q", c.Allow[0].Origination.SNI)
+	}
+	if strings.Join(c.ExemptNamespaces, ",") != "kube-system,istio-system" {
+		t.Errorf("exempt default: %v", c.ExemptNamespaces)
+	}
+	c, err = Parse([]byte("apiVersion: egressguard.io/v1alpha1\nkind: EgressGuardConfig\nexemptNamespaces: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.ExemptNamespaces) != 0 {
+		t.Errorf("an explicit empty list exempts nothing, got %v", c.ExemptNamespaces)
+	}
+}
+
+func TestParseErrorsNameFieldAndValue(t *testing.T) {
+	head := "apiVersion: egressguard.io/v1alpha1\nkind: EgressGuardConfig\n"
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"unknown field", "allow:\n- hosts: [a.com]\n  portz: [80]\n", []string{`allow[0].portz`, "unknown field"}},
+		{"duplicate field", "enforcement: deny\nenforcement: warn\n", []string{"enforcement"}},
+		{"bad host", "allow:\n- hosts: [\"bad_host!\"]\n", []string{"allow[0].hosts[0]", `"bad_host!"`}},
+		{"inner wildcard", "allow:\n- hosts: [\"a.*.com\"]\n", []string{"allow[0].hosts[0]", "wildcard"}},
+		{"bare wildcard", "allow:\n- hosts: [\"*.com\"]\n", []string{"allow[0].hosts[0]", "top-level"}},
+		{"bad port", "allow:\n- hosts: [a.com]\n  ports: [70000]\n", []string{"allow[0].ports[0]", "70000"}},
+		{"negative port", "allow:\n- hosts: [a.com]\n  ports: [-1]\n", []string{"ports"}},
+		{"unknown mode", "enforcement: audit\n", []string{"enforcement", `"audit"`, "deny"}},
+		{"origination mode", "allow:\n- hosts: [a.com]\n  origination: {mode: ISTIO_MUTUAL, port: 443}\n", []string{"allow[0].origination.mode", "ISTIO_MUTUAL"}},
+		{"mutual needs credential", "allow:\n- hosts: [a.com]\n  origination: {mode: MUTUAL, port: 443}\n", []string{"allow[0].origination.credentialName"}},
+		{"origination port outside ports", "allow:\n- hosts: [a.com]\n  ports: [80]\n  origination: {mode: SIMPLE, port: 443}\n", []string{"allow[0].origination.port", "443"}},
+		{"gateway ref", "gateway: {gateway: no-slash}\n", []string{"gateway.gateway", "no-slash"}},
+		{"service account", "allow:\n- hosts: [a.com]\n  serviceAccounts: [sleep]\n", []string{"allow[0].serviceAccounts[0]", "sleep"}},
+		{"wrong kind", "kind: Other\n", []string{"kind", "Other"}},
+		{"no hosts", "allow:\n- ports: [80]\n", []string{"allow[0].hosts"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := head + tc.yaml
+			if tc.name == "wrong kind" {
+				doc = "apiVersion: egressguard.io/v1alpha1\n" + tc.yaml
+			}
+			_, err := Parse([]byte(doc))
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadFileNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("apiVersion: egressguard.io/v1alpha1\nkind: EgressGuardConfig\nenforcement: nope\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadFile(path)
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("error %v does not name %s", err, path)
+	}
+	if _, err := LoadFile(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
+		t.Fatal("a missing file is an error")
+	}
+}
+
+func TestScenarioConfigsLoad(t *testing.T) {
+	files, _ := filepath.Glob("../../test/scenarios/*/config.yaml")
+	if len(files) == 0 {
+		t.Fatal("no scenario configs found")
+	}
+	for _, f := range files {
+		if _, err := LoadFile(f); err != nil {
+			t.Error(err)
+		}
+	}
+}
