@@ -6,10 +6,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 
-	"github.com/golang/protobuf/jsonpb" //nolint:staticcheck // the Istio API types are generated for it
+	"github.com/golang/protobuf/jsonpb" //nolint:staticcheck // the Istio API types marshal with it
 	"github.com/golang/protobuf/proto"  //nolint:staticcheck // the Istio API types are generated for it
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/runtime/protoimpl"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	kjson "sigs.k8s.io/json"
@@ -84,9 +88,9 @@ func Decode(kind string, raw []byte, strict bool) (client.Object, error) {
 		return nil, err
 	}
 	if len(env.Spec) > 0 && !bytes.Equal(env.Spec, []byte("null")) {
-		u := jsonpb.Unmarshaler{AllowUnknownFields: !strict}
-		if err := u.Unmarshal(bytes.NewReader(env.Spec), Spec(obj)); err != nil {
-			return nil, fmt.Errorf("spec: %s", cleanProtoError(err))
+		u := protojson.UnmarshalOptions{DiscardUnknown: !strict}
+		if err := u.Unmarshal(env.Spec, protoimpl.X.ProtoMessageV2Of(Spec(obj))); err != nil {
+			return nil, specError(env.Spec, err)
 		}
 	}
 	return obj, nil
@@ -155,8 +159,17 @@ func ID(kind, namespace, name string) string {
 	return kind + " " + namespace + "/" + name
 }
 
-func cleanProtoError(err error) string {
-	s := err.Error()
-	s = strings.TrimPrefix(s, "proto: ")
-	return s
+var protoErrorAt = regexp.MustCompile(`^proto:[\s\x{00a0}]+(?:syntax error )?\(line (\d+):(\d+)\):[\s\x{00a0}]*`)
+
+// specError names the field the decoder stopped at: "spec.ports[0].number:
+// invalid value for uint32 field number: \"eighty\"".
+func specError(spec []byte, err error) error {
+	msg := err.Error()
+	m := protoErrorAt.FindStringSubmatch(msg)
+	if m == nil {
+		return fmt.Errorf("spec: %s", strings.TrimPrefix(msg, "proto: "))
+	}
+	line, _ := strconv.Atoi(m[1])
+	col, _ := strconv.Atoi(m[2])
+	return fmt.Errorf("%s: %s", pathAt(spec, offsetOf(spec, line, col), "spec"), msg[len(m[0]):])
 }

@@ -1,0 +1,126 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const scenario = "../../../test/scenarios/000-http-mtls-origination/"
+
+func run(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := Execute(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestCheckExitCodes(t *testing.T) {
+	cfg := scenario + "config.yaml"
+	if code, out, stderr := run(t, "", "check", "-f", scenario+"compliant.yaml", "--config", cfg); code != ExitOK {
+		t.Errorf("compliant: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, out, _ := run(t, "", "check", "-f", scenario+"mutate.yaml", "--config", cfg); code != ExitOK || !strings.Contains(out, "mutated  VirtualService default/test-com-direct") || !strings.Contains(out, "+        host: istio-egressgateway.istio-system.svc.cluster.local") {
+		t.Errorf("mutate: exit %d, want a mutated line and a diff:\n%s", code, out)
+	}
+	code, out, _ := run(t, "", "check", "-f", scenario+"rejected.yaml", "--config", cfg)
+	if code != ExitDenied || !strings.Contains(out, `EGR101 deny   spec.hosts[0]: external host "httpbin.org"`) {
+		t.Errorf("rejected: exit %d\n%s", code, out)
+	}
+	for _, args := range [][]string{
+		{"check"},
+		{"check", "-f", "does-not-exist.yaml"},
+		{"check", "-f", scenario + "compliant.yaml", "-o", "xml"},
+		{"check", "-f", scenario + "compliant.yaml", "--config", scenario + "compliant.yaml"},
+		{"check", "--no-such-flag"},
+	} {
+		if code, _, stderr := run(t, "", args...); code != ExitUsage || stderr == "" {
+			t.Errorf("%v: exit %d (want %d) stderr %q", args, code, ExitUsage, stderr)
+		}
+	}
+}
+
+func TestCheckJSON(t *testing.T) {
+	code, out, stderr := run(t, "", "check", "-f", scenario, "--config", scenario+"config.yaml", "-o", "json", "-f", "-")
+	_ = stderr
+	// The scenario directory holds config.yaml, which is no manifest.
+	if code != ExitUsage {
+		t.Fatalf("a directory with a non-manifest: exit %d", code)
+	}
+	code, out, stderr = run(t, "", "check", "-f", scenario+"mutate.yaml", "-f", scenario+"rejected.yaml", "--config", scenario+"config.yaml", "-o", "json")
+	if code != ExitDenied {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var rep struct {
+		Results []struct {
+			Kind, Namespace, Name string
+			Allowed, Mutated      bool
+			Patch                 []map[string]any
+			Violations            []struct{ Code, Message, Field, Action string }
+			Object                map[string]any
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if len(rep.Results) != 6 {
+		t.Fatalf("want 6 results, got %d", len(rep.Results))
+	}
+	vs := rep.Results[0]
+	if vs.Kind != "VirtualService" || !vs.Allowed || !vs.Mutated || len(vs.Patch) == 0 || vs.Object["spec"] == nil {
+		t.Errorf("mutated VirtualService: %+v", vs)
+	}
+	se := rep.Results[2]
+	if se.Allowed || len(se.Violations) != 1 || se.Violations[0].Code != "EGR101" || se.Violations[0].Field != "spec.hosts[0]" || se.Violations[0].Action != "deny" {
+		t.Errorf("denied ServiceEntry: %+v", se)
+	}
+}
+
+func TestCheckStdinAndPlatformPolicies(t *testing.T) {
+	dir := t.TempDir()
+	policy := `package egressguard.rules.platform
+
+deny contains {"code": "PLT001", "field": "metadata.labels.team", "message": "metadata.labels.team: every object names its team"} if {
+	not input.object.metadata.labels.team
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "team.rego"), []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	manifest := "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: default}\nspec: {host: reviews}\n"
+	code, out, stderr := run(t, manifest, "check", "-f", "-", "--policies", dir)
+	if code != ExitDenied || !strings.Contains(out, "PLT001") {
+		t.Errorf("platform rule: exit %d\n%s%s", code, out, stderr)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "broken.rego"), []byte("package egressguard.rules.broken\n\ndeny contains x if {\n\tx := \n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = run(t, manifest, "check", "-f", "-", "--policies", dir)
+	if code != ExitUsage || !strings.Contains(stderr, "broken.rego:") {
+		t.Errorf("a compile error names file and line: exit %d %s", code, stderr)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "broken.rego"), []byte("package elsewhere\n\nx := 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = run(t, manifest, "check", "-f", "-", "--policies", dir)
+	if code != ExitUsage || !strings.Contains(stderr, "broken.rego:1: package elsewhere must be under egressguard.rules") {
+		t.Errorf("a module outside egressguard.rules: exit %d %s", code, stderr)
+	}
+}
+
+func TestCheckRejectsUndecodableObjects(t *testing.T) {
+	for name, manifest := range map[string]string{
+		"unknown field": "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\nspec: {hosts: [a.com], resolutionz: DNS}\n",
+		"wrong type":    "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\nspec: {hosts: [a.com], ports: [{number: eighty, name: http, protocol: HTTP}]}\n",
+	} {
+		code, _, stderr := run(t, manifest, "check", "-f", "-")
+		if code != ExitUsage || !strings.Contains(stderr, "ServiceEntry default/s") {
+			t.Errorf("%s: exit %d stderr %q", name, code, stderr)
+		}
+		t.Logf("%s: %s", name, stderr)
+	}
+}

@@ -1,0 +1,47 @@
+package object
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestPathAt(t *testing.T) {
+	doc := `{"hosts":["a.com","b.com"],"ports":[{"name":"http","number":"eighty"}],"x":{"y":[1,[2,3]]}}`
+	for _, tc := range []struct{ at, want string }{
+		{`"b.com"`, "spec.hosts[1]"},
+		{`"eighty"`, "spec.ports[0].number"},
+		{`"number"`, "spec.ports[0].number"},
+		{`3]`, "spec.x.y[1][1]"},
+		{`{"name"`, "spec.ports[0]"},
+	} {
+		off := strings.Index(doc, tc.at)
+		if got := pathAt([]byte(doc), off, "spec"); got != tc.want {
+			t.Errorf("at %s: got %s, want %s", tc.at, got, tc.want)
+		}
+	}
+}
+
+func TestDecodeErrorsNameTheField(t *testing.T) {
+	for _, tc := range []struct {
+		name, raw, want string
+		strict     bool
+	}{
+		{"type", `{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"s"},"spec":{"hosts":["a"],"ports":[{"number":"eighty","name":"http"}]}}`, `spec.ports[0].number: invalid value for uint32 field number: "eighty"`, false},
+		{"enum", `{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"s"},"spec":{"hosts":["a"],"resolution":"WHAT"}}`, `spec.resolution: invalid value for enum field resolution: "WHAT"`, true},
+		{"not a list", `{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"v"},"spec":{"hosts":"a.com"}}`, `spec.hosts`, false},
+		{"unknown strict", `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"d"},"spec":{"host":"a","trafficPolicy":{"tlz":{}}}}`, `spec.trafficPolicy.tlz: unknown field "tlz"`, true},
+		{"unknown metadata", `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"d","labelz":{}},"spec":{"host":"a"}}`, `metadata.`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kind := strings.Split(strings.Split(tc.raw, `"kind":"`)[1], `"`)[0]
+			_, err := Decode(kind, []byte(tc.raw), tc.strict)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+	raw := `{"apiVersion":"networking.istio.io/v1beta1","kind":"DestinationRule","metadata":{"name":"d"},"spec":{"host":"a","trafficPolicy":{"tlz":{}}}}`
+	if _, err := Decode(DestinationRule, []byte(raw), false); err != nil {
+		t.Errorf("lenient decoding ignores unknown fields (the API server prunes them): %v", err)
+	}
+}
