@@ -135,8 +135,8 @@ func (d *Deps) prepare(req admission.Request, e *engine.Engine) (engine.Request,
 		Operation: string(req.Operation),
 		Group:     req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind,
 		Namespace: req.Namespace, Name: req.Name,
-		DryRun:    req.DryRun != nil && *req.DryRun,
-		Object:    req.Object.Raw, OldObject: req.OldObject.Raw,
+		DryRun: req.DryRun != nil && *req.DryRun,
+		Object: req.Object.Raw, OldObject: req.OldObject.Raw,
 	}
 	if in.Name == "" {
 		in.Name = generateName(req.Object.Raw)

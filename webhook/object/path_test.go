@@ -24,7 +24,7 @@ func TestPathAt(t *testing.T) {
 func TestDecodeErrorsNameTheField(t *testing.T) {
 	for _, tc := range []struct {
 		name, raw, want string
-		strict     bool
+		strict          bool
 	}{
 		{"type", `{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"s"},"spec":{"hosts":["a"],"ports":[{"number":"eighty","name":"http"}]}}`, `spec.ports[0].number: invalid value for uint32 field number: "eighty"`, false},
 		{"enum", `{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"s"},"spec":{"hosts":["a"],"resolution":"WHAT"}}`, `spec.resolution: invalid value for enum field resolution: "WHAT"`, true},
