@@ -1,6 +1,7 @@
 # egress-guard. Everything the build and the tests need is built from Go
 # modules into .cache/ (git-ignored); nothing is downloaded at run time.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
 .DEFAULT_GOAL := build
 
 CACHE      := $(CURDIR)/.cache
