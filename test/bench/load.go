@@ -255,11 +255,13 @@ type rssSeries struct {
 	firstErr string
 	wrong    map[string]int
 	checked  int
+	// incomplete: the time limit stopped the run before the end.
+	incomplete bool
 }
 
 // growth is the RSS growth from the 20% mark to the end.
 func (s *rssSeries) growth() float64 {
-	if len(s.rss) < 3 || s.rss[2] == 0 {
+	if len(s.rss) < 4 || s.rss[2] == 0 {
 		return math.NaN()
 	}
 	return float64(s.rss[len(s.rss)-1]-s.rss[2]) / float64(s.rss[2])
@@ -267,7 +269,8 @@ func (s *rssSeries) growth() float64 {
 
 // rssRun sends total requests to each target, in ten steps interleaved
 // across the targets so that both see the same machine, and samples each
-// target's RSS before the run and after every step.
+// target's RSS before the run and after every step. Past the time limit it
+// stops and returns the samples taken, marked incomplete.
 func rssRun(ctx context.Context, rs []*review, tgs []*target, total int64, timeout time.Duration, sampleEvery int) ([]*rssSeries, error) {
 	out := make([]*rssSeries, len(tgs))
 	for i, tg := range tgs {
@@ -287,13 +290,19 @@ func rssRun(ctx context.Context, rs []*review, tgs []*target, total int64, timeo
 		for i, tg := range tgs {
 			left := time.Until(deadline)
 			if left <= 0 {
-				return out, fmt.Errorf("memory run: over the %s time limit at %d%%", timeout, (k-1)*10)
+				for _, s := range out {
+					s.incomplete = true
+				}
+				return out, nil
 			}
 			t, err := tg.closedLoop(ctx, rs, left, count, false, sampleEvery)
 			if err != nil {
 				return out, err
 			}
 			s := out[i]
+			if t.requests+t.errors < int(count) {
+				s.incomplete = true // stopped by the time limit
+			}
 			s.requests += t.requests
 			s.errors += t.errors
 			s.elapsed += t.elapsed
@@ -308,7 +317,7 @@ func rssRun(ctx context.Context, rs []*review, tgs []*target, total int64, timeo
 			if err != nil {
 				return out, err
 			}
-			s.at = append(s.at, s.at[len(s.at)-1]+count)
+			s.at = append(s.at, s.at[len(s.at)-1]+int64(t.requests+t.errors))
 			s.rss = append(s.rss, v)
 		}
 	}
