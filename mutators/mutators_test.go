@@ -189,6 +189,16 @@ func TestOriginateTLS(t *testing.T) {
 			}
 		})
 	}
+	// A new port-level setting replaces the traffic policy for its port:
+	// the other settings are carried over.
+	lb := &networking.LoadBalancerSettings{LbPolicy: &networking.LoadBalancerSettings_Simple{Simple: networking.LoadBalancerSettings_ROUND_ROBIN}}
+	obj := dr(&networking.TrafficPolicy{LoadBalancer: lb})
+	if err := Apply(obj, []engine.Intent{mutual}); err != nil {
+		t.Fatal(err)
+	}
+	if pls := obj.Spec.TrafficPolicy.PortLevelSettings[0]; !proto.Equal(pls.LoadBalancer, lb) || pls.ConnectionPool != nil {
+		t.Errorf("port-level setting: %v", pls)
+	}
 	if err := Apply(dr(nil), []engine.Intent{{Type: OriginateTLS, Port: 443, Mode: "STRONG"}}); err == nil {
 		t.Error("an unknown mode is an error")
 	}

@@ -39,15 +39,20 @@ func originateTLS(dr *networkingv1.DestinationRule, in engine.Intent) error {
 		}
 	}
 	if pls == nil {
-		pls = &networking.TrafficPolicy_PortTrafficPolicy{Port: &networking.PortSelector{Number: in.Port}}
+		// A port-level setting replaces the traffic policy for its port
+		// entirely: carry the traffic policy's settings over, so that only
+		// the TLS changes.
+		pls = &networking.TrafficPolicy_PortTrafficPolicy{
+			Port:             &networking.PortSelector{Number: in.Port},
+			LoadBalancer:     clone(tp.LoadBalancer),
+			ConnectionPool:   clone(tp.ConnectionPool),
+			OutlierDetection: clone(tp.OutlierDetection),
+			Tls:              clone(tp.Tls),
+		}
 		tp.PortLevelSettings = append(tp.PortLevelSettings, pls)
 	}
 	if pls.Tls == nil {
 		pls.Tls = &networking.ClientTLSSettings{}
-		// A port-level setting replaces the traffic policy's: start from it.
-		if tp.Tls != nil {
-			pls.Tls = proto.Clone(tp.Tls).(*networking.ClientTLSSettings)
-		}
 	}
 	tls := pls.Tls
 	switch {
@@ -66,4 +71,16 @@ func originateTLS(dr *networkingv1.DestinationRule, in engine.Intent) error {
 		}
 	}
 	return nil
+}
+
+// clone copies a message, keeping nil as nil.
+func clone[M interface {
+	proto.Message
+	comparable
+}](m M) M {
+	var zero M
+	if m == zero {
+		return zero
+	}
+	return proto.Clone(m).(M)
 }

@@ -229,7 +229,7 @@ func newStore(cfg *config.Config, inv Inventory) (storage.Store, error) {
 	if err := json.Unmarshal(raw, &data); err != nil {
 		return nil, err
 	}
-	return inmem.NewFromObject(data), nil
+	return inmem.NewFromObjectWithOpts(data, inmem.OptReturnASTValuesOnRead(true)), nil
 }
 
 type module struct {

@@ -74,49 +74,44 @@ gateway_host := data.config.gatewayHost
 
 gateway_ref := data.config.gateway.gateway
 
+# The names the gateway Service goes by from any namespace.
+gateway_names := {
+	gateway_host,
+	concat(".", [data.config.gateway.service, data.config.gateway.namespace]),
+	concat(".", [data.config.gateway.service, data.config.gateway.namespace, "svc"]),
+}
+
 # is_gateway_host(host, ns): host names the egress gateway Service as written
 # in a resource in namespace ns.
-is_gateway_host(host, _) if host == gateway_host
-
-is_gateway_host(host, _) if host == concat(".", [data.config.gateway.service, data.config.gateway.namespace])
-
-is_gateway_host(host, _) if host == concat(".", [data.config.gateway.service, data.config.gateway.namespace, "svc"])
+is_gateway_host(host, _) if host in gateway_names
 
 is_gateway_host(host, ns) if {
 	host == data.config.gateway.service
 	ns == data.config.gateway.namespace
 }
 
-# qualify(gw, ns): a Gateway reference as namespace/name.
-qualify("mesh", _) := "mesh"
-
-qualify(gw, ns) := concat("/", [ns, gw]) if {
-	gw != "mesh"
-	not contains(gw, "/")
-}
-
-qualify(gw, _) := gw if contains(gw, "/")
-
-# The gateways a route applies to: its match's, else the VirtualService's,
-# else the mesh.
-route_gateways(vs, route, ns) := {qualify(gw, ns) |
-	some m in object.get(route, "match", [])
-	some gw in m.gateways
-} if {
-	some m in object.get(route, "match", [])
-	count(object.get(m, "gateways", [])) > 0
-}
-
-else := {qualify(gw, ns) | some gw in vs.spec.gateways} if count(object.get(vs.spec, "gateways", [])) > 0
-
-else := {"mesh"}
-
-mesh_route(vs, route, ns) if "mesh" in route_gateways(vs, route, ns)
-
-# Whether a VirtualService is seen by sidecars.
+# mesh_bound(vs): the object applies to sidecars (no gateways means mesh).
 mesh_bound(vs) if count(object.get(vs.spec, "gateways", [])) == 0
 
 mesh_bound(vs) if "mesh" in vs.spec.gateways
+
+# mesh_route(vs, route): sidecars use the route. A match without gateways
+# applies to the object's gateways; a route without matches likewise.
+mesh_route(vs, route) if {
+	count(object.get(route, "match", [])) == 0
+	mesh_bound(vs)
+}
+
+mesh_route(vs, route) if {
+	some m in route.match
+	count(object.get(m, "gateways", [])) == 0
+	mesh_bound(vs)
+}
+
+mesh_route(_, route) if {
+	some m in route.match
+	"mesh" in m.gateways
+}
 
 # TLS strength, for "never downgrade": unset and DISABLE are plain text.
 tls_strength(mode) := {"DISABLE": 0, "SIMPLE": 1, "MUTUAL": 2, "ISTIO_MUTUAL": 2}[mode]

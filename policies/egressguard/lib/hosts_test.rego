@@ -128,19 +128,16 @@ test_is_gateway_host if {
 	not lib.is_gateway_host("test.com", "default") with data.config as _config
 }
 
-test_qualify if {
-	lib.qualify("mesh", "default") == "mesh"
-	lib.qualify("egress-gateway", "default") == "default/egress-gateway"
-	lib.qualify("istio-system/egress-gateway", "default") == "istio-system/egress-gateway"
-}
-
-test_route_gateways if {
+test_mesh_route if {
 	vs := {"spec": {"gateways": ["mesh", "egress-gateway"]}}
-	lib.route_gateways(vs, {}, "default") == {"mesh", "default/egress-gateway"}
-	lib.route_gateways(vs, {"match": [{"gateways": ["istio-system/egress-gateway"]}]}, "default") == {"istio-system/egress-gateway"}
-	lib.route_gateways({"spec": {}}, {"match": [{"port": 80}]}, "default") == {"mesh"}
-	lib.mesh_route(vs, {}, "default")
-	not lib.mesh_route(vs, {"match": [{"gateways": ["egress-gateway"]}]}, "default")
+	lib.mesh_route(vs, {})
+	lib.mesh_route({"spec": {}}, {"match": [{"port": 80}]})
+	not lib.mesh_route(vs, {"match": [{"gateways": ["egress-gateway"]}]})
+	not lib.mesh_route({"spec": {"gateways": ["egress-gateway"]}}, {"match": [{"port": 80}]})
+
+	# A match without gateways applies to the object's gateways, mesh included.
+	lib.mesh_route(vs, {"match": [{"gateways": ["istio-system/egress-gateway"]}, {"uri": {"prefix": "/"}}]})
+	lib.mesh_route({"spec": {"gateways": ["egress-gateway"]}}, {"match": [{"gateways": ["mesh"]}]})
 }
 
 test_mesh_bound if {

@@ -57,15 +57,15 @@ deny contains {
 	field := concat(".", [path, "tls.insecureSkipVerify"])
 }
 
-# The TLS in force on the origination port: the port's own setting, else the
-# traffic policy's.
-_effective(port) := [sprintf("spec.trafficPolicy.portLevelSettings[%d].tls", [i]), pls.tls] if {
+# The TLS in force on the origination port: a port-level setting for the port
+# replaces the traffic policy's entirely (Istio does not inherit destination
+# level settings into port-level ones), else the traffic policy's.
+_effective(port) := [sprintf("spec.trafficPolicy.portLevelSettings[%d].tls", [i]), object.get(pls, "tls", {})] if {
 	some i, pls in _dr.spec.trafficPolicy.portLevelSettings
 	pls.port.number == port
-	pls.tls
 } else := ["spec.trafficPolicy.tls", _dr.spec.trafficPolicy.tls] if {
 	_dr.spec.trafficPolicy.tls
-} else := ["spec.trafficPolicy", {}]
+} else := ["spec.trafficPolicy.tls", {}]
 
 # EGR303: weaker TLS than the origination the platform set for the host.
 deny contains {

@@ -225,3 +225,18 @@ test_cluster_local_name_made_external_by_allow if {
 		with data.inventory as {"serviceEntries": []}
 	{v.field | some v in out; v.code == "EGR301"} == {"spec.trafficPolicy.tls.mode"}
 }
+
+# A port-level setting does not inherit the traffic policy's TLS: the port
+# runs without TLS, which is weaker than the origination.
+test_egr303_port_level_setting_without_tls if {
+	spec := {"host": "test.com", "trafficPolicy": {
+		"tls": _mutual,
+		"portLevelSettings": [{"port": {"number": 443}, "connectionPool": {"tcp": {"maxConnections": 10}}}],
+	}}
+	_fields("default", spec, "EGR303") == {"spec.trafficPolicy.portLevelSettings[0].tls.mode"}
+	_intents("default", spec) == {_originate_test}
+}
+
+test_egr303_field_without_traffic_policy if {
+	_fields("default", {"host": "test.com"}, "EGR303") == {"spec.trafficPolicy.tls.mode"}
+}

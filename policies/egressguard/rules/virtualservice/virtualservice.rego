@@ -11,33 +11,65 @@ _ns := input.namespace
 
 _sections := ["http", "tls", "tcp"]
 
-# _routes contains [section, index, route] for every route of the object.
-_routes contains [section, i, route] if {
+# Every host the object names, classified once per evaluation.
+_hosts contains host if some host in _vs.spec.hosts
+
+_hosts contains d.destination.host if {
 	some section in _sections
-	some i, route in object.get(_vs.spec, section, [])
+	some route in _vs.spec[section]
+	some d in route.route
 }
 
-# The hosts a route serves: a TLS route's SNI names, else the object's hosts.
-_route_hosts("tls", route) := {h |
+_hosts contains host if {
+	some route in _vs.spec.tls
 	some m in route.match
-	some h in m.sniHosts
-} if {
-	some m in object.get(route, "match", [])
+	some host in m.sniHosts
+}
+
+# _external: hosts whose traffic leaves the cluster (the gateway is not one).
+_external contains host if {
+	some host in _hosts
+	lib.external(host)
+	not lib.is_gateway_host(host, _ns)
+}
+
+_allowed contains host if {
+	some host in _external
+	lib.allowed_host(host, _ns)
+}
+
+_object_external if {
+	some host in _vs.spec.hosts
+	host in _external
+}
+
+_has_sni(route) if {
+	some m in route.match
 	count(object.get(m, "sniHosts", [])) > 0
 }
 
-else := {h | some h in _vs.spec.hosts}
+# _external_traffic(section, route): the route carries traffic for an
+# external host: a TLS route's SNI names (else the object's hosts) or a
+# destination is external.
+_external_traffic(section, _) if {
+	section != "tls"
+	_object_external
+}
 
-_route_hosts(section, _) := {h | some h in _vs.spec.hosts} if section != "tls"
+_external_traffic("tls", route) if {
+	not _has_sni(route)
+	_object_external
+}
 
-_external_traffic(section, route) if {
-	some h in _route_hosts(section, route)
-	lib.external(h)
+_external_traffic("tls", route) if {
+	some m in route.match
+	some host in m.sniHosts
+	host in _external
 }
 
 _external_traffic(_, route) if {
 	some d in route.route
-	lib.external(d.destination.host)
+	d.destination.host in _external
 }
 
 _dest_port(d) := object.get(d, ["destination", "port", "number"], 0)
@@ -47,20 +79,28 @@ _dest_port(d) := object.get(d, ["destination", "port", "number"], 0)
 deny contains {
 	"code": "EGR201",
 	"field": field,
-	"message": sprintf("%s: mesh traffic to external host %q must go through the egress gateway %q, not to %q", [field, host, lib.gateway_host, d.destination.host]),
+	"message": sprintf("%s: mesh traffic to external host %q must go through the egress gateway %q, not to %q", [field, _named_external(section, route, d), lib.gateway_host, d.destination.host]),
 } if {
-	some [section, i, route] in _routes
-	lib.mesh_route(_vs, route, _ns)
+	some section in _sections
+	some i, route in _vs.spec[section]
+	lib.mesh_route(_vs, route)
 	_external_traffic(section, route)
 	some j, d in route.route
 	not lib.is_gateway_host(d.destination.host, _ns)
 	field := sprintf("spec.%s[%d].route[%d].destination.host", [section, i, j])
-	host := _first_external(section, route, d)
 }
 
-_first_external(section, route, d) := d.destination.host if lib.external(d.destination.host)
+_named_external(section, route, d) := d.destination.host if d.destination.host in _external
 
-else := min({h | some h in _route_hosts(section, route); lib.external(h)})
+else := min({host |
+	some m in route.match
+	some host in m.sniHosts
+	host in _external
+}) if {
+	section == "tls"
+}
+
+else := min({host | some host in _vs.spec.hosts; host in _external})
 
 # EGR202: an external host of a mesh-bound VirtualService that no allow entry
 # covers for the namespace.
@@ -71,8 +111,8 @@ deny contains {
 } if {
 	lib.mesh_bound(_vs)
 	some i, host in _vs.spec.hosts
-	lib.external(host)
-	not lib.allowed_host(host, _ns)
+	host in _external
+	not host in _allowed
 }
 
 # EGR202: a route destination (on any gateway) to an external host, or port,
@@ -80,24 +120,22 @@ deny contains {
 deny contains {
 	"code": "EGR202",
 	"field": field,
-	"message": sprintf("%s: external host %q is not allowed for namespace %q", [field, d.destination.host, _ns]),
+	"message": message,
 } if {
-	some [section, i, route] in _routes
+	some section in _sections
+	some i, route in _vs.spec[section]
 	some j, d in route.route
-	lib.external(d.destination.host)
-	not lib.allowed_host(d.destination.host, _ns)
+	d.destination.host in _external
+	[field, message] := _destination_problem(section, i, j, d)
+}
+
+_destination_problem(section, i, j, d) := [field, sprintf("%s: external host %q is not allowed for namespace %q", [field, d.destination.host, _ns])] if {
+	not d.destination.host in _allowed
 	field := sprintf("spec.%s[%d].route[%d].destination.host", [section, i, j])
 }
 
-deny contains {
-	"code": "EGR202",
-	"field": field,
-	"message": sprintf("%s: port %d of external host %q is not allowed for namespace %q", [field, _dest_port(d), d.destination.host, _ns]),
-} if {
-	some [section, i, route] in _routes
-	some j, d in route.route
-	lib.external(d.destination.host)
-	lib.allowed_host(d.destination.host, _ns)
+_destination_problem(section, i, j, d) := [field, sprintf("%s: port %d of external host %q is not allowed for namespace %q", [field, _dest_port(d), d.destination.host, _ns])] if {
+	d.destination.host in _allowed
 	not lib.allowed_port(d.destination.host, _dest_port(d), _ns)
 	field := sprintf("spec.%s[%d].route[%d].destination.port.number", [section, i, j])
 }
@@ -115,14 +153,14 @@ intents contains {
 	"gatewaySubset": _subset(route),
 	"targetPorts": [_target_port(section, d) | some d in route.route],
 } if {
-	some [section, i, route] in _routes
-	lib.mesh_route(_vs, route, _ns)
+	some section in _sections
+	some i, route in _vs.spec[section]
 	count(object.get(route, "route", [])) > 0
 	every d in route.route {
-		lib.external(d.destination.host)
-		not lib.is_gateway_host(d.destination.host, _ns)
+		d.destination.host in _allowed
 		lib.allowed_port(d.destination.host, _dest_port(d), _ns)
 	}
+	lib.mesh_route(_vs, route)
 }
 
 _gateway_port("http", _) := data.config.gateway.ports.http

@@ -338,3 +338,25 @@ test_cluster_local_name_made_external_by_inventory if {
 		with data.inventory as {"serviceEntries": [{"namespace": "default", "name": "nas", "hosts": ["nas.office.local"], "location": "MESH_EXTERNAL"}]}
 	codes == {"EGR201", "EGR202"}
 }
+
+# The gateway Service written as service.namespace is neither external nor
+# unallowed.
+test_gateway_short_forms_no_violations if {
+	every host in ["istio-egressgateway.istio-system", "istio-egressgateway.istio-system.svc", _gw] {
+		count(_deny("default", {"hosts": ["test.com"], "http": [{"route": [_dest(host, 80)]}]})) == 0
+	}
+}
+
+# A match without gateways applies to the object's gateways, mesh included.
+test_egr201_match_without_gateways_inherits_mesh if {
+	spec := {
+		"hosts": ["test.com"],
+		"gateways": ["mesh", "istio-system/egress-gateway"],
+		"http": [{
+			"match": [{"gateways": ["istio-system/egress-gateway"]}, {"uri": {"prefix": "/"}}],
+			"route": [_dest("test.com", 443)],
+		}],
+	}
+	"EGR201" in _codes("default", spec)
+	count(_intents("default", spec)) == 1
+}

@@ -1,0 +1,139 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/egress-guard/egress-guard/webhook/config"
+)
+
+func testConfig(t testing.TB) *config.Config {
+	t.Helper()
+	c, err := config.Parse([]byte(`
+apiVersion: egressguard.io/v1alpha1
+kind: EgressGuardConfig
+gateway: {gateway: istio-system/egress-gateway}
+allow:
+- hosts: [test.com]
+  ports: [80, 443]
+  origination: {mode: MUTUAL, port: 443, credentialName: test.client}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+const directVS = `{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"v","namespace":"default"},
+"spec":{"hosts":["test.com"],"http":[{"match":[{"port":80}],"route":[{"destination":{"host":"test.com","port":{"number":80}}}]}]}}`
+
+func request(kind, obj string) Request {
+	return Request{Operation: "CREATE", Group: "networking.istio.io", Version: "v1", Kind: kind, Namespace: "default", Name: "v", Object: []byte(obj)}
+}
+
+func TestIntentsAndViolations(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Options{Config: testConfig(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := Input(request("VirtualService", directVS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	intents, err := e.Intents(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(intents) != 1 || intents[0].Type != "route_via_gateway" || intents[0].GatewayPort != 80 || len(intents[0].TargetPorts) != 1 || intents[0].TargetPorts[0] != 443 {
+		t.Fatalf("intents: %+v", intents)
+	}
+	vs, err := e.Violations(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != 1 || vs[0].Code != "EGR201" || vs[0].Action != config.ActionDeny || vs[0].Field != "spec.http[0].route[0].destination.host" {
+		t.Fatalf("violations: %+v", vs)
+	}
+}
+
+func TestPlatformPolicies(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	write := func(name, src string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("team.rego", `package egressguard.rules.team
+
+deny contains {"code": "PLT001", "message": "metadata.labels.team: missing", "field": "metadata.labels.team", "action": "warn"} if {
+	not input.object.metadata.labels.team
+}
+`)
+	write("team_test.rego", "package egressguard.rules.team_test\n\nthis is not rego\n")
+	// A ConfigMap mount keeps its files in ..data; the links at the top are what count.
+	if err := os.MkdirAll(filepath.Join(dir, "..2026_01_01"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write("..2026_01_01/team.rego", "package egressguard.rules.team\n\nbroken if {")
+	e, err := New(ctx, Options{Config: testConfig(t), PolicyDirs: []string{dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := Input(request("DestinationRule", `{"metadata":{"name":"d"},"spec":{"host":"reviews"}}`))
+	vs, err := e.Violations(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != 1 || vs[0].Code != "PLT001" || vs[0].Action != config.ActionWarn {
+		t.Fatalf("platform violation with its own action: %+v", vs)
+	}
+
+	write("bad.rego", "package egressguard.rules.bad\n\ndeny contains x if {\n\tx := y\n}\n")
+	if _, err := New(ctx, Options{Config: testConfig(t), PolicyDirs: []string{dir}}); err == nil || !strings.Contains(err.Error(), "bad.rego:4") {
+		t.Fatalf("a compile error names file and line: %v", err)
+	}
+	write("bad.rego", "package egressguard.rules.bad\n\ndeny contains {\"code\": \"X1\", \"message\": \"m\", \"action\": \"explode\"} if true\n")
+	e, err = New(ctx, Options{Config: testConfig(t), PolicyDirs: []string{dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Violations(ctx, in); err == nil || !strings.Contains(err.Error(), `"explode"`) {
+		t.Fatalf("an unknown action is an error: %v", err)
+	}
+}
+
+func TestInputRejectsBadJSON(t *testing.T) {
+	if _, err := Input(request("VirtualService", `{"spec":`)); err == nil || !strings.Contains(err.Error(), "object") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// BenchmarkEvaluate measures one admission's policy work: the input
+// conversion and both queries.
+func BenchmarkEvaluate(b *testing.B) {
+	ctx := context.Background()
+	e, err := New(ctx, Options{Config: testConfig(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := request("VirtualService", directVS)
+	b.ReportAllocs()
+	for b.Loop() {
+		in, err := Input(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.Intents(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.Violations(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
