@@ -164,14 +164,9 @@ func tlsLegs(r *networking.TLSRoute, in engine.Intent) (*networking.TLSRoute, *n
 		return nil, nil, fmt.Errorf("a tls route needs a match with sniHosts")
 	}
 	meshLeg.Route = []*networking.RouteDestination{{Destination: gatewayDestination(in)}}
-	for j, d := range r.Route {
-		up, err := upstream(d.GetDestination(), in, j)
-		if err != nil {
-			return nil, nil, err
-		}
-		gatewayLeg.Route = append(gatewayLeg.Route, &networking.RouteDestination{Destination: up, Weight: d.Weight})
-	}
-	return meshLeg, gatewayLeg, nil
+	var err error
+	gatewayLeg.Route, err = upstreamRoutes(r.Route, in)
+	return meshLeg, gatewayLeg, err
 }
 
 func tcpLegs(r *networking.TCPRoute, in engine.Intent) (*networking.TCPRoute, *networking.TCPRoute, error) {
@@ -188,14 +183,22 @@ func tcpLegs(r *networking.TCPRoute, in engine.Intent) (*networking.TCPRoute, *n
 	gatewayLeg := &networking.TCPRoute{
 		Match: []*networking.L4MatchAttributes{{Gateways: []string{in.Gateway}, Port: in.GatewayPort}},
 	}
-	for j, d := range r.Route {
+	var err error
+	gatewayLeg.Route, err = upstreamRoutes(r.Route, in)
+	return meshLeg, gatewayLeg, err
+}
+
+// upstreamRoutes are a TLS or TCP gateway leg's destinations.
+func upstreamRoutes(routes []*networking.RouteDestination, in engine.Intent) ([]*networking.RouteDestination, error) {
+	out := make([]*networking.RouteDestination, 0, len(routes))
+	for j, d := range routes {
 		up, err := upstream(d.GetDestination(), in, j)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		gatewayLeg.Route = append(gatewayLeg.Route, &networking.RouteDestination{Destination: up, Weight: d.Weight})
+		out = append(out, &networking.RouteDestination{Destination: up, Weight: d.Weight})
 	}
-	return meshLeg, gatewayLeg, nil
+	return out, nil
 }
 
 func legName(name string) string {

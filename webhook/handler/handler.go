@@ -46,10 +46,7 @@ var _ admission.Handler = (*Validator)(nil)
 
 // Handle answers a mutating admission request.
 func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	start := time.Now()
-	resp, decision := h.handle(ctx, req)
-	h.Metrics.Request("mutate", req.Kind.Kind, string(req.Operation), decision, time.Since(start))
-	return resp
+	return h.observe("mutate", req, func() (admission.Response, string) { return h.handle(ctx, req) })
 }
 
 func (h *Mutator) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
@@ -89,9 +86,14 @@ func (h *Mutator) handle(ctx context.Context, req admission.Request) (admission.
 
 // Handle answers a validating admission request.
 func (h *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	return h.observe("validate", req, func() (admission.Response, string) { return h.handle(ctx, req) })
+}
+
+// observe times a decision and counts it.
+func (d *Deps) observe(webhook string, req admission.Request, decide func() (admission.Response, string)) admission.Response {
 	start := time.Now()
-	resp, decision := h.handle(ctx, req)
-	h.Metrics.Request("validate", req.Kind.Kind, string(req.Operation), decision, time.Since(start))
+	resp, decision := decide()
+	d.Metrics.Request(webhook, req.Kind.Kind, string(req.Operation), decision, time.Since(start))
 	return resp
 }
 
