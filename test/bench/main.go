@@ -19,7 +19,8 @@
 //  2. open loop at -rate requests/s for -duration: every request is sent at
 //     its intended time and its latency counts from that time, so a server
 //     stall is charged to every request queued behind it (no coordinated
-//     omission): p50/p99/p99.9, errors, server CPU per request;
+//     omission): p50/p99/p99.9 of the answered requests, errors (timeouts
+//     included) counted apart, server CPU per request;
 //  3. in-process policy evaluation with the engine package (input building
 //     plus the violations and intents queries), -eval-n evaluations timed
 //     one by one: p50/p99;
