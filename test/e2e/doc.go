@@ -7,6 +7,9 @@
 // registered through a MutatingWebhookConfiguration and a
 // ValidatingWebhookConfiguration that use a url clientConfig and a caBundle.
 // Objects are applied and read back with kubectl, as a user would.
+// The control plane, certificates, webhook configurations, serve processes
+// and scenario loading come from package test/harness, which the demo
+// (make demo) uses as well.
 //
 // Every directory under test/scenarios is one scenario. A fresh egress-guard
 // process is started with the scenario's config.yaml, and these optional files

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,131 +11,31 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"strings"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/yaml"
-)
 
-// scenarioFiles are the fixture files of a scenario, in the order they are read.
-var scenarioFiles = []string{"compliant.yaml", "mutate.yaml", "mutate-expected.yaml", "rejected.yaml"}
+	"github.com/egress-guard/egress-guard/test/harness"
+)
 
 // scenariosDir is test/scenarios, or $EGRESS_GUARD_SCENARIOS.
 func scenariosDir() string {
 	if dir := os.Getenv("EGRESS_GUARD_SCENARIOS"); dir != "" {
 		return dir
 	}
-	return filepath.Join(env.root, "test", "scenarios")
-}
-
-// scenario is one directory of fixtures.
-type scenario struct {
-	name      string
-	dir       string
-	config    string
-	policies  string // empty when the scenario has no policies/ directory
-	compliant []*doc
-	mutate    []*doc
-	expected  []*doc
-	rejected  []*doc
-	exempt    []string // config.exemptNamespaces, defaulted
-}
-
-func loadScenario(t *testing.T, dir string) *scenario {
-	t.Helper()
-	s := &scenario{name: filepath.Base(dir), dir: dir, config: filepath.Join(dir, "config.yaml")}
-	data, err := os.ReadFile(s.config)
-	if err != nil {
-		t.Fatalf("scenario %s: %v", s.name, err)
-	}
-	var cfg struct {
-		ExemptNamespaces *[]string `json:"exemptNamespaces"`
-	}
-	if err := yaml.Unmarshal(data, &cfg); err != nil {
-		t.Fatalf("scenario %s: config.yaml: %v", s.name, err)
-	}
-	if cfg.ExemptNamespaces == nil {
-		s.exempt = []string{"kube-system", "istio-system"} // the documented default
-	} else {
-		s.exempt = *cfg.ExemptNamespaces
-	}
-	if fi, err := os.Stat(filepath.Join(dir, "policies")); err == nil && fi.IsDir() {
-		s.policies = filepath.Join(dir, "policies")
-	}
-	out := t.TempDir()
-	for _, name := range scenarioFiles {
-		docs, err := loadDocs(dir, name, out)
-		if err != nil {
-			t.Fatalf("scenario %s: %v", s.name, err)
-		}
-		switch name {
-		case "compliant.yaml":
-			s.compliant = docs
-		case "mutate.yaml":
-			s.mutate = docs
-		case "mutate-expected.yaml":
-			s.expected = docs
-		case "rejected.yaml":
-			s.rejected = docs
-		}
-	}
-	return s
-}
-
-// namespaces are the namespaces of every object in the scenario.
-func (s *scenario) namespaces() []string {
-	set := map[string]bool{}
-	for _, docs := range [][]*doc{s.compliant, s.mutate, s.expected, s.rejected} {
-		for _, d := range docs {
-			set[d.obj.GetNamespace()] = true
-		}
-	}
-	var out []string
-	for ns := range set {
-		out = append(out, ns)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// expectedFor returns the mutate-expected.yaml document with the same kind
-// and name as d, preferring the same namespace.
-func (s *scenario) expectedFor(d *doc) *doc {
-	var match *doc
-	for _, e := range s.expected {
-		if e.obj.GetKind() != d.obj.GetKind() || e.obj.GetName() != d.obj.GetName() {
-			continue
-		}
-		if e.obj.GetNamespace() == d.obj.GetNamespace() {
-			return e
-		}
-		if match == nil {
-			match = e
-		}
-	}
-	return match
+	return filepath.Join(env.Root, "test", "scenarios")
 }
 
 func TestScenarios(t *testing.T) {
-	root := scenariosDir()
-	entries, err := os.ReadDir(root)
+	dirs, err := harness.ScenarioDirs(scenariosDir())
 	if err != nil {
-		t.Fatalf("reading the scenarios: %v", err)
-	}
-	var dirs []string
-	for _, e := range entries {
-		if e.IsDir() {
-			dirs = append(dirs, filepath.Join(root, e.Name()))
-		}
-	}
-	if len(dirs) == 0 {
-		t.Fatalf("no scenario directories in %s", root)
+		t.Fatal(err)
 	}
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) { runScenario(t, dir) })
@@ -144,104 +43,82 @@ func TestScenarios(t *testing.T) {
 }
 
 func runScenario(t *testing.T, dir string) {
-	s := loadScenario(t, dir)
-	ctx := context.Background()
-	for _, ns := range s.namespaces() {
-		if err := env.ensureNamespace(ctx, ns); err != nil {
-			t.Fatal(err)
-		}
+	s, err := harness.LoadScenario(dir, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range s.Namespaces() {
+		env.ensureNamespace(t, ns)
 	}
 
-	g := env.startGuard(t, s.config, s.policies)
+	g := env.startGuard(t, s.Config, s.Policies)
 	env.useGuard(t, g)
 
 	// Whatever this scenario stores is deleted when it ends, so that the next
 	// scenario starts from a clean slate. (Cleanups run last-in first-out: this
 	// one runs before the guard is stopped.)
-	var created []*doc
+	var created []*harness.Doc
 	t.Cleanup(func() { env.deleteDocs(t, created) })
-	created = append(created, s.compliant...)
-	created = append(created, s.mutate...)
-	created = append(created, s.rejected...)
+	created = append(created, s.Compliant...)
+	created = append(created, s.Mutate...)
+	created = append(created, s.Rejected...)
 
 	t.Run("endpoints", func(t *testing.T) { testEndpoints(t, g) })
 
 	// Dry runs first: the objects must not exist yet, and must not exist after.
 	t.Run("dry-run", func(t *testing.T) {
-		for _, d := range s.mutate {
-			t.Run("mutate_"+d.testName(), func(t *testing.T) {
-				want := s.expectedFor(d)
-				if want == nil {
-					t.Fatalf("%s has no document with kind %s and name %s in mutate-expected.yaml (%d documents)", d, d.obj.GetKind(), d.obj.GetName(), len(s.expected))
-				}
-				r := env.kubectl("apply", "--dry-run=server", "-o", "json", "-f", d.path)
-				if r.err != nil {
+		for _, d := range s.Mutate {
+			t.Run("mutate_"+testName(d), func(t *testing.T) {
+				want := expectedFor(t, s, d)
+				r := env.kubectl("apply", "--dry-run=server", "-o", "json", "-f", d.Path)
+				if r.Err != nil {
 					t.Fatalf("server-side dry run of %s failed:\n%s", d, r)
 				}
 				var printed map[string]any
-				if err := json.Unmarshal([]byte(r.stdout), &printed); err != nil {
+				if err := json.Unmarshal([]byte(r.Stdout), &printed); err != nil {
 					t.Fatalf("server-side dry run of %s: decoding the printed object: %v\n%s", d, err, r)
 				}
-				checkSpec(t, "dry run of "+d.String()+" (printed object)", want.spec(), printed)
+				checkSpec(t, "dry run of "+d.String()+" (printed object)", want.Spec(), printed)
 				if obj, found := env.getObject(t, d); found {
 					t.Errorf("server-side dry run of %s stored the object:\n%s", d, indent(prettyJSON(obj)))
 				}
 			})
 		}
-		for _, d := range s.rejected {
-			t.Run("rejected_"+d.testName(), func(t *testing.T) {
-				r := env.kubectl("apply", "--dry-run=server", "-f", d.path)
+		for _, d := range s.Rejected {
+			t.Run("rejected_"+testName(d), func(t *testing.T) {
+				r := env.kubectl("apply", "--dry-run=server", "-f", d.Path)
 				checkRejected(t, d, r)
 			})
 		}
 	})
 
 	t.Run("compliant", func(t *testing.T) {
-		if len(s.compliant) == 0 {
-			t.Skip("no compliant.yaml")
-		}
-		r := env.kubectl("apply", "-f", filepath.Join(s.dir, "compliant.yaml"))
-		if r.err != nil {
-			t.Errorf("kubectl apply of compliant.yaml failed:\n%s", r)
-		} else {
-			t.Logf("%s", r)
-		}
-		for _, d := range s.compliant {
-			t.Run(d.testName(), func(t *testing.T) {
+		applyFile(t, s, "compliant.yaml", s.Compliant)
+		for _, d := range s.Compliant {
+			t.Run(testName(d), func(t *testing.T) {
 				obj, found := env.getObject(t, d)
 				if !found {
 					t.Fatalf("%s was not stored (see the kubectl apply output above)", d)
 				}
-				checkSpec(t, d.String()+" (compliant, must be stored unchanged)", d.spec(), obj)
+				checkSpec(t, d.String()+" (compliant, must be stored unchanged)", d.Spec(), obj)
 			})
 		}
 	})
 
 	t.Run("mutate", func(t *testing.T) {
-		if len(s.mutate) == 0 {
-			t.Skip("no mutate.yaml")
-		}
-		r := env.kubectl("apply", "-f", filepath.Join(s.dir, "mutate.yaml"))
-		if r.err != nil {
-			t.Errorf("kubectl apply of mutate.yaml failed:\n%s", r)
-		} else {
-			t.Logf("%s", r)
-		}
-		versions := map[*doc]string{}
-		for _, d := range s.mutate {
-			t.Run(d.testName(), func(t *testing.T) {
-				want := s.expectedFor(d)
-				if want == nil {
-					t.Fatalf("%s has no document with kind %s and name %s in mutate-expected.yaml (%d documents)", d, d.obj.GetKind(), d.obj.GetName(), len(s.expected))
-				}
+		applyFile(t, s, "mutate.yaml", s.Mutate)
+		versions := map[*harness.Doc]string{}
+		for _, d := range s.Mutate {
+			t.Run(testName(d), func(t *testing.T) {
+				want := expectedFor(t, s, d)
 				obj, found := env.getObject(t, d)
 				if !found {
 					t.Fatalf("%s was not stored (see the kubectl apply output above)", d)
 				}
-				if reflect.DeepEqual(d.spec(), want.spec()) {
+				if reflect.DeepEqual(d.Spec(), want.Spec()) {
 					t.Errorf("fixture: %s has the same .spec as %s; a mutate.yaml object must need fixing", d, want)
 				}
-				checkSpec(t, d.String()+" (mutated, compared with "+want.String()+")", want.spec(), obj)
+				checkSpec(t, d.String()+" (mutated, compared with "+want.String()+")", want.Spec(), obj)
 				if md, ok := obj["metadata"].(map[string]any); ok {
 					versions[d], _ = md["resourceVersion"].(string)
 				}
@@ -252,12 +129,12 @@ func runScenario(t *testing.T, dir string) {
 		// webhook fixes the file's form the same way, so the stored object
 		// stays as it is.
 		t.Run("reapply", func(t *testing.T) {
-			r := env.kubectl("apply", "-f", filepath.Join(s.dir, "mutate.yaml"))
-			if r.err != nil {
+			r := env.kubectl("apply", "-f", filepath.Join(s.Dir, "mutate.yaml"))
+			if r.Err != nil {
 				t.Fatalf("second kubectl apply of mutate.yaml failed:\n%s", r)
 			}
-			for _, d := range s.mutate {
-				want := s.expectedFor(d)
+			for _, d := range s.Mutate {
+				want := s.ExpectedFor(d)
 				if want == nil {
 					continue
 				}
@@ -266,7 +143,7 @@ func runScenario(t *testing.T, dir string) {
 					t.Errorf("%s is gone after the second apply", d)
 					continue
 				}
-				checkSpec(t, d.String()+" after the second apply", want.spec(), obj)
+				checkSpec(t, d.String()+" after the second apply", want.Spec(), obj)
 				md, _ := obj["metadata"].(map[string]any)
 				if rv, _ := md["resourceVersion"].(string); versions[d] != "" && rv != versions[d] {
 					t.Errorf("%s changed on the second apply (resourceVersion %s -> %s): the mutation is not stable\n%s", d, versions[d], rv, r)
@@ -276,12 +153,12 @@ func runScenario(t *testing.T, dir string) {
 	})
 
 	t.Run("rejected", func(t *testing.T) {
-		if len(s.rejected) == 0 {
+		if len(s.Rejected) == 0 {
 			t.Skip("no rejected.yaml")
 		}
-		for _, d := range s.rejected {
-			t.Run(d.testName(), func(t *testing.T) {
-				r := env.kubectl("apply", "-f", d.path)
+		for _, d := range s.Rejected {
+			t.Run(testName(d), func(t *testing.T) {
+				r := env.kubectl("apply", "-f", d.Path)
 				checkRejected(t, d, r)
 			})
 		}
@@ -292,27 +169,25 @@ func runScenario(t *testing.T, dir string) {
 	// kube-system (namespaceSelector), so there the guard is asked directly;
 	// in the other exempt namespaces kubectl applies the objects as well.
 	t.Run("exempt-namespace", func(t *testing.T) {
-		if len(s.exempt) == 0 {
+		if len(s.Exempt) == 0 {
 			t.Skip("config.yaml exempts no namespace")
 		}
-		if len(s.rejected)+len(s.mutate) == 0 {
+		if len(s.Rejected)+len(s.Mutate) == 0 {
 			t.Skip("no rejected.yaml or mutate.yaml objects to place in an exempt namespace")
 		}
 		out := t.TempDir()
-		for _, ns := range s.exempt {
+		for _, ns := range s.Exempt {
 			t.Run(ns, func(t *testing.T) {
 				viaAPIServer := ns != "kube-system"
 				if viaAPIServer {
-					if err := env.ensureNamespace(ctx, ns); err != nil {
-						t.Fatal(err)
-					}
+					env.ensureNamespace(t, ns)
 				}
-				for _, src := range append(append([]*doc{}, s.rejected...), s.mutate...) {
-					d, err := derive(src, out, ns, exemptName(src.obj.GetName()))
+				for _, src := range append(append([]*harness.Doc{}, s.Rejected...), s.Mutate...) {
+					d, err := derive(src, out, ns, exemptName(src.Obj.GetName()))
 					if err != nil {
 						t.Fatal(err)
 					}
-					t.Run(src.testName(), func(t *testing.T) {
+					t.Run(testName(src), func(t *testing.T) {
 						for _, path := range []string{"/mutate", "/validate"} {
 							resp := postReview(t, g, path, reviewRequest(t, d))
 							if !resp.Allowed {
@@ -325,16 +200,16 @@ func runScenario(t *testing.T, dir string) {
 						if !viaAPIServer {
 							return
 						}
-						t.Cleanup(func() { env.deleteDocs(t, []*doc{d}) })
-						r := env.kubectl("apply", "-f", d.path)
-						if r.err != nil {
+						t.Cleanup(func() { env.deleteDocs(t, []*harness.Doc{d}) })
+						r := env.kubectl("apply", "-f", d.Path)
+						if r.Err != nil {
 							t.Fatalf("%s is in exempt namespace %s and must be admitted, but kubectl apply failed:\n%s", d, ns, r)
 						}
 						obj, found := env.getObject(t, d)
 						if !found {
 							t.Fatalf("%s was not stored", d)
 						}
-						checkSpec(t, d.String()+" (exempt namespace "+ns+", must be stored unchanged)", d.spec(), obj)
+						checkSpec(t, d.String()+" (exempt namespace "+ns+", must be stored unchanged)", d.Spec(), obj)
 					})
 				}
 			})
@@ -342,6 +217,31 @@ func runScenario(t *testing.T, dir string) {
 	})
 
 	t.Run("unknown-kind", func(t *testing.T) { testUnknownKind(t, g) })
+}
+
+// applyFile applies the scenario file name whole, as a user would; t is
+// skipped when the file has no objects.
+func applyFile(t *testing.T, s *harness.Scenario, name string, docs []*harness.Doc) {
+	t.Helper()
+	if len(docs) == 0 {
+		t.Skip("no " + name)
+	}
+	r := env.kubectl("apply", "-f", filepath.Join(s.Dir, name))
+	if r.Err != nil {
+		t.Errorf("kubectl apply of %s failed:\n%s", name, r)
+	} else {
+		t.Logf("%s", r)
+	}
+}
+
+// expectedFor returns the mutate-expected.yaml form of d, or fails t.
+func expectedFor(t *testing.T, s *harness.Scenario, d *harness.Doc) *harness.Doc {
+	t.Helper()
+	want := s.ExpectedFor(d)
+	if want == nil {
+		t.Fatalf("%s has no document with kind %s and name %s in mutate-expected.yaml (%d documents)", d, d.Obj.GetKind(), d.Obj.GetName(), len(s.Expected))
+	}
+	return want
 }
 
 // exemptName names the copy of an object placed in an exempt namespace, so
@@ -355,16 +255,16 @@ func exemptName(name string) string {
 }
 
 // checkRejected fails t unless r failed with every code d expects.
-func checkRejected(t *testing.T, d *doc, r result) {
+func checkRejected(t *testing.T, d *harness.Doc, r harness.Result) {
 	t.Helper()
-	codes := expectCodes(d)
+	codes := d.ExpectCodes()
 	if len(codes) == 0 {
-		t.Errorf("%s has no %s annotation listing the rule codes it must be rejected with", d, expectCodesAnnotation)
+		t.Errorf("%s has no %s annotation listing the rule codes it must be rejected with", d, harness.ExpectCodesAnnotation)
 	}
-	if r.err == nil {
+	if r.Err == nil {
 		t.Fatalf("%s must be rejected with %v, but kubectl apply succeeded:\n%s", d, codes, r)
 	}
-	out := r.output()
+	out := r.Output()
 	if !strings.Contains(out, "admission webhook") {
 		t.Errorf("%s was refused, but not by an admission webhook:\n%s", d, r)
 	}
@@ -383,8 +283,8 @@ func checkRejected(t *testing.T, d *doc, r result) {
 }
 
 // testEndpoints checks the health, readiness and metrics endpoints.
-func testEndpoints(t *testing.T, g *guard) {
-	https := env.httpsClient()
+func testEndpoints(t *testing.T, g *harness.Guard) {
+	https := env.certs.HTTPClient()
 	plain := &http.Client{Timeout: https.Timeout}
 	for _, c := range []struct {
 		client *http.Client
@@ -392,9 +292,9 @@ func testEndpoints(t *testing.T, g *guard) {
 	}{
 		{https, g.URL() + "/healthz"},
 		{https, g.URL() + "/readyz"},
-		{plain, "http://" + g.healthAddr + "/healthz"},
-		{plain, "http://" + g.healthAddr + "/readyz"},
-		{plain, "http://" + g.metricsAddr + "/metrics"},
+		{plain, "http://" + g.HealthAddr + "/healthz"},
+		{plain, "http://" + g.HealthAddr + "/readyz"},
+		{plain, "http://" + g.MetricsAddr + "/metrics"},
 	} {
 		resp, err := c.client.Get(c.url)
 		if err != nil {
@@ -414,10 +314,8 @@ const unknownKindNamespace = "e2e-unknown-kind"
 // testUnknownKind checks that an Istio kind the guard does not police is
 // admitted untouched: through the API server and kubectl, and by the
 // webhook endpoints themselves when they are asked directly.
-func testUnknownKind(t *testing.T, g *guard) {
-	if err := env.ensureNamespace(context.Background(), unknownKindNamespace); err != nil {
-		t.Fatal(err)
-	}
+func testUnknownKind(t *testing.T, g *harness.Guard) {
+	env.ensureNamespace(t, unknownKindNamespace)
 	gateway := map[string]any{
 		"apiVersion": "networking.istio.io/v1",
 		"kind":       "Gateway",
@@ -430,22 +328,22 @@ func testUnknownKind(t *testing.T, g *guard) {
 			}},
 		},
 	}
-	d, err := writeDoc(t.TempDir(), "unknown-kind", gateway)
+	d, err := harness.NewDoc(t.TempDir(), "unknown-kind", 0, &unstructured.Unstructured{Object: gateway})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	t.Run("kubectl", func(t *testing.T) {
-		t.Cleanup(func() { env.deleteDocs(t, []*doc{d}) })
-		r := env.kubectl("apply", "-f", d.path)
-		if r.err != nil {
+		t.Cleanup(func() { env.deleteDocs(t, []*harness.Doc{d}) })
+		r := env.kubectl("apply", "-f", d.Path)
+		if r.Err != nil {
 			t.Fatalf("kubectl apply of %s failed:\n%s", d, r)
 		}
 		obj, found := env.getObject(t, d)
 		if !found {
 			t.Fatalf("%s was not stored", d)
 		}
-		checkSpec(t, d.String(), d.spec(), obj)
+		checkSpec(t, d.String(), d.Spec(), obj)
 	})
 
 	for _, path := range []string{"/mutate", "/validate"} {
@@ -471,23 +369,23 @@ var resources = map[string]string{
 }
 
 // reviewRequest is the CREATE request the API server would send for d.
-func reviewRequest(t *testing.T, d *doc) *admissionv1.AdmissionRequest {
+func reviewRequest(t *testing.T, d *harness.Doc) *admissionv1.AdmissionRequest {
 	t.Helper()
-	raw, err := d.obj.MarshalJSON()
+	raw, err := d.Obj.MarshalJSON()
 	if err != nil {
 		t.Fatal(err)
 	}
-	gvk := d.obj.GroupVersionKind()
+	gvk := d.Obj.GroupVersionKind()
 	resource, ok := resources[gvk.Kind]
 	if !ok {
 		resource = strings.ToLower(gvk.Kind) + "s"
 	}
 	return &admissionv1.AdmissionRequest{
-		UID:       types.UID(fmt.Sprintf("e2e-%s-%s-%s", strings.ToLower(gvk.Kind), d.obj.GetNamespace(), d.obj.GetName())),
+		UID:       types.UID(fmt.Sprintf("e2e-%s-%s-%s", strings.ToLower(gvk.Kind), d.Obj.GetNamespace(), d.Obj.GetName())),
 		Kind:      metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
 		Resource:  metav1.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: resource},
-		Name:      d.obj.GetName(),
-		Namespace: d.obj.GetNamespace(),
+		Name:      d.Obj.GetName(),
+		Namespace: d.Obj.GetNamespace(),
 		Operation: admissionv1.Create,
 		UserInfo:  authenticationv1.UserInfo{Username: "e2e", Groups: []string{"system:authenticated"}},
 		Object:    runtime.RawExtension{Raw: raw},
@@ -496,7 +394,7 @@ func reviewRequest(t *testing.T, d *doc) *admissionv1.AdmissionRequest {
 
 // postReview sends an AdmissionReview straight to the guard and returns
 // its response.
-func postReview(t *testing.T, g *guard, path string, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+func postReview(t *testing.T, g *harness.Guard, path string, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	t.Helper()
 	review := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
@@ -506,7 +404,7 @@ func postReview(t *testing.T, g *guard, path string, req *admissionv1.AdmissionR
 	if err != nil {
 		t.Fatal(err)
 	}
-	httpResp, err := env.httpsClient().Post(g.URL()+path, "application/json", bytes.NewReader(body))
+	httpResp, err := env.certs.HTTPClient().Post(g.URL()+path, "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}
