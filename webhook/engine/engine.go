@@ -26,12 +26,6 @@ import (
 // RulesPackage is the package every rule module lives under.
 const RulesPackage = "egressguard.rules"
 
-// The queries the engine prepares.
-const (
-	violationsQuery = "data.egressguard.main.violations"
-	intentsQuery    = "data.egressguard.main.intents"
-)
-
 // Violation is a broken rule.
 type Violation struct {
 	Code    string        `json:"code"`
@@ -85,11 +79,22 @@ type Options struct {
 // Engine holds the compiled policies and prepared queries. It is safe for
 // concurrent use and never changes; reloads build a new Engine.
 type Engine struct {
-	cfg        *config.Config
+	cfg *config.Config
+	// all gathers every rules package (data.egressguard.main); byKind holds,
+	// for each handled kind, the queries over the packages that can apply.
+	all     queries
+	byKind  map[string]*queries
+	modules []string
+}
+
+type queries struct {
 	violations rego.PreparedEvalQuery
 	intents    rego.PreparedEvalQuery
-	modules    []string
 }
+
+// Kinds the engine dispatches on: the package egressguard.rules.<lowercase
+// kind> holds a kind's rules; other rules packages are evaluated for every kind.
+var dispatchKinds = []string{"ServiceEntry", "VirtualService", "DestinationRule"}
 
 // New compiles the policies and prepares the queries.
 func New(ctx context.Context, opts Options) (*Engine, error) {
@@ -105,6 +110,9 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	for _, m := range modules {
 		parsed[m.name] = m.module
 	}
+	for _, m := range dispatchModules(modules) {
+		parsed[m.name] = m.module
+	}
 	if compiler.Compile(parsed); compiler.Failed() {
 		return nil, fmt.Errorf("compiling policies: %w", compiler.Errors)
 	}
@@ -112,18 +120,86 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: opts.Config}
+	e := &Engine{cfg: opts.Config, byKind: map[string]*queries{}}
 	for _, m := range modules {
 		e.modules = append(e.modules, m.name)
 	}
-	for q, dst := range map[string]*rego.PreparedEvalQuery{violationsQuery: &e.violations, intentsQuery: &e.intents} {
-		pq, err := rego.New(rego.Query(q), rego.Compiler(compiler), rego.Store(store)).PrepareForEval(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("preparing %s: %w", q, err)
+	prepare := func(pkg string) (*queries, error) {
+		qs := &queries{}
+		for q, dst := range map[string]*rego.PreparedEvalQuery{pkg + ".violations": &qs.violations, pkg + ".intents": &qs.intents} {
+			pq, err := rego.New(rego.Query(q), rego.Compiler(compiler), rego.Store(store)).PrepareForEval(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("preparing %s: %w", q, err)
+			}
+			*dst = pq
 		}
-		*dst = pq
+		return qs, nil
+	}
+	all, err := prepare("data.egressguard.main")
+	if err != nil {
+		return nil, err
+	}
+	e.all = *all
+	for _, kind := range dispatchKinds {
+		if e.byKind[kind], err = prepare("data." + dispatchPackage(kind)); err != nil {
+			return nil, err
+		}
 	}
 	return e, nil
+}
+
+func (e *Engine) queries(kind string) *queries {
+	if q, ok := e.byKind[kind]; ok {
+		return q
+	}
+	return &e.all
+}
+
+func dispatchPackage(kind string) string {
+	return "egressguard.dispatch." + strings.ToLower(kind)
+}
+
+// dispatchModules writes, for each handled kind, a module gathering the
+// rules packages that can apply to it, so that an evaluation does not visit
+// the others. It leaves out the exemption check of egressguard.main: callers
+// skip exempt namespaces before evaluating (guard.Skip).
+func dispatchModules(modules []module) []module {
+	kindPackages := map[string]bool{}
+	for _, k := range dispatchKinds {
+		kindPackages[strings.ToLower(k)] = true
+	}
+	var pkgs []string
+	seen := map[string]bool{}
+	for _, m := range modules {
+		path := strings.TrimPrefix(m.module.Package.Path.String(), "data.")
+		if !strings.HasPrefix(path, RulesPackage+".") || seen[path] {
+			continue
+		}
+		seen[path] = true
+		pkgs = append(pkgs, path)
+	}
+	sort.Strings(pkgs)
+	out := make([]module, 0, len(dispatchKinds))
+	for _, kind := range dispatchKinds {
+		lower := strings.ToLower(kind)
+		var b strings.Builder
+		fmt.Fprintf(&b, "package %s\n\n", dispatchPackage(kind))
+		for _, pkg := range pkgs {
+			first, _, _ := strings.Cut(strings.TrimPrefix(pkg, RulesPackage+"."), ".")
+			if kindPackages[first] && first != lower {
+				continue
+			}
+			fmt.Fprintf(&b, "violations contains v if some v in data.%s.deny\n\n", pkg)
+			fmt.Fprintf(&b, "intents contains v if some v in data.%s.intents\n\n", pkg)
+		}
+		name := "dispatch/" + lower + ".rego"
+		m, err := parse(name, []byte(b.String()))
+		if err != nil {
+			panic("generated dispatch module does not parse: " + err.Error())
+		}
+		out = append(out, module{name, m})
+	}
+	return out
 }
 
 // Config is the configuration the engine was built with.
@@ -133,8 +209,8 @@ func (e *Engine) Config() *config.Config { return e.cfg }
 func (e *Engine) Modules() []string { return e.modules }
 
 // Violations evaluates the rules against input.
-func (e *Engine) Violations(ctx context.Context, input ast.Value) ([]Violation, error) {
-	set, err := eval(ctx, &e.violations, input)
+func (e *Engine) Violations(ctx context.Context, input *Prepared) ([]Violation, error) {
+	set, err := eval(ctx, &e.queries(input.Kind).violations, input.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +221,9 @@ func (e *Engine) Violations(ctx context.Context, input ast.Value) ([]Violation, 
 			return nil, fmt.Errorf("policy returned a violation that is not an object: %v", x)
 		}
 		v := Violation{Code: str(m["code"]), Message: str(m["message"]), Field: str(m["field"]), Action: config.Action(str(m["action"]))}
+		if v.Action == "" {
+			v.Action = e.cfg.Enforcement
+		}
 		if v.Code == "" || v.Message == "" {
 			return nil, fmt.Errorf("policy returned a violation without code or message: %v", x)
 		}
@@ -163,8 +242,8 @@ func (e *Engine) Violations(ctx context.Context, input ast.Value) ([]Violation, 
 }
 
 // Intents evaluates the mutation intents for input.
-func (e *Engine) Intents(ctx context.Context, input ast.Value) ([]Intent, error) {
-	set, err := eval(ctx, &e.intents, input)
+func (e *Engine) Intents(ctx context.Context, input *Prepared) ([]Intent, error) {
+	set, err := eval(ctx, &e.queries(input.Kind).intents, input.Value)
 	if err != nil || len(set) == 0 {
 		return nil, err
 	}

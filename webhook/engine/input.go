@@ -23,9 +23,15 @@ type Request struct {
 	OldObject []byte
 }
 
-// Input converts the request into OPA's value once, so that both queries and
-// every rule share it.
-func Input(r Request) (ast.Value, error) {
+// Prepared is a request converted into OPA's value.
+type Prepared struct {
+	Kind  string
+	Value ast.Value
+}
+
+// Input converts the request into OPA's value once, so that every rule of
+// an evaluation shares it.
+func Input(r Request) (*Prepared, error) {
 	items := [][2]*ast.Term{
 		ast.Item(ast.StringTerm("operation"), ast.StringTerm(r.Operation)),
 		ast.Item(ast.StringTerm("kind"), ast.ObjectTerm(
@@ -50,5 +56,5 @@ func Input(r Request) (ast.Value, error) {
 		}
 		items = append(items, ast.Item(ast.StringTerm(f.key), ast.NewTerm(v)))
 	}
-	return ast.NewObject(items...), nil
+	return &Prepared{Kind: r.Kind, Value: ast.NewObject(items...)}, nil
 }

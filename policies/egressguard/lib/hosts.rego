@@ -8,7 +8,9 @@ cluster_local(host) if not contains(host, ".")
 
 cluster_local(host) if endswith(host, ".svc")
 
-cluster_local(host) if endswith(host, concat("", [".svc.", data.config.clusterDomain]))
+cluster_local(host) if endswith(host, _service_suffix)
+
+_service_suffix := concat("", [".svc.", data.config.clusterDomain])
 
 cluster_local(host) if endswith(host, ".local")
 
@@ -51,23 +53,69 @@ _namespace_ok(entry, ns) if ns in entry.namespaces
 allowed_host(host, ns) if count(entries(host, ns)) > 0
 
 # allowed_port(host, port, ns): port 0 stands for "no port given".
-allowed_port(host, 0, ns) if allowed_host(host, ns)
+allowed_port(host, port, ns) if _port_ok(entries(host, ns), port)
 
-allowed_port(host, port, ns) if {
-	some entry in entries(host, ns)
+_port_ok(found, 0) if count(found) > 0
+
+_port_ok(found, _) if {
+	some entry in found
 	not entry.ports
 }
 
-allowed_port(host, port, ns) if {
-	some entry in entries(host, ns)
+_port_ok(found, port) if {
+	some entry in found
 	port in entry.ports
 }
 
 # The origination entry for host in ns, if any.
-origination(host, ns) := found[0] if {
-	found := [entry.origination | some entry in entries(host, ns); entry.origination]
+origination(host, ns) := _first_origination(entries(host, ns))
+
+_first_origination(found) := origs[0] if {
+	origs := [entry.origination | some entry in found; entry.origination]
+	count(origs) > 0
+}
+
+# Facts about the hosts of the object under review, computed once per
+# evaluation: rules should prefer these to the functions above.
+
+# request_hosts: every host the object names.
+request_hosts contains host if some host in input.object.spec.hosts
+
+request_hosts contains input.object.spec.host if input.object.spec.host
+
+request_hosts contains d.destination.host if {
+	some section in ["http", "tls", "tcp"]
+	some route in input.object.spec[section]
+	some d in route.route
+}
+
+request_hosts contains host if {
+	some route in input.object.spec.tls
+	some m in route.match
+	some host in m.sniHosts
+}
+
+# external_hosts: those whose traffic leaves the cluster (never the gateway).
+external_hosts contains host if {
+	some host in request_hosts
+	external(host)
+	not is_gateway_host(host, input.namespace)
+}
+
+# host_entries[host]: the allow entries covering an external host for the
+# object's namespace.
+host_entries[host] := entries(host, input.namespace) if some host in external_hosts
+
+allowed_hosts contains host if {
+	some host, found in host_entries
 	count(found) > 0
 }
+
+# request_port_ok(host, port): an external host of the object allows port.
+request_port_ok(host, port) if _port_ok(host_entries[host], port)
+
+# request_origination[host]: the origination for an allowed host.
+request_origination[host] := _first_origination(found) if some host, found in host_entries
 
 # The egress gateway Service's FQDN and its Gateway resource (namespace/name).
 gateway_host := data.config.gatewayHost

@@ -39,7 +39,7 @@ deny contains {
 	"field": field,
 	"message": sprintf("%s: tls mode %q turns off tls to external host %q", [field, "DISABLE", _host]),
 } if {
-	lib.external(_host)
+	_host in lib.external_hosts
 	some [path, tls] in _tls
 	tls.mode == "DISABLE"
 	field := concat(".", [path, "tls.mode"])
@@ -51,7 +51,7 @@ deny contains {
 	"field": field,
 	"message": sprintf("%s: %q skips verification of external host %q", [field, "true", _host]),
 } if {
-	lib.external(_host)
+	_host in lib.external_hosts
 	some [path, tls] in _tls
 	tls.insecureSkipVerify == true
 	field := concat(".", [path, "tls.insecureSkipVerify"])
@@ -73,8 +73,8 @@ deny contains {
 	"field": field,
 	"message": sprintf("%s: tls mode %q on port %d of external host %q is weaker than the required %q", [field, mode, o.port, _host, o.mode]),
 } if {
-	lib.external(_host)
-	o := lib.origination(_host, _ns)
+	_host in lib.external_hosts
+	o := lib.request_origination[_host]
 	[path, tls] := _effective(o.port)
 	mode := object.get(tls, "mode", "DISABLE")
 	lib.tls_strength(mode) < lib.tls_strength(o.mode)
@@ -90,8 +90,8 @@ intents contains {
 	"credentialName": object.get(o, "credentialName", ""),
 	"sni": object.get(o, "sni", ""),
 } if {
-	lib.external(_host)
-	o := lib.origination(_host, _ns)
+	_host in lib.external_hosts
+	o := lib.request_origination[_host]
 	[_, tls] := _effective(o.port)
 	_needs_origination(tls, o)
 }

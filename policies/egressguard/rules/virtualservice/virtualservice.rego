@@ -11,32 +11,9 @@ _ns := input.namespace
 
 _sections := ["http", "tls", "tcp"]
 
-# Every host the object names, classified once per evaluation.
-_hosts contains host if some host in _vs.spec.hosts
+_external := lib.external_hosts
 
-_hosts contains d.destination.host if {
-	some section in _sections
-	some route in _vs.spec[section]
-	some d in route.route
-}
-
-_hosts contains host if {
-	some route in _vs.spec.tls
-	some m in route.match
-	some host in m.sniHosts
-}
-
-# _external: hosts whose traffic leaves the cluster (the gateway is not one).
-_external contains host if {
-	some host in _hosts
-	lib.external(host)
-	not lib.is_gateway_host(host, _ns)
-}
-
-_allowed contains host if {
-	some host in _external
-	lib.allowed_host(host, _ns)
-}
+_allowed := lib.allowed_hosts
 
 _object_external if {
 	some host in _vs.spec.hosts
@@ -136,7 +113,7 @@ _destination_problem(section, i, j, d) := [field, sprintf("%s: external host %q 
 
 _destination_problem(section, i, j, d) := [field, sprintf("%s: port %d of external host %q is not allowed for namespace %q", [field, _dest_port(d), d.destination.host, _ns])] if {
 	d.destination.host in _allowed
-	not lib.allowed_port(d.destination.host, _dest_port(d), _ns)
+	not lib.request_port_ok(d.destination.host, _dest_port(d))
 	field := sprintf("spec.%s[%d].route[%d].destination.port.number", [section, i, j])
 }
 
@@ -158,7 +135,7 @@ intents contains {
 	count(object.get(route, "route", [])) > 0
 	every d in route.route {
 		d.destination.host in _allowed
-		lib.allowed_port(d.destination.host, _dest_port(d), _ns)
+		lib.request_port_ok(d.destination.host, _dest_port(d))
 	}
 	lib.mesh_route(_vs, route)
 }
@@ -180,16 +157,16 @@ _gateway_port("tls", route) := p if {
 
 # HTTP with origination goes to the origination port; anything else keeps
 # the destination's port (0: none given).
-_target_port("http", d) := o.port if o := lib.origination(d.destination.host, _ns)
-
-else := _dest_port(d)
+_target_port("http", d) := p if {
+	p := lib.request_origination[d.destination.host].port
+} else := _dest_port(d)
 
 _target_port(section, d) := _dest_port(d) if section != "http"
 
 _subset(route) := subsets[0] if {
 	subsets := [entry.gatewaySubset |
 		some d in route.route
-		some entry in lib.entries(d.destination.host, _ns)
+		some entry in lib.host_entries[d.destination.host]
 		entry.gatewaySubset
 	]
 	count(subsets) > 0
