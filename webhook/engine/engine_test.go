@@ -137,3 +137,43 @@ func BenchmarkEvaluate(b *testing.B) {
 		}
 	}
 }
+
+// A package named after a kind is evaluated for that kind only; others for
+// every kind.
+func TestDispatchByKind(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for name, src := range map[string]string{
+		"se.rego":  "package egressguard.rules.serviceentry.extra\n\ndeny contains {\"code\": \"SE1\", \"message\": \"m\"} if true\n",
+		"any.rego": "package egressguard.rules.everything\n\ndeny contains {\"code\": \"ANY1\", \"message\": \"m\"} if true\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := New(ctx, Options{Config: testConfig(t), PolicyDirs: []string{dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := func(kind, obj string) string {
+		in, err := Input(request(kind, obj))
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs, err := e.Violations(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, v := range vs {
+			out = append(out, v.Code)
+		}
+		return strings.Join(out, ",")
+	}
+	if got := codes("ServiceEntry", `{"spec":{"hosts":["reviews"],"location":"MESH_INTERNAL"}}`); got != "ANY1,SE1" {
+		t.Errorf("ServiceEntry: %s", got)
+	}
+	if got := codes("DestinationRule", `{"spec":{"host":"reviews"}}`); got != "ANY1" {
+		t.Errorf("DestinationRule: %s", got)
+	}
+}
