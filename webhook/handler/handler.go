@@ -121,8 +121,11 @@ func (h *Validator) handle(ctx context.Context, req admission.Request) (admissio
 	resp = admission.Allowed("").WithWarnings(d.Warnings...)
 	if len(d.Recorded) > 0 {
 		resp.AuditAnnotations = map[string]string{}
+		seen := map[string]int{}
 		for _, v := range d.Recorded {
-			resp.AuditAnnotations["dryrun."+strings.ToLower(v.Code)] = v.Field + ": " + v.Message
+			code := strings.ToLower(v.Code)
+			resp.AuditAnnotations[fmt.Sprintf("dryrun.%s.%d", code, seen[code])] = v.Message
+			seen[code]++
 		}
 		return resp, "dryrun"
 	}

@@ -196,7 +196,7 @@ var cases = []handlerCase{{
 	mutate: want{allowed: true, decision: "allowed"},
 	validate: want{allowed: true, decision: "dryrun", audit: []string{"dryrun.egr101"},
 		auditValues: []string{`"httpbin.org"`, `"httpstat.us"`},
-		knownBug:    "auditAnnotations are keyed by rule code, so the second EGR101 overwrites the first"},
+	},
 	violations: []string{"ServiceEntry EGR101 dryrun", "ServiceEntry EGR101 dryrun"},
 }, {
 	// An admission.k8s.io/v1beta1 review is answered in kind.

@@ -23,6 +23,7 @@ func limitBody(limit int64, next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
 			httpError(w, http.StatusMethodNotAllowed, "only POST of an AdmissionReview is served here")
 			return
 		}

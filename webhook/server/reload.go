@@ -52,6 +52,9 @@ func (h *Holder) Load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// What was tried, good or bad: a broken file is reported once, not on
+	// every tick, and tried again when it changes.
+	h.digest = digest
 	cfg := config.Default()
 	if h.configFile != "" {
 		if cfg, err = config.LoadFile(h.configFile); err != nil {
@@ -63,7 +66,6 @@ func (h *Holder) Load(ctx context.Context) error {
 		return err
 	}
 	h.current.Store(e)
-	h.digest = digest
 	return nil
 }
 
@@ -74,6 +76,7 @@ func (h *Holder) Watch(ctx context.Context, interval time.Duration) {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	lastErr := ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -88,10 +91,14 @@ func (h *Holder) Watch(ctx context.Context, interval time.Duration) {
 			err = h.Load(ctx)
 		}
 		if err != nil {
-			h.metrics.Reload(false)
-			h.log.Error(err, "reload failed; keeping the last good configuration and policies")
+			if err.Error() != lastErr {
+				h.metrics.Reload(false)
+				h.log.Error(err, "reload failed; keeping the last good configuration and policies")
+			}
+			lastErr = err.Error()
 			continue
 		}
+		lastErr = ""
 		h.metrics.Reload(true)
 		h.log.Info("reloaded configuration and policies", "enforcement", h.Get().Config().Enforcement)
 	}
