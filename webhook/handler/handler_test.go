@@ -189,12 +189,12 @@ var cases = []handlerCase{{
 }, {
 	name:       "dryrun-enforcement",
 	mutate:     want{allowed: true, decision: "dryrun", warnings: []string{"egress-guard DestinationRule default/test-com-plain: dry run, would patch: add /spec/trafficPolicy/portLevelSettings"}},
-	validate:   want{allowed: true, decision: "dryrun", audit: []string{"dryrun.egr303"}, auditValues: []string{`"MUTUAL"`}},
+	validate:   want{allowed: true, decision: "dryrun", audit: []string{"dryrun.egr303.0"}, auditValues: []string{`"MUTUAL"`}},
 	violations: []string{"DestinationRule EGR303 dryrun"},
 }, {
 	name:   "dryrun-two-hosts",
 	mutate: want{allowed: true, decision: "allowed"},
-	validate: want{allowed: true, decision: "dryrun", audit: []string{"dryrun.egr101"},
+	validate: want{allowed: true, decision: "dryrun", audit: []string{"dryrun.egr101.0", "dryrun.egr101.1"},
 		auditValues: []string{`"httpbin.org"`, `"httpstat.us"`},
 	},
 	violations: []string{"ServiceEntry EGR101 dryrun", "ServiceEntry EGR101 dryrun"},
