@@ -701,7 +701,7 @@ func storedObject(t *testing.T, path string, obj []byte) map[string]any {
 	return nil
 }
 
-func loadEngine(t *testing.T, configPath string) *engine.Engine {
+func loadEngine(t testing.TB, configPath string) *engine.Engine {
 	t.Helper()
 	cfg, err := config.LoadFile(configPath)
 	if err != nil {
@@ -714,7 +714,7 @@ func loadEngine(t *testing.T, configPath string) *engine.Engine {
 	return e
 }
 
-func readFile(t *testing.T, path string) []byte {
+func readFile(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
