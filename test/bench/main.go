@@ -268,7 +268,7 @@ func run(ctx context.Context, o options) error {
 		row("  bench client CPU µs/req", perReq(a.selfCPU, a.requests), perReq(b.selfCPU, b.requests), "%.0f")
 		fmt.Printf("  %-32s %12d %12d\n", "errors", a.errors, b.errors)
 	}
-	fmt.Printf("policy evaluation in process, %d evaluations (input + violations + intents)\n", o.evalN)
+	fmt.Printf("policy evaluation in process, %d evaluations (input + the query of the request's webhook)\n", o.evalN)
 	fmt.Printf("  %-32s %12.1f %12s\n", "p50 µs", ev.p50, "")
 	fmt.Printf("  %-32s %12.1f %12s\n", "p99 µs", ev.p99, "")
 	fmt.Printf("  %-32s %12.1f %12s\n", "input building p50 µs", ev.inputP50, "")
