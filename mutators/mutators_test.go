@@ -16,7 +16,9 @@ import (
 const gwHost = "istio-egressgateway.istio-system.svc.cluster.local"
 
 func vs(spec *networking.VirtualService) *networkingv1.VirtualService {
-	return &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "v", Namespace: "default"}, Spec: *spec}
+	obj := &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "v", Namespace: "default"}}
+	proto.Merge(&obj.Spec, spec)
+	return obj
 }
 
 func route(section string, gwPort uint32, targets ...uint32) engine.Intent {
@@ -36,7 +38,7 @@ func TestRouteViaGatewayHTTPWithoutMatch(t *testing.T) {
 	if err := Apply(obj, []engine.Intent{route("http", 80, 443, 0)}); err != nil {
 		t.Fatal(err)
 	}
-	s := obj.Spec
+	s := &obj.Spec
 	if got := strings.Join(s.Gateways, ","); got != "mesh,istio-system/egress-gateway" {
 		t.Errorf("gateways %q", got)
 	}
