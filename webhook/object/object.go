@@ -84,7 +84,7 @@ func Decode(kind string, raw []byte, strict bool) (client.Object, error) {
 	if strict && len(errs) > 0 {
 		return nil, fmt.Errorf("%s", strings.TrimPrefix(errs[0].Error(), "json: "))
 	}
-	if err := decodeMeta(raw, obj, strict); err != nil {
+	if err := decodeMeta(&env, obj, strict); err != nil {
 		return nil, err
 	}
 	if len(env.Spec) > 0 && !bytes.Equal(env.Spec, []byte("null")) {
@@ -96,17 +96,9 @@ func Decode(kind string, raw []byte, strict bool) (client.Object, error) {
 	return obj, nil
 }
 
-func decodeMeta(raw []byte, obj client.Object, strict bool) error {
-	var meta struct {
-		APIVersion string          `json:"apiVersion"`
-		Kind       string          `json:"kind"`
-		Metadata   json.RawMessage `json:"metadata"`
-	}
-	if err := json.Unmarshal(raw, &meta); err != nil {
-		return err
-	}
-	if len(meta.Metadata) > 0 {
-		errs, err := kjson.UnmarshalStrict(meta.Metadata, objectMeta(obj))
+func decodeMeta(env *envelope, obj client.Object, strict bool) error {
+	if len(env.Metadata) > 0 {
+		errs, err := kjson.UnmarshalStrict(env.Metadata, objectMeta(obj))
 		if err != nil {
 			return fmt.Errorf("metadata: %s", strings.TrimPrefix(err.Error(), "json: "))
 		}
@@ -114,7 +106,7 @@ func decodeMeta(raw []byte, obj client.Object, strict bool) error {
 			return fmt.Errorf("metadata.%s", strings.TrimPrefix(errs[0].Error(), "json: unknown field "))
 		}
 	}
-	obj.GetObjectKind().SetGroupVersionKind(gvk(meta.APIVersion, meta.Kind))
+	obj.GetObjectKind().SetGroupVersionKind(gvk(env.APIVersion, env.Kind))
 	return nil
 }
 
