@@ -177,3 +177,14 @@ func TestDispatchByKind(t *testing.T) {
 		t.Errorf("DestinationRule: %s", got)
 	}
 }
+
+func TestInputLeavesOutManagedFields(t *testing.T) {
+	in, err := Input(request("DestinationRule", `{"metadata":{"name":"d","managedFields":[{"manager":"kubectl"}],"labels":{"a":"b"}},"spec":{"host":"x"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := in.Value.String()
+	if strings.Contains(s, "managedFields") || !strings.Contains(s, `"labels": {"a": "b"}`) {
+		t.Errorf("input: %s", s)
+	}
+}

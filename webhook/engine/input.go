@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/util"
 )
 
 // Request is the admission request as the policies see it (input).
@@ -50,11 +51,27 @@ func Input(r Request) (*Prepared, error) {
 		if len(f.raw) == 0 || bytes.Equal(f.raw, []byte("null")) {
 			continue
 		}
-		v, err := ast.ValueFromReader(bytes.NewReader(f.raw))
+		v, err := toValue(f.raw)
 		if err != nil {
 			return nil, fmt.Errorf("%s is not valid JSON: %w", f.key, err)
 		}
 		items = append(items, ast.Item(ast.StringTerm(f.key), ast.NewTerm(v)))
 	}
 	return &Prepared{Kind: r.Kind, Value: ast.NewObject(items...)}, nil
+}
+
+// toValue converts a JSON document into OPA's value, leaving out
+// metadata.managedFields: the API server's field ownership bookkeeping is
+// often larger than the spec and no policy needs it.
+func toValue(raw []byte) (ast.Value, error) {
+	var doc any
+	if err := util.NewJSONDecoder(bytes.NewReader(raw)).Decode(&doc); err != nil {
+		return nil, err
+	}
+	if obj, ok := doc.(map[string]any); ok {
+		if meta, ok := obj["metadata"].(map[string]any); ok {
+			delete(meta, "managedFields")
+		}
+	}
+	return ast.InterfaceToValue(doc)
 }
