@@ -154,7 +154,7 @@ func runScenario(t *testing.T, dir string) {
 
 	t.Run("rejected", func(t *testing.T) {
 		if len(s.Rejected) == 0 {
-			t.Skip("no rejected.yaml")
+			t.Fatal("the scenario has no rejected.yaml objects")
 		}
 		for _, d := range s.Rejected {
 			t.Run(testName(d), func(t *testing.T) {
@@ -170,10 +170,10 @@ func runScenario(t *testing.T, dir string) {
 	// in the other exempt namespaces kubectl applies the objects as well.
 	t.Run("exempt-namespace", func(t *testing.T) {
 		if len(s.Exempt) == 0 {
-			t.Skip("config.yaml exempts no namespace")
+			t.Fatal("config.yaml exempts no namespace (kube-system at least)")
 		}
 		if len(s.Rejected)+len(s.Mutate) == 0 {
-			t.Skip("no rejected.yaml or mutate.yaml objects to place in an exempt namespace")
+			t.Fatal("no rejected.yaml or mutate.yaml objects to place in an exempt namespace")
 		}
 		out := t.TempDir()
 		for _, ns := range s.Exempt {
@@ -220,11 +220,11 @@ func runScenario(t *testing.T, dir string) {
 }
 
 // applyFile applies the scenario file name whole, as a user would; t is
-// skipped when the file has no objects.
+// a scenario without objects in the file is broken.
 func applyFile(t *testing.T, s *harness.Scenario, name string, docs []*harness.Doc) {
 	t.Helper()
 	if len(docs) == 0 {
-		t.Skip("no " + name)
+		t.Fatal("the scenario has no " + name + " objects")
 	}
 	r := env.kubectl("apply", "-f", filepath.Join(s.Dir, name))
 	if r.Err != nil {
