@@ -7,8 +7,6 @@ import data.egressguard.lib
 
 _dr := input.object if input.kind.kind == "DestinationRule"
 
-_ns := input.namespace
-
 _host := _dr.spec.host
 
 # _tls contains [path, tls] for every TLS setting of the object.
