@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -53,6 +54,8 @@ type Options struct {
 	MaxRequestBytes int64
 	// MaxObjectBytes bounds the object evaluated.
 	MaxObjectBytes int
+	// PprofBindAddress serves net/http/pprof ("" or "0" disables).
+	PprofBindAddress string
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
 	Log             logr.Logger
@@ -108,6 +111,15 @@ func Run(ctx context.Context, o Options) error {
 		mux.Handle(ReadyzPath, http.StripPrefix(ReadyzPath, ready))
 		mux.Handle(ReadyzPath+"/", http.StripPrefix(ReadyzPath, ready))
 		g.Go(func() error { return serveHTTP(ctx, o.HealthProbeBindAddress, mux, o.ShutdownTimeout) })
+	}
+	if o.PprofBindAddress != "0" && o.PprofBindAddress != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		g.Go(func() error { return serveHTTP(ctx, o.PprofBindAddress, mux, o.ShutdownTimeout) })
 	}
 	log.Info("serving", "address", net.JoinHostPort(o.BindAddress, fmt.Sprint(o.Port)), "certDir", o.CertDir)
 	err := g.Wait()

@@ -46,6 +46,7 @@ func newServeCommand() *cobra.Command {
 	f.DurationVar(&o.ReloadInterval, "reload-interval", 10*time.Second, "how often to check the config and policy files for changes (0 disables)")
 	f.Int64Var(&o.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest AdmissionReview body accepted")
 	f.IntVar(&o.MaxObjectBytes, "max-object-bytes", handler.DefaultMaxObjectBytes, "largest object evaluated; larger ones are denied")
+	f.StringVar(&o.PprofBindAddress, "pprof-bind-address", "0", "net/http/pprof address for profiling (0 disables)")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to drain requests on shutdown")
 	f.IntVar(&gcPercent, "gc-percent", 400, "Go GC target percentage unless GOGC is set: the live heap is small and each request's garbage large, so a higher target trades a few MiB for CPU")
 	goFlags := flagSetFor(&zapOpts)
