@@ -33,6 +33,8 @@ type Deps struct {
 	Log     logr.Logger
 	// MaxObjectBytes bounds the object evaluated (0: DefaultMaxObjectBytes).
 	MaxObjectBytes int
+	// Workers run the evaluations (nil: on the request's goroutine).
+	Workers *Workers
 }
 
 // Mutator is the mutating webhook.
@@ -46,7 +48,7 @@ var _ admission.Handler = (*Validator)(nil)
 
 // Handle answers a mutating admission request.
 func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	return h.observe("mutate", req, func() (admission.Response, string) { return h.handle(ctx, req) })
+	return h.observe(ctx, "mutate", req, func() (admission.Response, string) { return h.handle(ctx, req) })
 }
 
 func (h *Mutator) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
@@ -86,13 +88,17 @@ func (h *Mutator) handle(ctx context.Context, req admission.Request) (admission.
 
 // Handle answers a validating admission request.
 func (h *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	return h.observe("validate", req, func() (admission.Response, string) { return h.handle(ctx, req) })
+	return h.observe(ctx, "validate", req, func() (admission.Response, string) { return h.handle(ctx, req) })
 }
 
-// observe times a decision and counts it.
-func (d *Deps) observe(webhook string, req admission.Request, decide func() (admission.Response, string)) admission.Response {
+// observe runs a decision on a worker, times it and counts it.
+func (d *Deps) observe(ctx context.Context, webhook string, req admission.Request, decide func() (admission.Response, string)) admission.Response {
 	start := time.Now()
-	resp, decision := decide()
+	var resp admission.Response
+	var decision string
+	if err := d.Workers.Do(ctx, func() { resp, decision = decide() }); err != nil {
+		resp, decision = admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("egress-guard: no evaluation slot before the request ended: %w", err)), "error"
+	}
 	d.Metrics.Request(webhook, req.Kind.Kind, string(req.Operation), decision, time.Since(start))
 	return resp
 }

@@ -806,3 +806,29 @@ func counters(t *testing.T, reg *prometheus.Registry, name string) map[string]fl
 	}
 	return out
 }
+
+func TestWorkersRunJobsAndGiveUpWithTheRequest(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := handler.NewWorkers(ctx, 1)
+	ran := false
+	if err := w.Do(context.Background(), func() { ran = true }); err != nil || !ran {
+		t.Fatalf("Do: ran=%v err=%v", ran, err)
+	}
+	// With the only worker busy, a request whose context ends gives up.
+	release := make(chan struct{})
+	started := make(chan struct{})
+	go func() { _ = w.Do(context.Background(), func() { close(started); <-release }) }()
+	<-started
+	reqCtx, reqCancel := context.WithCancel(context.Background())
+	reqCancel()
+	if err := w.Do(reqCtx, func() { t.Error("ran after the request ended") }); err == nil {
+		t.Error("want an error when no worker is free before the request ends")
+	}
+	close(release)
+	var nilWorkers *handler.Workers
+	ran = false
+	if err := nilWorkers.Do(context.Background(), func() { ran = true }); err != nil || !ran {
+		t.Errorf("nil workers run in place: ran=%v err=%v", ran, err)
+	}
+}

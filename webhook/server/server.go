@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -72,12 +73,18 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("policies loaded", "config", displayConfig(o.ConfigFile), "enforcement", holder.Get().Config().Enforcement, "modules", len(holder.Get().Modules()))
 
+	workersCtx, stopWorkers := context.WithCancel(context.Background())
+	defer stopWorkers()
 	srv := webhook.NewServer(webhook.Options{
 		Host: o.BindAddress, Port: o.Port,
 		CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
 		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
 	})
-	deps := handler.Deps{Engine: holder.Get, Metrics: m, Log: log.WithName("admission"), MaxObjectBytes: o.MaxObjectBytes}
+	deps := handler.Deps{
+		Engine: holder.Get, Metrics: m, Log: log.WithName("admission"), MaxObjectBytes: o.MaxObjectBytes,
+		// The workers outlive the servers' shutdown, which drains requests.
+		Workers: handler.NewWorkers(workersCtx, 2*runtime.GOMAXPROCS(0)),
+	}
 	mutate := &admission.Webhook{Handler: &handler.Mutator{Deps: deps}}
 	validate := &admission.Webhook{Handler: &handler.Validator{Deps: deps}}
 	for _, wh := range []*admission.Webhook{mutate, validate} {
