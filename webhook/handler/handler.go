@@ -93,6 +93,10 @@ func (h *Validator) Handle(ctx context.Context, req admission.Request) admission
 
 // observe runs a decision on a worker, times it and counts it.
 func (d *Deps) observe(ctx context.Context, webhook string, req admission.Request, decide func() (admission.Response, string)) admission.Response {
+	if req.UID == "" {
+		// No request to answer: the review had none, or no uid.
+		return admission.Errored(http.StatusBadRequest, errors.New("malformed AdmissionReview: no request or an empty request.uid"))
+	}
 	start := time.Now()
 	var resp admission.Response
 	var decision string

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -40,31 +41,57 @@ func limitBody(limit int64, next http.Handler) http.Handler {
 			httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the AdmissionReview is over the %d-byte limit", limit))
 			return
 		}
-		var review struct {
-			APIVersion string `json:"apiVersion"`
-			Kind       string `json:"kind"`
-			Request    *struct {
-				UID string `json:"uid"`
-			} `json:"request"`
-		}
-		switch err := json.Unmarshal(body, &review); {
-		case err != nil:
-			httpError(w, http.StatusBadRequest, "malformed AdmissionReview: "+err.Error())
-			return
-		case review.Kind != "AdmissionReview":
-			httpError(w, http.StatusBadRequest, fmt.Sprintf("malformed AdmissionReview: kind %q, expected AdmissionReview", review.Kind))
-			return
-		case review.Request == nil:
-			httpError(w, http.StatusBadRequest, "malformed AdmissionReview: no request")
-			return
-		case review.Request.UID == "":
-			httpError(w, http.StatusBadRequest, "malformed AdmissionReview: request.uid is empty")
-			return
-		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
-		next.ServeHTTP(w, r)
+		rec := &answer{header: w.Header()}
+		next.ServeHTTP(rec, r)
+		if code, msg := rec.failure(); code != 0 {
+			httpError(w, code, msg)
+			return
+		}
+		if rec.code != 0 {
+			w.WriteHeader(rec.code)
+		}
+		_, _ = w.Write(rec.body.Bytes())
 	})
+}
+
+// answer holds the webhook's answer so that an error the webhook could not
+// tie to a request (a review it could not decode, answered without a uid)
+// goes out with its HTTP status, not 200. The answer is small; reading it
+// costs less than decoding the request twice.
+type answer struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (r *answer) Header() http.Header         { return r.header }
+func (r *answer) WriteHeader(code int)        { r.code = code }
+func (r *answer) Write(b []byte) (int, error) { return r.body.Write(b) }
+
+// failure is the HTTP status and message of an answer that ties to no
+// request (no uid) and carries an error status; 0 otherwise.
+func (r *answer) failure() (int, string) {
+	var review struct {
+		Response *struct {
+			UID    string `json:"uid"`
+			Status *struct {
+				Code    int    `json:"code"`
+				Message string `json:"message"`
+			} `json:"status"`
+		} `json:"response"`
+	}
+	if r.code != 0 && r.code != http.StatusOK {
+		return 0, ""
+	}
+	if err := json.Unmarshal(r.body.Bytes(), &review); err != nil || review.Response == nil {
+		return 0, ""
+	}
+	if resp := review.Response; resp.UID == "" && resp.Status != nil && resp.Status.Code >= 400 {
+		return resp.Status.Code, "malformed AdmissionReview: " + strings.TrimPrefix(resp.Status.Message, "malformed AdmissionReview: ")
+	}
+	return 0, ""
 }
 
 func httpError(w http.ResponseWriter, code int, msg string) {

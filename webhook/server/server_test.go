@@ -20,6 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/egress-guard/egress-guard/webhook/config"
+	"github.com/egress-guard/egress-guard/webhook/engine"
+	"github.com/egress-guard/egress-guard/webhook/handler"
 	"github.com/egress-guard/egress-guard/webhook/metrics"
 )
 
@@ -73,16 +75,6 @@ func TestLimitBodyRejects(t *testing.T) {
 		{"put", http.MethodPut, "application/json", validReview, http.StatusMethodNotAllowed, "only POST of an AdmissionReview"},
 		{"yaml content type", http.MethodPost, "application/yaml", validReview, http.StatusUnsupportedMediaType, `content type "application/yaml": expected application/json`},
 		{"no content type", http.MethodPost, "", validReview, http.StatusUnsupportedMediaType, `content type "": expected application/json`},
-		{"not json", http.MethodPost, "application/json", "kind: AdmissionReview\n", http.StatusBadRequest, "malformed AdmissionReview: "},
-		{"truncated json", http.MethodPost, "application/json", validReview[:100], http.StatusBadRequest, "malformed AdmissionReview: unexpected end of JSON input"},
-		{"empty body", http.MethodPost, "application/json", "", http.StatusBadRequest, "malformed AdmissionReview: "},
-		{"json array", http.MethodPost, "application/json", "[]", http.StatusBadRequest, "malformed AdmissionReview: "},
-		{"wrong kind", http.MethodPost, "application/json", strings.Replace(validReview, `"kind": "AdmissionReview"`, `"kind": "ConfigMap"`, 1), http.StatusBadRequest, `kind "ConfigMap", expected AdmissionReview`},
-		{"no kind", http.MethodPost, "application/json", `{"apiVersion": "admission.k8s.io/v1", "request": {"uid": "x"}}`, http.StatusBadRequest, `kind "", expected AdmissionReview`},
-		{"no request", http.MethodPost, "application/json", `{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}`, http.StatusBadRequest, "malformed AdmissionReview: no request"},
-		{"null request", http.MethodPost, "application/json", `{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": null}`, http.StatusBadRequest, "malformed AdmissionReview: no request"},
-		{"no uid", http.MethodPost, "application/json", strings.Replace(validReview, `"uid": "0b0e8a3e-6f2c-4a55-9d38-2f3c1e7d9a01",`, "", 1), http.StatusBadRequest, "malformed AdmissionReview: request.uid is empty"},
-		{"empty uid", http.MethodPost, "application/json", strings.Replace(validReview, `"uid": "0b0e8a3e-6f2c-4a55-9d38-2f3c1e7d9a01"`, `"uid": ""`, 1), http.StatusBadRequest, "malformed AdmissionReview: request.uid is empty"},
 		{"over the limit", http.MethodPost, "application/json", padded(limit + 1), http.StatusRequestEntityTooLarge, "the AdmissionReview is over the 2048-byte limit"},
 		{"far over the limit", http.MethodPost, "application/json", padded(10 * limit), http.StatusRequestEntityTooLarge, "the AdmissionReview is over the 2048-byte limit"},
 	} {
@@ -112,6 +104,51 @@ func TestLimitBodyRejects(t *testing.T) {
 				t.Errorf("message %q does not contain %q", msg, tc.message)
 			}
 		})
+	}
+}
+
+// Reviews the webhook cannot answer go out with HTTP 400 and a message, not
+// with 200: through the real controller-runtime webhook and handler.
+func TestMalformedReviewsGetHTTP400(t *testing.T) {
+	e, err := engine.New(context.Background(), engine.Options{Config: config.Default()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := handler.Deps{Engine: func() *engine.Engine { return e }, Metrics: metrics.New(prometheus.NewRegistry()), Log: logr.Discard()}
+	webhook := &admission.Webhook{Handler: &handler.Validator{Deps: deps}}
+	for _, tc := range []struct {
+		name, body, message string
+	}{
+		{"not json", "{kind: AdmissionReview", "malformed AdmissionReview: couldn't get version/kind; json parse error"},
+		{"truncated json", validReview[:100], "malformed AdmissionReview: couldn't get version/kind; json parse error: unexpected end of JSON input"},
+		{"empty body", "", "malformed AdmissionReview: "},
+		{"json array", "[]", "malformed AdmissionReview: couldn't get version/kind"},
+		{"no request", `{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}`, "malformed AdmissionReview: no request or an empty request.uid"},
+		{"null request", `{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": null}`, "malformed AdmissionReview: no request or an empty request.uid"},
+		{"no uid", strings.Replace(validReview, `"uid": "0b0e8a3e-6f2c-4a55-9d38-2f3c1e7d9a01",`, "", 1), "malformed AdmissionReview: no request or an empty request.uid"},
+		{"empty uid", strings.Replace(validReview, `"uid": "0b0e8a3e-6f2c-4a55-9d38-2f3c1e7d9a01"`, `"uid": ""`, 1), "malformed AdmissionReview: no request or an empty request.uid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/validate", strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
+			w := httptest.NewRecorder()
+			limitBody(0, webhook).ServeHTTP(w, req)
+			if w.Code != http.StatusBadRequest {
+				t.Errorf("HTTP %d, want 400 (body %s)", w.Code, w.Body)
+			}
+			code, msg := errorReview(t, w.Body.Bytes())
+			if code != http.StatusBadRequest || msg == "" || !strings.Contains(msg, tc.message) {
+				t.Errorf("response.status %d %q, want 400 with %q", code, msg, tc.message)
+			}
+		})
+	}
+	// A review it can answer goes out with 200.
+	req := httptest.NewRequest(http.MethodPost, "/validate", strings.NewReader(validReview))
+	req.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	limitBody(0, webhook).ServeHTTP(w, req)
+	if w.Code != http.StatusOK {
+		t.Errorf("a valid review: HTTP %d %s", w.Code, w.Body)
 	}
 }
 
