@@ -16,8 +16,11 @@ import (
 // old version at etcd's object limit, with room for the envelope.
 const DefaultMaxRequestBytes = 2*1572864 + 256*1024
 
-// limitBody answers what is not an AdmissionReview with a real HTTP error
-// (400, 413 or 415) and a message, and hands the rest to next.
+// limitBody answers a request that is not a POST of JSON within the size
+// limit with an HTTP error (405, 415 or 413) and a message, and hands the
+// rest to next; when next answers with an error it could not tie to a
+// request (a review it could not decode, or one without a uid), the answer
+// goes out with that error's HTTP status (400) instead of 200.
 func limitBody(limit int64, next http.Handler) http.Handler {
 	if limit <= 0 {
 		limit = DefaultMaxRequestBytes
