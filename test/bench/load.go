@@ -128,11 +128,10 @@ func (tg *target) closedLoop(ctx context.Context, rs []*review, d time.Duration,
 	if err := tg.alive(); err != nil {
 		return nil, err
 	}
-	cpu0, err := tg.cpu()
+	mark, err := tg.mark()
 	if err != nil {
 		return nil, err
 	}
-	self0 := selfCPU()
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -163,12 +162,9 @@ func (tg *target) closedLoop(ctx context.Context, rs []*review, d time.Duration,
 	}
 	wg.Wait()
 	total.elapsed = time.Since(start)
-	cpu1, err := tg.cpu()
-	if err != nil {
+	if err := tg.charge(total, mark); err != nil {
 		return nil, err
 	}
-	total.serverCPU = cpu1 - cpu0
-	total.selfCPU = selfCPU() - self0
 	total.finish()
 	return total, tg.alive()
 }
@@ -186,11 +182,10 @@ func (tg *target) openLoop(ctx context.Context, rs []*review, rate int, d time.D
 		return nil, fmt.Errorf("open loop: no requests at %d req/s for %s", rate, d)
 	}
 	interval := time.Second / time.Duration(rate)
-	cpu0, err := tg.cpu()
+	mark, err := tg.mark()
 	if err != nil {
 		return nil, err
 	}
-	self0 := selfCPU()
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -235,12 +230,9 @@ func (tg *target) openLoop(ctx context.Context, rs []*review, rate int, d time.D
 			total.lat = append(total.lat, lat[i])
 		}
 	}
-	cpu1, err := tg.cpu()
-	if err != nil {
+	if err := tg.charge(total, mark); err != nil {
 		return nil, err
 	}
-	total.serverCPU = cpu1 - cpu0
-	total.selfCPU = selfCPU() - self0
 	total.finish()
 	return total, tg.alive()
 }
@@ -337,4 +329,23 @@ func sortedKeys(m map[string]int) []string {
 		return keys[i] < keys[j]
 	})
 	return keys
+}
+
+// cpuMark is the server's and the bench's own CPU time when a run starts.
+type cpuMark struct{ server, self time.Duration }
+
+func (tg *target) mark() (cpuMark, error) {
+	server, err := tg.cpu()
+	return cpuMark{server: server, self: selfCPU()}, err
+}
+
+// charge records the CPU time spent since m in total.
+func (tg *target) charge(total *tally, m cpuMark) error {
+	server, err := tg.cpu()
+	if err != nil {
+		return err
+	}
+	total.serverCPU = server - m.server
+	total.selfCPU = selfCPU() - m.self
+	return nil
 }

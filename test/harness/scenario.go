@@ -1,20 +1,18 @@
 package harness
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/egress-guard/egress-guard/webhook/check"
 )
 
 // ExpectCodesAnnotation lists the rule codes a rejected.yaml object must be
@@ -163,7 +161,7 @@ type Doc struct {
 	File  string // scenario file it came from, e.g. mutate.yaml
 	Index int    // position in the file
 	Obj   *unstructured.Unstructured
-	Raw   []byte // the document as written in the file
+	Raw   []byte // the document, as JSON
 	Path  string // a file holding only this document, for kubectl -f
 }
 
@@ -204,44 +202,27 @@ func (d *Doc) ExpectCodes() []string {
 	return codes
 }
 
-// LoadDocs reads the multi-document YAML file dir/name and writes each
-// document to its own file under out. A missing file yields no documents.
-// Every object must name its namespace and name.
+// LoadDocs reads the multi-document YAML file dir/name with the same reader
+// as `egress-guard check`, and writes each document to its own file under
+// out. A missing file yields no documents.
 func LoadDocs(dir, name, out string) ([]*Doc, error) {
-	data, err := os.ReadFile(filepath.Join(dir, name))
-	if errors.Is(err, os.ErrNotExist) {
+	path := filepath.Join(dir, name)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
+	read, err := check.ReadPaths([]string{path}, nil)
 	if err != nil {
 		return nil, err
 	}
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	var docs []*Doc
-	for {
-		raw, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		js, err := yaml.YAMLToJSON(raw)
-		if err != nil {
-			return nil, fmt.Errorf("%s document %d: %w", name, len(docs)+1, err)
-		}
-		if t := strings.TrimSpace(string(js)); t == "null" || t == "" {
-			continue // empty document or comments only
-		}
+	docs := make([]*Doc, 0, len(read))
+	for i, r := range read {
 		obj := &unstructured.Unstructured{}
-		if err := obj.UnmarshalJSON(js); err != nil {
-			return nil, fmt.Errorf("%s document %d: %w", name, len(docs)+1, err)
+		if err := obj.UnmarshalJSON(r.JSON); err != nil {
+			return nil, fmt.Errorf("%s: %w", r.Source, err)
 		}
-		if obj.GetNamespace() == "" || obj.GetName() == "" {
-			return nil, fmt.Errorf("%s: %s %q has no explicit metadata.namespace and metadata.name", name, obj.GetKind(), obj.GetName())
-		}
-		d := &Doc{File: name, Index: len(docs), Obj: obj, Raw: raw}
-		d.Path = filepath.Join(out, fmt.Sprintf("%s-%02d-%s-%s.yaml", strings.TrimSuffix(name, ".yaml"), d.Index+1, strings.ToLower(obj.GetKind()), obj.GetName()))
-		if err := os.WriteFile(d.Path, raw, 0o600); err != nil {
+		d := &Doc{File: name, Index: i, Obj: obj, Raw: r.JSON}
+		d.Path = filepath.Join(out, fmt.Sprintf("%s-%02d-%s-%s.json", strings.TrimSuffix(name, ".yaml"), i+1, strings.ToLower(obj.GetKind()), obj.GetName()))
+		if err := os.WriteFile(d.Path, r.JSON, 0o600); err != nil {
 			return nil, err
 		}
 		docs = append(docs, d)

@@ -18,6 +18,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/egress-guard/egress-guard/test/harness"
 	"github.com/egress-guard/egress-guard/webhook/check"
 	"github.com/egress-guard/egress-guard/webhook/config"
 	"github.com/egress-guard/egress-guard/webhook/engine"
@@ -26,7 +27,7 @@ import (
 var update = flag.Bool("update", false, "rewrite mutate-expected.yaml from the engine's output")
 
 // ExpectCodes is the annotation naming the rule codes that reject an object.
-const ExpectCodes = "test.egressguard.io/expect-codes"
+const ExpectCodes = harness.ExpectCodesAnnotation
 
 func TestScenarios(t *testing.T) {
 	dirs, err := filepath.Glob("[0-9][0-9][0-9]-*")
