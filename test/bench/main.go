@@ -79,6 +79,7 @@ type options struct {
 	sampleEvery int
 	keep        bool
 	evalProfile string
+	evalOnly    bool
 }
 
 func main() {
@@ -96,6 +97,7 @@ func main() {
 	flag.IntVar(&o.evalN, "eval-n", 20000, "in-process policy evaluations to time")
 	flag.IntVar(&o.sampleEvery, "sample-every", 50, "check every n-th answer of each worker against the expectation")
 	flag.StringVar(&o.evalProfile, "eval-cpuprofile", "", "write a CPU profile of the in-process policy evaluation to this file")
+	flag.BoolVar(&o.evalOnly, "eval-only", false, "time the in-process policy evaluation only")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (certificates, config, server logs)")
 	flag.Parse()
 	if o.egressGuard == "" || o.concurrency < 1 || o.rate < 1 || o.duration <= 0 || o.rounds < 1 || o.evalN < 1 {
@@ -137,6 +139,10 @@ func run(ctx context.Context, o options) error {
 	ev, err := policyEval(ctx, rs, o.evalN, o.evalProfile)
 	if err != nil {
 		return err
+	}
+	if o.evalOnly {
+		printEval(o.evalN, ev)
+		return nil
 	}
 
 	pool, err := writeCerts(dir)
@@ -268,11 +274,7 @@ func run(ctx context.Context, o options) error {
 		row("  bench client CPU µs/req", perReq(a.selfCPU, a.requests), perReq(b.selfCPU, b.requests), "%.0f")
 		fmt.Printf("  %-32s %12d %12d\n", "errors", a.errors, b.errors)
 	}
-	fmt.Printf("policy evaluation in process, %d evaluations (input + the query of the request's webhook)\n", o.evalN)
-	fmt.Printf("  %-32s %12.1f %12s\n", "p50 µs", ev.p50, "")
-	fmt.Printf("  %-32s %12.1f %12s\n", "p99 µs", ev.p99, "")
-	fmt.Printf("  %-32s %12.1f %12s\n", "input building p50 µs", ev.inputP50, "")
-	fmt.Printf("  %-32s %s\n", "p50 µs by request", ev.byKind)
+	printEval(o.evalN, ev)
 
 	for _, tg := range tgs {
 		for _, t := range []*tally{closed[tg], open[tg]} {
@@ -378,6 +380,14 @@ func warnWrong(name, phase string, checked int, wrong map[string]int) {
 	for _, k := range sortedKeys(wrong) {
 		fmt.Printf("  %6d x %s\n", wrong[k], k)
 	}
+}
+
+func printEval(n int, ev *evalResult) {
+	fmt.Printf("policy evaluation in process, %d evaluations (input + the query of the request's webhook)\n", n)
+	fmt.Printf("  %-32s %12.1f %12s\n", "p50 µs", ev.p50, "")
+	fmt.Printf("  %-32s %12.1f %12s\n", "p99 µs", ev.p99, "")
+	fmt.Printf("  %-32s %12.1f %12s\n", "input building p50 µs", ev.inputP50, "")
+	fmt.Printf("  %-32s %s\n", "p50 µs by request", ev.byKind)
 }
 
 // evalResult is the in-process policy evaluation timing.

@@ -85,6 +85,8 @@ type Engine struct {
 	all     queries
 	byKind  map[string]*queries
 	modules []string
+	// store holds data (config and inventory) for the queries.
+	store storage.Store
 }
 
 type queries struct {
@@ -120,7 +122,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: opts.Config, byKind: map[string]*queries{}}
+	e := &Engine{cfg: opts.Config, byKind: map[string]*queries{}, store: store}
 	for _, m := range modules {
 		e.modules = append(e.modules, m.name)
 	}
@@ -297,6 +299,12 @@ func newStore(cfg *config.Config, inv Inventory) (storage.Store, error) {
 		return nil, err
 	}
 	doc["gatewayHost"] = cfg.GatewayHost()
+	doc["gatewayNames"] = map[string]bool{
+		cfg.GatewayHost(): true,
+		cfg.Gateway.Service + "." + cfg.Gateway.Namespace:          true,
+		cfg.Gateway.Service + "." + cfg.Gateway.Namespace + ".svc": true,
+	}
+	doc["serviceSuffix"] = ".svc." + cfg.ClusterDomain
 	if inv.ServiceEntries == nil {
 		inv.ServiceEntries = []ServiceEntryRef{}
 	}

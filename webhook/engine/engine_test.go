@@ -4,8 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/egress-guard/egress-guard/webhook/config"
 )
@@ -186,5 +189,27 @@ func TestInputLeavesOutManagedFields(t *testing.T) {
 	s := in.Value.String()
 	if strings.Contains(s, "managedFields") || !strings.Contains(s, `"labels": {"a": "b"}`) {
 		t.Errorf("input: %s", s)
+	}
+}
+
+// The values derived from the config are in data.config for every rule.
+func TestDerivedConfigData(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := config.Parse([]byte("apiVersion: egressguard.io/v1alpha1\nkind: EgressGuardConfig\ngateway: {namespace: egress, service: gw}\nclusterDomain: corp.internal\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(ctx, Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rego.New(rego.Query("data.config"), rego.Store(e.store)).Eval(ctx)
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("%v %v", rs, err)
+	}
+	got := rs[0].Expressions[0].Value.(map[string]any)
+	want := map[string]any{"gw.egress.svc.corp.internal": true, "gw.egress": true, "gw.egress.svc": true}
+	if !reflect.DeepEqual(got["gatewayNames"], want) || got["serviceSuffix"] != ".svc.corp.internal" || got["gatewayHost"] != "gw.egress.svc.corp.internal" {
+		t.Errorf("derived data: gatewayNames %v, serviceSuffix %v, gatewayHost %v", got["gatewayNames"], got["serviceSuffix"], got["gatewayHost"])
 	}
 }

@@ -8,9 +8,7 @@ cluster_local(host) if not contains(host, ".")
 
 cluster_local(host) if endswith(host, ".svc")
 
-cluster_local(host) if endswith(host, _service_suffix)
-
-_service_suffix := concat("", [".svc.", data.config.clusterDomain])
+cluster_local(host) if endswith(host, data.config.serviceSuffix)
 
 cluster_local(host) if endswith(host, ".local")
 
@@ -122,16 +120,9 @@ gateway_host := data.config.gatewayHost
 
 gateway_ref := data.config.gateway.gateway
 
-# The names the gateway Service goes by from any namespace.
-gateway_names := {
-	gateway_host,
-	concat(".", [data.config.gateway.service, data.config.gateway.namespace]),
-	concat(".", [data.config.gateway.service, data.config.gateway.namespace, "svc"]),
-}
-
 # is_gateway_host(host, ns): host names the egress gateway Service as written
 # in a resource in namespace ns.
-is_gateway_host(host, _) if host in gateway_names
+is_gateway_host(host, _) if data.config.gatewayNames[host]
 
 is_gateway_host(host, ns) if {
 	host == data.config.gateway.service

@@ -10,6 +10,12 @@ _config := {
 		"ports": {"http": 80, "tcp": 15443},
 	},
 	"gatewayHost": "istio-egressgateway.istio-system.svc.cluster.local",
+	"gatewayNames": {
+		"istio-egressgateway.istio-system.svc.cluster.local": true,
+		"istio-egressgateway.istio-system": true,
+		"istio-egressgateway.istio-system.svc": true,
+	},
+	"serviceSuffix": ".svc.cluster.local",
 	"enforcement": "deny",
 	"exemptNamespaces": ["kube-system", "istio-system"],
 	"clusterDomain": "cluster.local",
@@ -40,7 +46,7 @@ test_cluster_local if {
 }
 
 test_cluster_local_custom_domain if {
-	lib.cluster_local("reviews.default.svc.corp.internal") with data.config as object.union(_config, {"clusterDomain": "corp.internal"})
+	lib.cluster_local("reviews.default.svc.corp.internal") with data.config as object.union(_config, {"clusterDomain": "corp.internal", "serviceSuffix": ".svc.corp.internal"})
 	not lib.cluster_local("reviews.default.svc.corp.internal") with data.config as _config
 }
 

@@ -10,6 +10,12 @@ _config := {
 		"ports": {"http": 80, "tcp": 15443},
 	},
 	"gatewayHost": "istio-egressgateway.istio-system.svc.cluster.local",
+	"gatewayNames": {
+		"istio-egressgateway.istio-system.svc.cluster.local": true,
+		"istio-egressgateway.istio-system": true,
+		"istio-egressgateway.istio-system.svc": true,
+	},
+	"serviceSuffix": ".svc.cluster.local",
 	"enforcement": "deny",
 	"exemptNamespaces": ["kube-system", "istio-system"],
 	"clusterDomain": "cluster.local",
