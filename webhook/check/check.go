@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	jsonpatch "gomodules.xyz/jsonpatch/v2"
@@ -18,15 +17,18 @@ import (
 
 // Result is the outcome for one object.
 type Result struct {
-	Source     string                `json:"-"`
-	Kind       string                `json:"kind"`
-	Namespace  string                `json:"namespace"`
-	Name       string                `json:"name"`
-	Allowed    bool                  `json:"allowed"`
-	Mutated    bool                  `json:"mutated"`
-	Skipped    string                `json:"skipped,omitempty"`
-	Patch      []jsonpatch.Operation `json:"patch"`
-	Violations []engine.Violation    `json:"violations"`
+	Source    string                `json:"-"`
+	Kind      string                `json:"kind"`
+	Namespace string                `json:"namespace"`
+	Name      string                `json:"name"`
+	Allowed   bool                  `json:"allowed"`
+	Mutated   bool                  `json:"mutated"`
+	Skipped   string                `json:"skipped,omitempty"`
+	Patch     []jsonpatch.Operation `json:"patch"`
+	// DryRunPatch is the would-be patch of the dry-run mutations, on top of
+	// Patch: recorded, not applied.
+	DryRunPatch []jsonpatch.Operation `json:"dryRunPatch,omitempty"`
+	Violations  []engine.Violation    `json:"violations"`
 	// Warnings are shown to the user by the API server (kubectl prints them).
 	Warnings []string `json:"warnings,omitempty"`
 	// Object is the object as the API server would store it.
@@ -104,15 +106,15 @@ func Run(ctx context.Context, e *engine.Engine, docs []Document) (*Report, error
 			return nil, wrap(d, err)
 		}
 		if len(patch) > 0 {
-			res.Patch = patch
-			res.Warnings = append(res.Warnings, mutationWarnings(req, m, patch)...)
-			if m.Applied {
-				patched, err := ApplyPatch(d.JSON, patch)
-				if err != nil {
-					return nil, fmt.Errorf("%s: applying patch: %w", d.Source, err)
-				}
-				res.Mutated, res.Object, req.Object = true, patched, patched
+			patched, err := ApplyPatch(d.JSON, patch)
+			if err != nil {
+				return nil, fmt.Errorf("%s: applying patch: %w", d.Source, err)
 			}
+			res.Patch, res.Warnings = patch, mutationWarnings(req, m.Applied())
+			res.Mutated, res.Object, req.Object = true, patched, patched
+		}
+		if res.DryRunPatch, err = m.RecordedDiff(); err != nil {
+			return nil, wrap(d, err)
 		}
 		dec, err := guard.Validate(ctx, e, req, opts)
 		if err != nil {
@@ -127,13 +129,10 @@ func Run(ctx context.Context, e *engine.Engine, docs []Document) (*Report, error
 }
 
 // mutationWarnings are the warnings the mutating webhook returns with a patch.
-func mutationWarnings(req engine.Request, m *guard.MutateResult, patch []jsonpatch.Operation) []string {
+func mutationWarnings(req engine.Request, applied []engine.Intent) []string {
 	id := object.ID(req.Kind, req.Namespace, req.Name)
-	if !m.Applied {
-		return []string{"egress-guard " + id + ": dry run, would patch: " + strings.Join(guard.Describe(patch), "; ")}
-	}
-	out := make([]string, 0, len(m.Intents))
-	for _, in := range m.Intents {
+	out := make([]string, 0, len(applied))
+	for _, in := range applied {
 		out = append(out, "egress-guard "+id+": "+mutators.Describe(in))
 	}
 	return out

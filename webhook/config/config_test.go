@@ -71,6 +71,12 @@ func TestParseErrorsNameFieldAndValue(t *testing.T) {
 		{"service account", "allow:\n- hosts: [a.com]\n  serviceAccounts: [sleep]\n", []string{"allow[0].serviceAccounts[0]", "sleep"}},
 		{"wrong kind", "kind: Other\n", []string{"kind", "Other"}},
 		{"no hosts", "allow:\n- ports: [80]\n", []string{"allow[0].hosts"}},
+		{"override without scope", "overrides:\n- action: warn\n", []string{"overrides[0]", "rules or namespaces"}},
+		{"override action", "overrides:\n- rules: [EGR101]\n  action: audit\n", []string{"overrides[0].action", `"audit"`}},
+		{"override without action", "overrides:\n- rules: [EGR101]\n", []string{"overrides[0].action"}},
+		{"override rule code", "overrides:\n- rules: [egr101]\n  action: warn\n", []string{"overrides[0].rules[0]", `"egr101"`}},
+		{"override duplicate rule", "overrides:\n- rules: [EGR101, EGR101]\n  action: warn\n", []string{"overrides[0].rules[1]", "EGR101"}},
+		{"override namespace", "overrides:\n- namespaces: [Team_A]\n  action: dryrun\n", []string{"overrides[0].namespaces[0]", "Team_A"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := head + tc.yaml
@@ -112,6 +118,41 @@ func TestScenarioConfigsLoad(t *testing.T) {
 	for _, f := range files {
 		if _, err := LoadFile(f); err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+func TestActionFor(t *testing.T) {
+	c, err := Parse([]byte(`apiVersion: egressguard.io/v1alpha1
+kind: EgressGuardConfig
+enforcement: deny
+overrides:
+- rules: [EGR202]
+  namespaces: [team-a]
+  action: dryrun
+- namespaces: [team-a]
+  action: warn
+- rules: [EGR303]
+  action: dryrun
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		code, ns string
+		own      Action
+		want     Action
+	}{
+		{"EGR202", "team-a", "", ActionDryRun},       // the first match wins
+		{"EGR101", "team-a", "", ActionWarn},         // namespace-wide
+		{"EGR303", "team-b", "", ActionDryRun},       // rule-wide
+		{"EGR303", "team-a", "", ActionWarn},         // the namespace override comes first
+		{"EGR101", "team-b", "", ActionDeny},         // the default
+		{"PLT001", "team-b", ActionWarn, ActionWarn}, // the rule's own action
+		{"PLT001", "team-a", ActionDeny, ActionWarn}, // overridden by the platform
+	} {
+		if got := c.ActionFor(tc.code, tc.ns, tc.own); got != tc.want {
+			t.Errorf("ActionFor(%s, %s, %q) = %s, want %s", tc.code, tc.ns, tc.own, got, tc.want)
 		}
 	}
 }

@@ -3,6 +3,8 @@
 // the server from a mounted ConfigMap.
 package config
 
+import "slices"
+
 // APIVersion and Kind identify an EgressGuardConfig document.
 const (
 	APIVersion = "egressguard.io/v1alpha1"
@@ -42,6 +44,9 @@ type Config struct {
 	Gateway Gateway `json:"gateway"`
 	// Enforcement is the default action for a violation.
 	Enforcement Action `json:"enforcement,omitempty"`
+	// Overrides change the action for some rules and namespaces; the first
+	// override that matches a violation decides its action.
+	Overrides []Override `json:"overrides,omitempty"`
 	// ExemptNamespaces are never evaluated. Absent means kube-system and
 	// istio-system; an explicit empty list exempts nothing.
 	ExemptNamespaces []string `json:"exemptNamespaces"`
@@ -49,6 +54,38 @@ type Config struct {
 	ClusterDomain string `json:"clusterDomain,omitempty"`
 	// Allow lists the external destinations; anything not listed is not allowed.
 	Allow []AllowEntry `json:"allow,omitempty"`
+}
+
+// Override sets the action of the violations it matches: those of its rules
+// (codes) in its namespaces. An absent list matches everything.
+type Override struct {
+	// Rules are rule codes, such as EGR202.
+	Rules []string `json:"rules,omitempty"`
+	// Namespaces are the namespaces of the objects.
+	Namespaces []string `json:"namespaces,omitempty"`
+	// Action replaces the rule's own action and the default enforcement.
+	Action Action `json:"action"`
+}
+
+// Matches reports whether the override applies to rule code in namespace.
+func (o *Override) Matches(code, namespace string) bool {
+	return (len(o.Rules) == 0 || slices.Contains(o.Rules, code)) &&
+		(len(o.Namespaces) == 0 || slices.Contains(o.Namespaces, namespace))
+}
+
+// ActionFor is the action of a violation of rule code in namespace: the first
+// matching override's, else the one the rule set (own), else the default
+// enforcement.
+func (c *Config) ActionFor(code, namespace string, own Action) Action {
+	for i := range c.Overrides {
+		if c.Overrides[i].Matches(code, namespace) {
+			return c.Overrides[i].Action
+		}
+	}
+	if own != "" {
+		return own
+	}
+	return c.Enforcement
 }
 
 // Gateway locates the egress gateway.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -23,6 +24,9 @@ func Validate(c *Config) field.ErrorList {
 	if !slices.Contains(Actions, c.Enforcement) {
 		errs = append(errs, field.NotSupported(field.NewPath("enforcement"), c.Enforcement, Actions))
 	}
+	for i := range c.Overrides {
+		errs = append(errs, validateOverride(&c.Overrides[i], field.NewPath("overrides").Index(i))...)
+	}
 	for i, ns := range c.ExemptNamespaces {
 		errs = append(errs, dnsLabel(field.NewPath("exemptNamespaces").Index(i), ns)...)
 	}
@@ -31,6 +35,34 @@ func Validate(c *Config) field.ErrorList {
 	}
 	for i := range c.Allow {
 		errs = append(errs, validateAllow(&c.Allow[i], field.NewPath("allow").Index(i))...)
+	}
+	return errs
+}
+
+// ruleCode is the shape of a rule code: letters then digits, like EGR202.
+var ruleCode = regexp.MustCompile(`^[A-Z][A-Z0-9]*[0-9]+$`)
+
+func validateOverride(o *Override, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if len(o.Rules) == 0 && len(o.Namespaces) == 0 {
+		errs = append(errs, field.Required(p, "rules or namespaces (the default action is set by enforcement)"))
+	}
+	seen := map[string]bool{}
+	for i, code := range o.Rules {
+		rp := p.Child("rules").Index(i)
+		if !ruleCode.MatchString(code) {
+			errs = append(errs, field.Invalid(rp, code, "must be a rule code: capital letters then digits, like EGR202"))
+		}
+		if seen[code] {
+			errs = append(errs, field.Duplicate(rp, code))
+		}
+		seen[code] = true
+	}
+	for i, ns := range o.Namespaces {
+		errs = append(errs, dnsLabel(p.Child("namespaces").Index(i), ns)...)
+	}
+	if !slices.Contains(Actions, o.Action) {
+		errs = append(errs, field.NotSupported(p.Child("action"), o.Action, Actions))
 	}
 	return errs
 }

@@ -38,6 +38,10 @@ type Violation struct {
 // fields are its arguments.
 type Intent struct {
 	Type string `json:"type"`
+	// Code is the rule the mutation fixes; the mutation takes that rule's
+	// action (dryrun: recorded, not applied).
+	Code   string        `json:"code,omitempty"`
+	Action config.Action `json:"action,omitempty"`
 
 	// route_via_gateway
 	Section       string   `json:"section,omitempty"`
@@ -223,15 +227,13 @@ func (e *Engine) Violations(ctx context.Context, input *Prepared) ([]Violation, 
 			return nil, fmt.Errorf("policy returned a violation that is not an object: %v", x)
 		}
 		v := Violation{Code: str(m["code"]), Message: str(m["message"]), Field: str(m["field"]), Action: config.Action(str(m["action"]))}
-		if v.Action == "" {
-			v.Action = e.cfg.Enforcement
-		}
 		if v.Code == "" || v.Message == "" {
 			return nil, fmt.Errorf("policy returned a violation without code or message: %v", x)
 		}
-		if !validAction(v.Action) {
+		if v.Action != "" && !validAction(v.Action) {
 			return nil, fmt.Errorf("policy rule %s returned unknown action %q", v.Code, v.Action)
 		}
+		v.Action = e.cfg.ActionFor(v.Code, input.Namespace, v.Action)
 		out = append(out, v)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -256,6 +258,12 @@ func (e *Engine) Intents(ctx context.Context, input *Prepared) ([]Intent, error)
 	var out []Intent
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return nil, fmt.Errorf("policy returned a malformed intent: %w", err)
+	}
+	for i := range out {
+		if out[i].Action != "" && !validAction(out[i].Action) {
+			return nil, fmt.Errorf("policy intent %s returned unknown action %q", out[i].Type, out[i].Action)
+		}
+		out[i].Action = e.cfg.ActionFor(out[i].Code, input.Namespace, out[i].Action)
 	}
 	return out, nil
 }

@@ -213,3 +213,52 @@ func TestDerivedConfigData(t *testing.T) {
 		t.Errorf("derived data: gatewayNames %v, serviceSuffix %v, gatewayHost %v", got["gatewayNames"], got["serviceSuffix"], got["gatewayHost"])
 	}
 }
+
+// The config's overrides decide the action of violations and of the intents
+// that fix them, per rule and namespace.
+func TestOverridesSetActions(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := config.Parse([]byte(`apiVersion: egressguard.io/v1alpha1
+kind: EgressGuardConfig
+gateway: {gateway: istio-system/egress-gateway}
+enforcement: deny
+overrides:
+- rules: [EGR201]
+  namespaces: [team-a]
+  action: dryrun
+- namespaces: [team-b]
+  action: warn
+allow:
+- hosts: [test.com]
+  ports: [80, 443]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(ctx, Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ns, want := range map[string]config.Action{"team-a": config.ActionDryRun, "team-b": config.ActionWarn, "team-c": config.ActionDeny} {
+		req := request("VirtualService", directVS)
+		req.Namespace = ns
+		in, err := Input(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs, err := e.Violations(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(vs) != 1 || vs[0].Code != "EGR201" || vs[0].Action != want {
+			t.Errorf("%s: violations %+v, want EGR201 %s", ns, vs, want)
+		}
+		intents, err := e.Intents(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(intents) != 1 || intents[0].Code != "EGR201" || intents[0].Action != want {
+			t.Errorf("%s: intents %+v, want one for EGR201 with action %s", ns, intents, want)
+		}
+	}
+}

@@ -26,8 +26,9 @@ type Request struct {
 
 // Prepared is a request converted into OPA's value.
 type Prepared struct {
-	Kind  string
-	Value ast.Value
+	Kind      string
+	Namespace string
+	Value     ast.Value
 }
 
 // Input converts the request into OPA's value once, so that every rule of
@@ -57,7 +58,7 @@ func Input(r Request) (*Prepared, error) {
 		}
 		items = append(items, ast.Item(ast.StringTerm(f.key), ast.NewTerm(v)))
 	}
-	return &Prepared{Kind: r.Kind, Value: ast.NewObject(items...)}, nil
+	return &Prepared{Kind: r.Kind, Namespace: r.Namespace, Value: ast.NewObject(items...)}, nil
 }
 
 // toValue converts a JSON document into OPA's value, leaving out

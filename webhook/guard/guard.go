@@ -4,6 +4,7 @@
 package guard
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -38,13 +39,25 @@ func Skip(cfg *config.Config, group, kind, namespace string) string {
 
 // MutateResult is the outcome of the mutating step.
 type MutateResult struct {
+	// Intents are every mutation the policies ask for, each with its action.
 	Intents []engine.Intent
-	// Original and Mutated are the object in Istio's JSON shape before and
-	// after the intents (equal when nothing changed).
+	// Original is the object in Istio's JSON shape; Mutated is the object
+	// after the intents whose action is deny or warn; WouldBe is the object
+	// after every intent, dry runs included. They are equal when nothing
+	// changes.
 	Original []byte
 	Mutated  []byte
-	// Applied is false when the patch is only recorded (dryrun enforcement).
-	Applied bool
+	WouldBe  []byte
+}
+
+// Applied are the intents applied to the object (deny and warn actions).
+func (r *MutateResult) Applied() []engine.Intent {
+	return slices.DeleteFunc(slices.Clone(r.Intents), func(in engine.Intent) bool { return in.Action == config.ActionDryRun })
+}
+
+// Recorded are the dry-run intents: recorded, not applied.
+func (r *MutateResult) Recorded() []engine.Intent {
+	return slices.DeleteFunc(slices.Clone(r.Intents), func(in engine.Intent) bool { return in.Action != config.ActionDryRun })
 }
 
 // InputError is a request whose object cannot be decoded into its Istio type.
@@ -73,21 +86,43 @@ func Mutate(ctx context.Context, e *engine.Engine, req engine.Request, opts Opti
 	if len(intents) == 0 {
 		return res, nil
 	}
+	applied, recorded := res.Applied(), res.Recorded()
+	if res.Original, res.Mutated, err = apply(req, applied, opts); err != nil {
+		return nil, err
+	}
+	res.WouldBe = res.Mutated
+	if len(recorded) > 0 && len(applied) > 0 {
+		_, res.WouldBe, err = apply(req, intents, opts)
+	} else if len(recorded) > 0 {
+		_, res.WouldBe, err = apply(req, recorded, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// apply decodes the object of req and applies intents to it. It returns the
+// object before and after, in Istio's JSON shape.
+func apply(req engine.Request, intents []engine.Intent, opts Options) (before, after []byte, err error) {
+	id := object.ID(req.Kind, req.Namespace, req.Name)
 	obj, err := object.Decode(req.Kind, req.Object, opts.Strict)
 	if err != nil {
-		return nil, &InputError{ID: id, Err: err}
+		return nil, nil, &InputError{ID: id, Err: err}
 	}
-	if res.Original, err = object.Marshal(obj); err != nil {
-		return nil, err
+	if before, err = object.Marshal(obj); err != nil {
+		return nil, nil, err
+	}
+	if len(intents) == 0 {
+		return before, before, nil
 	}
 	if err := mutators.Apply(obj, intents); err != nil {
-		return nil, fmt.Errorf("%s: %w", id, err)
+		return nil, nil, fmt.Errorf("%s: %w", id, err)
 	}
-	if res.Mutated, err = object.Marshal(obj); err != nil {
-		return nil, err
+	if after, err = object.Marshal(obj); err != nil {
+		return nil, nil, err
 	}
-	res.Applied = e.Config().Enforcement != config.ActionDryRun
-	return res, nil
+	return before, after, nil
 }
 
 // Decision is the outcome of the validating step.
@@ -156,12 +191,22 @@ func Describe(patch []jsonpatch.Operation) []string {
 	return out
 }
 
-// Diff is the RFC 6902 patch from the original to the mutated object.
+// Diff is the RFC 6902 patch applied: from the original to the mutated object.
 func (r *MutateResult) Diff() ([]jsonpatch.Operation, error) {
-	if len(r.Intents) == 0 || r.Original == nil {
+	return diff(r.Original, r.Mutated)
+}
+
+// RecordedDiff is the would-be patch of the dry-run intents, not applied:
+// from the mutated object to the one every intent would give.
+func (r *MutateResult) RecordedDiff() ([]jsonpatch.Operation, error) {
+	return diff(r.Mutated, r.WouldBe)
+}
+
+func diff(from, to []byte) ([]jsonpatch.Operation, error) {
+	if from == nil || bytes.Equal(from, to) {
 		return nil, nil
 	}
-	ops, err := jsonpatch.CreatePatch(r.Original, r.Mutated)
+	ops, err := jsonpatch.CreatePatch(from, to)
 	if err != nil {
 		return nil, err
 	}

@@ -64,26 +64,55 @@ func (h *Mutator) handle(ctx context.Context, req admission.Request) (admission.
 	if len(m.Intents) == 0 {
 		return admission.Allowed(""), "allowed"
 	}
+	for _, intent := range m.Intents {
+		h.Metrics.Mutation(in.Kind, intent.Type, intent.Code, string(intent.Action))
+	}
 	id := object.ID(in.Kind, in.Namespace, in.Name)
-	if !m.Applied {
-		patch, err := m.Diff()
+	recorded, err := m.RecordedDiff()
+	if err != nil {
+		return h.fail(in, err)
+	}
+	resp = admission.PatchResponseFromRaw(m.Original, m.Mutated)
+	decision := "allowed"
+	if len(resp.Patches) > 0 {
+		decision = "patched"
+		applied := m.Applied()
+		warnings := make([]string, 0, len(applied))
+		for _, intent := range applied {
+			warnings = append(warnings, "egress-guard "+id+": "+mutators.Describe(intent))
+		}
+		resp = resp.WithWarnings(warnings...)
+		h.Log.V(1).Info("patched", "object", id, "intents", len(applied))
+	} else {
+		// Nothing to apply: answer without an empty patch.
+		resp = admission.Allowed("")
+	}
+	if len(recorded) > 0 {
+		// A dry run is silent for the user: the would-be patch goes to the
+		// API server's audit log and to ours.
+		raw, err := json.Marshal(recorded)
 		if err != nil {
 			return h.fail(in, err)
 		}
-		h.Log.Info("dry run: would patch", "object", id, "patch", guard.Describe(patch), "dryRun", in.DryRun)
-		return admission.Allowed("").WithWarnings(
-			fmt.Sprintf("egress-guard %s: dry run, would patch: %s", id, strings.Join(guard.Describe(patch), "; "))), "dryrun"
+		resp.AuditAnnotations = map[string]string{"dryrun.patch": string(raw)}
+		for _, intent := range m.Recorded() {
+			resp.AuditAnnotations["dryrun."+strings.ToLower(intent.Code)+".intent"] = mutators.Describe(intent)
+		}
+		h.Log.Info("dry run: would patch", "object", id, "codes", codes(m.Recorded()), "patch", guard.Describe(recorded), "dryRun", in.DryRun)
+		if decision == "allowed" {
+			decision = "dryrun"
+		}
 	}
-	resp = admission.PatchResponseFromRaw(m.Original, m.Mutated)
-	if len(resp.Patches) == 0 {
-		return admission.Allowed(""), "allowed"
+	return resp, decision
+}
+
+// codes lists the rule codes of intents.
+func codes(intents []engine.Intent) []string {
+	out := make([]string, 0, len(intents))
+	for _, in := range intents {
+		out = append(out, in.Code)
 	}
-	warnings := make([]string, 0, len(m.Intents))
-	for _, in := range m.Intents {
-		warnings = append(warnings, "egress-guard "+id+": "+mutators.Describe(in))
-	}
-	h.Log.V(1).Info("patched", "object", id, "intents", len(m.Intents))
-	return resp.WithWarnings(warnings...), "patched"
+	return out
 }
 
 // Handle answers a validating admission request.

@@ -188,9 +188,19 @@ var cases = []handlerCase{{
 	violations: []string{"ServiceEntry EGR101 warn"},
 }, {
 	name:       "dryrun-enforcement",
-	mutate:     want{allowed: true, decision: "dryrun", warnings: []string{"egress-guard DestinationRule default/test-com-plain: dry run, would patch: add /spec/trafficPolicy/portLevelSettings"}},
+	// A dry run is silent for the user: recorded in audit annotations.
+	mutate: want{allowed: true, decision: "dryrun", audit: []string{"dryrun.egr303.intent", "dryrun.patch"},
+		auditValues: []string{`port 443 originates MUTUAL tls`, `"path":"/spec/trafficPolicy/portLevelSettings"`}},
 	validate:   want{allowed: true, decision: "dryrun", audit: []string{"dryrun.egr303.0"}, auditValues: []string{`"MUTUAL"`}},
 	violations: []string{"DestinationRule EGR303 dryrun"},
+}, {
+	// One rule in dry run for the namespace: its mutation is recorded, not
+	// applied, and its violation admitted.
+	name: "override-per-rule",
+	mutate: want{allowed: true, decision: "dryrun", audit: []string{"dryrun.egr201.intent", "dryrun.patch"},
+		auditValues: []string{"routed through the egress gateway", `"path":"/spec/http/0/route/0/destination/host"`}},
+	validate:   want{allowed: true, decision: "dryrun", audit: []string{"dryrun.egr201.0"}, auditValues: []string{"must go through the egress gateway"}},
+	violations: []string{"VirtualService EGR201 dryrun"},
 }, {
 	name:   "dryrun-two-hosts",
 	mutate: want{allowed: true, decision: "allowed"},

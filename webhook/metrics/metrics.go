@@ -12,6 +12,7 @@ import (
 type Metrics struct {
 	requests   *prometheus.CounterVec
 	violations *prometheus.CounterVec
+	mutations  *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	reloads    *prometheus.CounterVec
 }
@@ -27,6 +28,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "egress_guard_violations_total",
 			Help: "Rule violations found, by kind, rule code and action (deny, warn, dryrun).",
 		}, []string{"kind", "code", "action"}),
+		mutations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egress_guard_mutations_total",
+			Help: "Mutations asked for, by kind, intent type, the rule code they fix and action (deny and warn: applied; dryrun: recorded only).",
+		}, []string{"kind", "type", "code", "action"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "egress_guard_admission_duration_seconds",
 			Help:    "Time to decide an admission request, by webhook and kind.",
@@ -37,7 +42,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Reloads of the configuration and policies, by result (success, failure).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.violations, m.duration, m.reloads)
+	reg.MustRegister(m.requests, m.violations, m.mutations, m.duration, m.reloads)
 	return m
 }
 
@@ -50,6 +55,11 @@ func (m *Metrics) Request(webhook, kind, operation, decision string, took time.D
 // Violation records one violation.
 func (m *Metrics) Violation(kind, code, action string) {
 	m.violations.WithLabelValues(kind, code, action).Inc()
+}
+
+// Mutation records one mutation intent.
+func (m *Metrics) Mutation(kind, intentType, code, action string) {
+	m.mutations.WithLabelValues(kind, intentType, code, action).Inc()
 }
 
 // Reload records a reload attempt.

@@ -119,7 +119,18 @@ func writeText(w io.Writer, rep *check.Report) error {
 			fmt.Fprintf(w, "    warning: %s\n", warn)
 		}
 		if len(r.Patch) > 0 {
-			diff, err := yamlDiff(r)
+			diff, err := yamlDiff(r.Original, r.Object, "mutated")
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(w, indent(diff, "    "))
+		}
+		if len(r.DryRunPatch) > 0 {
+			wouldBe, err := check.ApplyPatch(r.Object, r.DryRunPatch)
+			if err != nil {
+				return err
+			}
+			diff, err := yamlDiff(r.Object, wouldBe, "would be mutated (dry run)")
 			if err != nil {
 				return err
 			}
@@ -130,32 +141,20 @@ func writeText(w io.Writer, rep *check.Report) error {
 	return nil
 }
 
-func yamlDiff(r check.Result) (string, error) {
-	before, err := yaml.JSONToYAML(r.Original)
+// yamlDiff is the unified diff of two JSON documents shown as YAML.
+func yamlDiff(before, after []byte, title string) (string, error) {
+	beforeYAML, err := yaml.JSONToYAML(before)
 	if err != nil {
 		return "", err
-	}
-	after := r.Object
-	title := "mutated"
-	if !r.Mutated {
-		// Dry run: show the would-be change.
-		if after, err = patched(r); err != nil {
-			return "", err
-		}
-		title = "would be mutated (dry run)"
 	}
 	afterYAML, err := yaml.JSONToYAML(after)
 	if err != nil {
 		return "", err
 	}
 	return difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: difflib.SplitLines(string(before)), B: difflib.SplitLines(string(afterYAML)),
+		A: difflib.SplitLines(string(beforeYAML)), B: difflib.SplitLines(string(afterYAML)),
 		FromFile: "submitted", ToFile: title, Context: 3,
 	})
-}
-
-func patched(r check.Result) ([]byte, error) {
-	return check.ApplyPatch(r.Original, r.Patch)
 }
 
 func indent(s, prefix string) string {

@@ -124,3 +124,53 @@ func TestCheckRejectsUndecodableObjects(t *testing.T) {
 		t.Logf("%s: %s", name, stderr)
 	}
 }
+
+// A rule in dry run for a namespace: its mutation is only shown as a would-be
+// change, and its violation does not deny.
+func TestCheckDryRunOverride(t *testing.T) {
+	base, err := os.ReadFile(scenario + "config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	doc := string(base) + "overrides:\n- rules: [EGR201]\n  namespaces: [default]\n  action: dryrun\n"
+	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := run(t, "", "check", "-f", scenario+"mutate.yaml", "--config", cfg, "-o", "json")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s%s", code, out, stderr)
+	}
+	var rep struct {
+		Results []struct {
+			Kind, Name  string
+			Mutated     bool
+			Patch       []map[string]any
+			DryRunPatch []map[string]any
+			Violations  []struct{ Code, Action string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range rep.Results {
+		if r.Kind != "VirtualService" {
+			continue
+		}
+		found = true
+		if r.Mutated || len(r.Patch) != 0 || len(r.DryRunPatch) == 0 {
+			t.Errorf("%s: mutated %v, patch %v, dryRunPatch %v: want only a dry-run patch", r.Name, r.Mutated, r.Patch, r.DryRunPatch)
+		}
+		if len(r.Violations) != 1 || r.Violations[0].Code != "EGR201" || r.Violations[0].Action != "dryrun" {
+			t.Errorf("%s: violations %+v, want EGR201 dryrun", r.Name, r.Violations)
+		}
+	}
+	if !found {
+		t.Fatal("no VirtualService in the results")
+	}
+	_, out, _ = run(t, "", "check", "-f", scenario+"mutate.yaml", "--config", cfg)
+	if !strings.Contains(out, "+++ would be mutated (dry run)") || !strings.Contains(out, "EGR201 dryrun") {
+		t.Errorf("text output lacks the would-be diff or the dry-run violation:\n%s", out)
+	}
+}

@@ -12,9 +12,9 @@ applies if {
 	not input.namespace in data.config.exemptNamespaces
 }
 
-# violations: each with the action it takes; a rule may set its own action,
-# otherwise the configured enforcement applies.
-violations contains object.union({"action": data.config.enforcement, "field": ""}, v) if {
+# violations: a rule may set its own action; egress-guard resolves the action
+# each takes from the config's overrides, that action and the enforcement.
+violations contains object.union({"field": ""}, v) if {
 	applies
 	some v in data.egressguard.rules[_].deny
 }

@@ -80,9 +80,11 @@ deny contains {
 }
 
 # originate_tls: set the origination's port-level TLS when it is missing,
-# weaker, or lacks the credential or SNI.
+# weaker, or lacks the credential or SNI. It fixes EGR303, whose action it
+# takes (a dry run records the patch instead of applying it).
 intents contains {
 	"type": "originate_tls",
+	"code": "EGR303",
 	"port": o.port,
 	"mode": o.mode,
 	"credentialName": object.get(o, "credentialName", ""),

@@ -62,9 +62,9 @@ _port_tls(host, port, tls) := {"host": host, "trafficPolicy": {"portLevelSetting
 
 _mutual := {"mode": "MUTUAL", "credentialName": "test.client", "sni": "test.com"}
 
-_originate_test := {"type": "originate_tls", "port": 443, "mode": "MUTUAL", "credentialName": "test.client", "sni": "test.com"}
+_originate_test := {"type": "originate_tls", "code": "EGR303", "port": 443, "mode": "MUTUAL", "credentialName": "test.client", "sni": "test.com"}
 
-_originate_api := {"type": "originate_tls", "port": 443, "mode": "SIMPLE", "credentialName": "", "sni": "api.example.com"}
+_originate_api := {"type": "originate_tls", "code": "EGR303", "port": 443, "mode": "SIMPLE", "credentialName": "", "sni": "api.example.com"}
 
 test_egr301_disabled_tls if {
 	_deny("default", _tp("istio.io", {"mode": "DISABLE"})) == {{

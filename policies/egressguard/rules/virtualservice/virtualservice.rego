@@ -119,9 +119,11 @@ _destination_problem(section, i, j, d) := [field, sprintf("%s: port %d of extern
 
 # route_via_gateway: a mesh route whose destinations are all allowed external
 # hosts goes direct; it can be split into a mesh leg to the gateway and a
-# gateway leg to the hosts.
+# gateway leg to the hosts. It fixes EGR201, whose action it takes (a dry run
+# records the patch instead of applying it).
 intents contains {
 	"type": "route_via_gateway",
+	"code": "EGR201",
 	"section": section,
 	"index": i,
 	"gatewayHost": lib.gateway_host,

@@ -61,6 +61,7 @@ _dest(host, port) := {"destination": {"host": host, "port": {"number": port}}}
 
 _intent(section, index, port, subset, targets) := {
 	"type": "route_via_gateway",
+	"code": "EGR201",
 	"section": section,
 	"index": index,
 	"gatewayHost": _gw,
