@@ -7,7 +7,9 @@ import (
 	"fmt"
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
+	"github.com/pmezard/go-difflib/difflib"
 	jsonpatch "gomodules.xyz/jsonpatch/v2"
+	"sigs.k8s.io/yaml"
 
 	"github.com/egress-guard/egress-guard/mutators"
 	"github.com/egress-guard/egress-guard/webhook/engine"
@@ -144,6 +146,22 @@ func wrap(d Document, err error) error {
 		return fmt.Errorf("%s: %w", d.Source, err)
 	}
 	return fmt.Errorf("%s: %s %s/%s: %w", d.Source, d.GVK.Kind, d.Namespace, d.Name, err)
+}
+
+// YAMLDiff is the unified diff, shown as YAML, of two JSON documents.
+func YAMLDiff(before, after []byte, fromTitle, toTitle string) (string, error) {
+	beforeYAML, err := yaml.JSONToYAML(before)
+	if err != nil {
+		return "", err
+	}
+	afterYAML, err := yaml.JSONToYAML(after)
+	if err != nil {
+		return "", err
+	}
+	return difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: difflib.SplitLines(string(beforeYAML)), B: difflib.SplitLines(string(afterYAML)),
+		FromFile: fromTitle, ToFile: toTitle, Context: 3,
+	})
 }
 
 // ApplyPatch applies RFC 6902 operations to a JSON document, as the API server does.

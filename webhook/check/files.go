@@ -29,6 +29,8 @@ type Document struct {
 	GVK       schema.GroupVersionKind
 	Namespace string
 	Name      string
+	// UID is metadata.uid, for objects read from a cluster.
+	UID string
 }
 
 // ReadPaths reads every document of the given files, and of the .yaml, .yml
@@ -171,7 +173,14 @@ func document(src string, js []byte) (Document, error) {
 			return Document{}, err
 		}
 	}
-	return Document{Source: src, JSON: js, GVK: gv.WithKind(kind), Namespace: ns, Name: name}, nil
+	uid, _ := meta["uid"].(string)
+	return Document{Source: src, JSON: js, GVK: gv.WithKind(kind), Namespace: ns, Name: name, UID: uid}, nil
+}
+
+// NewDocument makes a Document of one object's JSON (read from a cluster,
+// say), with the same checks as a file's.
+func NewDocument(source string, js []byte) (Document, error) {
+	return document(source, js)
 }
 
 func stripComments(b []byte) []byte {

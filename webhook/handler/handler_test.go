@@ -187,7 +187,7 @@ var cases = []handlerCase{{
 	validate:   want{allowed: true, decision: "allowed", warnings: []string{`egress-guard ServiceEntry default/httpbin-org: EGR101: spec.hosts[0]: external host "httpbin.org"`}},
 	violations: []string{"ServiceEntry EGR101 warn"},
 }, {
-	name:       "dryrun-enforcement",
+	name: "dryrun-enforcement",
 	// A dry run is silent for the user: recorded in audit annotations.
 	mutate: want{allowed: true, decision: "dryrun", audit: []string{"dryrun.egr303.intent", "dryrun.patch"},
 		auditValues: []string{`port 443 originates MUTUAL tls`, `"path":"/spec/trafficPolicy/portLevelSettings"`}},

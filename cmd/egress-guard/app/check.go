@@ -6,9 +6,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/pmezard/go-difflib/difflib"
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
 	"github.com/egress-guard/egress-guard/webhook/check"
 	"github.com/egress-guard/egress-guard/webhook/config"
@@ -143,18 +141,7 @@ func writeText(w io.Writer, rep *check.Report) error {
 
 // yamlDiff is the unified diff of two JSON documents shown as YAML.
 func yamlDiff(before, after []byte, title string) (string, error) {
-	beforeYAML, err := yaml.JSONToYAML(before)
-	if err != nil {
-		return "", err
-	}
-	afterYAML, err := yaml.JSONToYAML(after)
-	if err != nil {
-		return "", err
-	}
-	return difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: difflib.SplitLines(string(beforeYAML)), B: difflib.SplitLines(string(afterYAML)),
-		FromFile: "submitted", ToFile: title, Context: 3,
-	})
+	return check.YAMLDiff(before, after, "submitted", title)
 }
 
 func indent(s, prefix string) string {

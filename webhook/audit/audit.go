@@ -1,0 +1,248 @@
+// Package audit evaluates Istio objects at rest with the admission engine and
+// reports what enforcement would do to each: the patch the mutating webhook
+// would apply and the violations the validating webhook would find in the
+// patched object, each with the action the configuration gives it today.
+//
+// The findings are what an enforcing guard would deny or patch, so that a
+// platform team running in dry run can show each application team what
+// switching to enforcement will break.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	jsonpatch "gomodules.xyz/jsonpatch/v2"
+
+	"github.com/egress-guard/egress-guard/mutators"
+	"github.com/egress-guard/egress-guard/webhook/check"
+	"github.com/egress-guard/egress-guard/webhook/config"
+	"github.com/egress-guard/egress-guard/webhook/engine"
+	"github.com/egress-guard/egress-guard/webhook/guard"
+)
+
+// Outcome is a finding's result, as OpenReports names them.
+type Outcome string
+
+// The outcomes.
+const (
+	Pass Outcome = "pass"
+	Fail Outcome = "fail"
+	Warn Outcome = "warn"
+)
+
+// Severity is a finding's severity, as OpenReports names them.
+type Severity string
+
+// The severities used.
+const (
+	// High: enforcement would deny the object.
+	High Severity = "high"
+	// Medium: enforcement would change the object.
+	Medium Severity = "medium"
+	// Info: nothing to do.
+	Info Severity = "info"
+)
+
+// Finding types.
+const (
+	TypeViolation = "violation"
+	TypeMutation  = "mutation"
+)
+
+// Object identifies an audited object.
+type Object struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Namespace  string `json:"namespace"`
+	Name       string `json:"name"`
+	UID        string `json:"uid,omitempty"`
+	// Source is where the object was read: file:document, or the cluster.
+	Source string `json:"source,omitempty"`
+}
+
+// Finding is one thing enforcement would do to an object.
+type Finding struct {
+	// Code is the rule; for a mutation, the rule it fixes.
+	Code string `json:"code"`
+	// Type is violation or mutation; Intent names a mutation's kind.
+	Type   string `json:"type"`
+	Intent string `json:"intent,omitempty"`
+	// Action is what the configuration does today (deny, warn, dryrun).
+	Action   config.Action `json:"action"`
+	Outcome  Outcome       `json:"result"`
+	Severity Severity      `json:"severity"`
+	Field    string        `json:"field,omitempty"`
+	Message  string        `json:"message"`
+}
+
+// Result is the audit of one object.
+type Result struct {
+	Object Object `json:"object"`
+	// Skipped says why the object was not evaluated (exempt namespace).
+	Skipped  string    `json:"skipped,omitempty"`
+	Findings []Finding `json:"findings"`
+	// Patch is the would-be patch of every mutation, dry runs included.
+	Patch []jsonpatch.Operation `json:"patch,omitempty"`
+	// Diff shows Patch as a unified diff of the object's YAML.
+	Diff string `json:"diff,omitempty"`
+}
+
+// Compliant reports whether enforcement would leave the object alone.
+func (r *Result) Compliant() bool { return len(r.Findings) == 0 }
+
+// Audit is the outcome of a run.
+type Audit struct {
+	Generated time.Time `json:"generated"`
+	// Enforcement is the configured default action.
+	Enforcement config.Action `json:"enforcement"`
+	Results     []Result      `json:"results"`
+}
+
+// Options tune a run.
+type Options struct {
+	// Workers evaluate objects in parallel (default GOMAXPROCS).
+	Workers int
+	// Strict rejects fields the Istio types do not have (files; objects
+	// read from the API server are already pruned).
+	Strict bool
+	// Progress, when set, is called after each object with the count done
+	// (one call at a time).
+	Progress func(done, total int)
+	// Now stamps the audit (default time.Now).
+	Now func() time.Time
+}
+
+// Run audits docs. The documents are the whole world: the ServiceEntries
+// among them are the inventory cross-object rules see. Results keep the
+// order of docs. An object that cannot be decoded is an error naming it.
+func Run(ctx context.Context, e *engine.Engine, docs []check.Document, opts Options) (*Audit, error) {
+	workers := opts.Workers
+	if workers < 1 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	a := &Audit{Generated: now().UTC(), Enforcement: e.Config().Enforcement, Results: make([]Result, len(docs))}
+	var (
+		next       atomic.Int64
+		done       int
+		progressMu sync.Mutex
+		wg         sync.WaitGroup
+		errOnce    sync.Once
+		firstErr   error
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range min(workers, max(len(docs), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(docs) || ctx.Err() != nil {
+					return
+				}
+				res, err := auditOne(ctx, e, docs[i], opts.Strict)
+				if err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+					return
+				}
+				a.Results[i] = *res
+				if opts.Progress != nil {
+					progressMu.Lock()
+					done++
+					opts.Progress(done, len(docs))
+					progressMu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// auditOne mutates the object with every intent, as enforcement would, then
+// validates the result.
+func auditOne(ctx context.Context, e *engine.Engine, d check.Document, strict bool) (*Result, error) {
+	res := &Result{
+		Object:   Object{APIVersion: d.GVK.GroupVersion().String(), Kind: d.GVK.Kind, Namespace: d.Namespace, Name: d.Name, UID: d.UID, Source: d.Source},
+		Findings: []Finding{},
+	}
+	if why := guard.Skip(e.Config(), d.GVK.Group, d.GVK.Kind, d.Namespace); why != "" {
+		res.Skipped = why
+		return res, nil
+	}
+	req := engine.Request{
+		Operation: "UPDATE", Group: d.GVK.Group, Version: d.GVK.Version, Kind: d.GVK.Kind,
+		Namespace: d.Namespace, Name: d.Name, Object: d.JSON, OldObject: d.JSON,
+	}
+	opts := guard.Options{Strict: strict}
+	m, err := guard.Mutate(ctx, e, req, opts)
+	if err != nil {
+		return nil, wrap(d, err)
+	}
+	if len(m.Intents) > 0 {
+		full := &guard.MutateResult{Intents: m.Intents, Original: m.Original, Mutated: m.WouldBe}
+		if res.Patch, err = full.Diff(); err != nil {
+			return nil, wrap(d, err)
+		}
+	}
+	if len(res.Patch) > 0 {
+		patched, err := check.ApplyPatch(d.JSON, res.Patch)
+		if err != nil {
+			return nil, fmt.Errorf("%s: applying the would-be patch: %w", d.Source, err)
+		}
+		if res.Diff, err = check.YAMLDiff(d.JSON, patched, "as written", "after enforcement"); err != nil {
+			return nil, wrap(d, err)
+		}
+		req.Object = patched
+		for _, in := range m.Intents {
+			res.Findings = append(res.Findings, Finding{
+				Code: in.Code, Type: TypeMutation, Intent: in.Type, Action: in.Action,
+				Outcome: outcome(in.Action), Severity: Medium, Message: mutators.Describe(in),
+			})
+		}
+	}
+	dec, err := guard.Validate(ctx, e, req, opts)
+	if err != nil {
+		return nil, wrap(d, err)
+	}
+	for _, v := range dec.Violations {
+		res.Findings = append(res.Findings, Finding{
+			Code: v.Code, Type: TypeViolation, Action: v.Action,
+			Outcome: outcome(v.Action), Severity: High, Field: v.Field, Message: v.Message,
+		})
+	}
+	return res, nil
+}
+
+// outcome maps an action to a result: a dry-run finding fails like a denied
+// one, since that is what enforcement would make of it.
+func outcome(a config.Action) Outcome {
+	if a == config.ActionWarn {
+		return Warn
+	}
+	return Fail
+}
+
+func wrap(d check.Document, err error) error {
+	var ie *guard.InputError
+	if errors.As(err, &ie) {
+		return fmt.Errorf("%s: %w", d.Source, err)
+	}
+	return fmt.Errorf("%s: %s %s/%s: %w", d.Source, d.GVK.Kind, d.Namespace, d.Name, err)
+}

@@ -1,0 +1,237 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/egress-guard/egress-guard/webhook/check"
+	"github.com/egress-guard/egress-guard/webhook/config"
+	"github.com/egress-guard/egress-guard/webhook/engine"
+)
+
+const scenarios = "../../test/scenarios"
+
+func scenarioDirs(t *testing.T) []string {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join(scenarios, "0*"))
+	if err != nil || len(dirs) < 5 {
+		t.Fatalf("scenario directories: %v %v", dirs, err)
+	}
+	return dirs
+}
+
+func loadConfig(t *testing.T, path string, edit func(*config.Config)) *engine.Engine {
+	t.Helper()
+	cfg, err := config.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(cfg)
+	}
+	e, err := engine.New(context.Background(), engine.Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func readDocs(t *testing.T, dir string) []check.Document {
+	t.Helper()
+	var paths []string
+	for _, name := range []string{"compliant.yaml", "mutate.yaml", "rejected.yaml"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			paths = append(paths, filepath.Join(dir, name))
+		}
+	}
+	docs, err := check.ReadPaths(paths, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return docs
+}
+
+// An audit in dry run holds exactly what an enforcing check of the same
+// files denies or patches, each finding labelled with today's action.
+func TestAuditMatchesEnforcingCheck(t *testing.T) {
+	ctx := context.Background()
+	for _, dir := range scenarioDirs(t) {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			docs := readDocs(t, dir)
+			inv, err := check.Inventory(docs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			enforcing := loadConfig(t, filepath.Join(dir, "config.yaml"), nil)
+			if enforcing.Config().Enforcement != config.ActionDeny {
+				t.Fatalf("the scenario config enforces %s", enforcing.Config().Enforcement)
+			}
+			cfg := *enforcing.Config()
+			cfg.Enforcement = config.ActionDryRun
+			dry, err := engine.New(ctx, engine.Options{Config: &cfg, Inventory: inv})
+			if err != nil {
+				t.Fatal(err)
+			}
+			enforcingInv, err := engine.New(ctx, engine.Options{Config: enforcing.Config(), Inventory: inv})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := check.Run(ctx, enforcingInv, docs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Run(ctx, dry, docs, Options{Strict: true, Workers: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Results) != len(want.Results) {
+				t.Fatalf("%d results, want %d", len(got.Results), len(want.Results))
+			}
+			findings := 0
+			for i, w := range want.Results {
+				g := got.Results[i]
+				id := fmt.Sprintf("%s %s/%s", w.Kind, w.Namespace, w.Name)
+				if g.Object.Kind != w.Kind || g.Object.Name != w.Name || g.Skipped != w.Skipped {
+					t.Fatalf("result %d is %+v, want %s (skipped %q)", i, g.Object, id, w.Skipped)
+				}
+				var wantViolations, gotViolations []string
+				for _, v := range w.Violations {
+					wantViolations = append(wantViolations, v.Code+" "+v.Field)
+				}
+				mutations := 0
+				for _, f := range g.Findings {
+					findings++
+					if f.Action != config.ActionDryRun || f.Outcome != Fail {
+						t.Errorf("%s: finding %s is %s/%s, want dryrun/fail", id, f.Code, f.Action, f.Outcome)
+					}
+					switch f.Type {
+					case TypeViolation:
+						gotViolations = append(gotViolations, f.Code+" "+f.Field)
+					case TypeMutation:
+						mutations++
+					}
+				}
+				slices.Sort(wantViolations)
+				slices.Sort(gotViolations)
+				if !slices.Equal(gotViolations, wantViolations) {
+					t.Errorf("%s: violations %v, enforcing check denies %v", id, gotViolations, wantViolations)
+				}
+				if (mutations > 0) != w.Mutated || !reflect.DeepEqual(jsonOf(t, g.Patch), jsonOf(t, w.Patch)) {
+					t.Errorf("%s: %d mutation findings with patch %s; enforcing check patches %s", id, mutations, jsonOf(t, g.Patch), jsonOf(t, w.Patch))
+				}
+				if w.Mutated && !strings.Contains(g.Diff, "+++ after enforcement") {
+					t.Errorf("%s: no readable diff: %q", id, g.Diff)
+				}
+			}
+			if findings == 0 {
+				t.Error("the scenario's rejected and mutate files gave no finding")
+			}
+		})
+	}
+}
+
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && rv.Len() == 0 {
+		return "[]"
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestReportsPerNamespace(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(scenarios, "000-http-mtls-origination")
+	e := loadConfig(t, filepath.Join(dir, "config.yaml"), func(c *config.Config) {
+		c.Overrides = []config.Override{{Rules: []string{"EGR101"}, Action: config.ActionWarn}}
+	})
+	docs := readDocs(t, dir)
+	// One more namespace, exempt: left out of the reports.
+	exempt, err := check.NewDocument("extra:1", []byte(`{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"x","namespace":"kube-system"},"spec":{"hosts":["evil.example"]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs = append(docs, exempt)
+	a, err := Run(ctx, e, docs, Options{Strict: true, Now: func() time.Time { return time.Unix(1_800_000_000, 0) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reps := Reports(a)
+	if len(reps) != 1 || reps[0].Namespace != "default" || reps[0].Name != ReportName || reps[0].Kind != "Report" || reps[0].APIVersion != "openreports.io/v1alpha1" {
+		t.Fatalf("reports: %+v", reps)
+	}
+	rep := reps[0]
+	s := Summarize(a)
+	if last := a.Results[len(a.Results)-1]; last.Skipped != "namespace exempt" {
+		t.Errorf("the kube-system object: %+v", last)
+	}
+	if rep.Summary.Fail != s.Fail || rep.Summary.Warn != s.Warn || rep.Summary.Pass != s.Compliant || s.Fail == 0 {
+		t.Errorf("report summary %+v, audit summary %+v", rep.Summary, s)
+	}
+	var warned, patched, passed bool
+	for _, r := range rep.Results {
+		if len(r.Subjects) != 1 || r.Subjects[0].Name == "" || r.Subjects[0].Kind == "" || r.Source != Source || r.Timestamp.Seconds != 1_800_000_000 {
+			t.Errorf("result without its resource, source or time: %+v", r)
+		}
+		switch {
+		case r.Policy == "EGR101":
+			warned = r.Result == "warn" && r.Properties["action"] == "warn" && r.Properties["field"] != ""
+		case r.Properties["type"] == TypeMutation:
+			patched = r.Result == "fail" && strings.Contains(r.Properties["patch"], `"op":`) && r.Rule == r.Properties["intent"]
+		case r.Policy == PassPolicy:
+			passed = r.Result == "pass"
+		}
+	}
+	if !warned || !patched || !passed {
+		t.Errorf("want an EGR101 warning with its field (%v), a mutation with its patch (%v) and a pass (%v): %+v", warned, patched, passed, rep.Results)
+	}
+}
+
+func TestWriteFormats(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(scenarios, "000-http-mtls-origination")
+	a, err := Run(ctx, loadConfig(t, filepath.Join(dir, "config.yaml"), nil), readDocs(t, dir), Options{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		want []string
+	}{
+		{"r.json", []string{`"summary"`, `"code": "EGR201"`, `"diff"`}},
+		{"r.md", []string{"# egress-guard audit", "## Namespace default", "```diff", "**EGR101** fail"}},
+		{"r.html", []string{"<!DOCTYPE html>", `data-rule="EGR101"`, `<span class="add">`, "Would-be change"}},
+	} {
+		f, err := FormatOf(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		if err := Write(&b, f, a); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("%s lacks %q", tc.path, w)
+			}
+		}
+		if f == FormatHTML && (strings.Contains(b.String(), "http://") || strings.Contains(b.String(), "https://") || strings.Contains(b.String(), "<script src")) {
+			t.Errorf("the HTML report loads something from elsewhere")
+		}
+	}
+	if _, err := FormatOf("report.pdf"); err == nil {
+		t.Error("a .pdf report is not an error")
+	}
+}
