@@ -41,7 +41,7 @@ func Execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCommand(), newCheckCommand())
+	root.AddCommand(newServeCommand(), newCheckCommand(), newAuditCommand())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError("%v", err) })
 	err := root.ExecuteContext(ctx)
 	if err == nil {

@@ -1,0 +1,164 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/egress-guard/egress-guard/webhook/check"
+	"github.com/egress-guard/egress-guard/webhook/object"
+)
+
+// Resources are the Istio resources an audit reads, by kind, at a version
+// the API server serves for all of them.
+var Resources = []struct {
+	Kind string
+	GVR  schema.GroupVersionResource
+}{
+	{object.ServiceEntry, schema.GroupVersionResource{Group: object.Group, Version: "v1", Resource: "serviceentries"}},
+	{object.VirtualService, schema.GroupVersionResource{Group: object.Group, Version: "v1", Resource: "virtualservices"}},
+	{object.DestinationRule, schema.GroupVersionResource{Group: object.Group, Version: "v1", Resource: "destinationrules"}},
+}
+
+// listPage is how many objects one list call asks for.
+const listPage = 500
+
+// ListObjects reads the ServiceEntries, VirtualServices and DestinationRules
+// of namespace ("" for all) from the API server, page by page, sorted by
+// kind, namespace and name.
+func ListObjects(ctx context.Context, dyn dynamic.Interface, namespace string) ([]check.Document, error) {
+	var docs []check.Document
+	for _, r := range Resources {
+		opts := metav1.ListOptions{Limit: listPage}
+		for {
+			list, err := dyn.Resource(r.GVR).Namespace(namespace).List(ctx, opts)
+			if err != nil {
+				return nil, fmt.Errorf("listing %s: %w", r.GVR.Resource, err)
+			}
+			for i := range list.Items {
+				item := &list.Items[i]
+				item.SetAPIVersion(r.GVR.GroupVersion().String())
+				item.SetKind(r.Kind)
+				raw, err := item.MarshalJSON()
+				if err != nil {
+					return nil, err
+				}
+				d, err := check.NewDocument(fmt.Sprintf("cluster %s %s/%s", item.GetKind(), item.GetNamespace(), item.GetName()), raw)
+				if err != nil {
+					return nil, err
+				}
+				docs = append(docs, d)
+			}
+			if list.GetContinue() == "" {
+				break
+			}
+			opts.Continue = list.GetContinue()
+		}
+	}
+	sort.SliceStable(docs, func(i, j int) bool {
+		a, b := docs[i], docs[j]
+		if a.GVK.Kind != b.GVK.Kind {
+			return a.GVK.Kind < b.GVK.Kind
+		}
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	})
+	return docs, nil
+}
+
+// ReportAPI selects the report resource written to the cluster.
+type ReportAPI string
+
+// The report APIs.
+const (
+	// OpenReports is openreports.io/v1alpha1 Report.
+	OpenReports ReportAPI = "openreports"
+	// PolicyReport is wgpolicyk8s.io/v1alpha2 PolicyReport, for older viewers.
+	PolicyReport ReportAPI = "wgpolicyk8s"
+)
+
+// ReportAPIs lists the valid report APIs.
+var ReportAPIs = []ReportAPI{OpenReports, PolicyReport}
+
+// GVR is the resource of the report API.
+func (a ReportAPI) GVR() schema.GroupVersionResource {
+	if a == PolicyReport {
+		return schema.GroupVersionResource{Group: "wgpolicyk8s.io", Version: "v1alpha2", Resource: "policyreports"}
+	}
+	return reportsv1alpha1.SchemeGroupVersion.WithResource("reports")
+}
+
+// toUnstructured converts a Report into the object of api. A PolicyReport
+// has the same results and summary; it has no source or configuration.
+func toUnstructured(r *reportsv1alpha1.Report, api ReportAPI) (*unstructured.Unstructured, error) {
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(raw); err != nil {
+		return nil, err
+	}
+	if api == PolicyReport {
+		u.SetAPIVersion("wgpolicyk8s.io/v1alpha2")
+		u.SetKind("PolicyReport")
+		unstructured.RemoveNestedField(u.Object, "source")
+		unstructured.RemoveNestedField(u.Object, "configuration")
+	}
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	return u, nil
+}
+
+// WriteReports creates or updates one report per namespace, and deletes the
+// reports egress-guard wrote earlier in namespaces of scope ("" for all) that
+// no longer have audited objects: a new audit replaces the last one.
+func WriteReports(ctx context.Context, dyn dynamic.Interface, api ReportAPI, reps []reportsv1alpha1.Report, scope string) error {
+	res := dyn.Resource(api.GVR())
+	keep := map[string]bool{}
+	for i := range reps {
+		want, err := toUnstructured(&reps[i], api)
+		if err != nil {
+			return err
+		}
+		keep[want.GetNamespace()] = true
+		client := res.Namespace(want.GetNamespace())
+		got, err := client.Get(ctx, want.GetName(), metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			if _, err := client.Create(ctx, want, metav1.CreateOptions{FieldManager: Source}); err != nil {
+				return fmt.Errorf("creating report %s/%s: %w", want.GetNamespace(), want.GetName(), err)
+			}
+			continue
+		case err != nil:
+			return fmt.Errorf("reading report %s/%s: %w", want.GetNamespace(), want.GetName(), err)
+		}
+		want.SetResourceVersion(got.GetResourceVersion())
+		want.SetUID(got.GetUID())
+		if _, err := client.Update(ctx, want, metav1.UpdateOptions{FieldManager: Source}); err != nil {
+			return fmt.Errorf("updating report %s/%s: %w", want.GetNamespace(), want.GetName(), err)
+		}
+	}
+	old, err := res.Namespace(scope).List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + Source})
+	if err != nil {
+		return fmt.Errorf("listing earlier reports: %w", err)
+	}
+	for _, o := range old.Items {
+		if keep[o.GetNamespace()] || o.GetName() != ReportName {
+			continue
+		}
+		if err := res.Namespace(o.GetNamespace()).Delete(ctx, o.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting the stale report %s/%s: %w", o.GetNamespace(), o.GetName(), err)
+		}
+	}
+	return nil
+}
