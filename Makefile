@@ -18,7 +18,7 @@ ETCD           := $(TOOLS_BIN)/etcd
 OPA            := $(TOOLS_BIN)/opa
 EGRESS_GUARD   := $(BIN)/egress-guard
 
-.PHONY: build tools test unit policy-test e2e bench demo lint clean
+.PHONY: build tools chromium test unit policy-test e2e bench demo lint clean
 
 build: $(EGRESS_GUARD)
 
@@ -35,7 +35,15 @@ $(ETCD): test/tools/etcd/go.mod test/tools/etcd/go.sum
 $(OPA): test/tools/opa/go.mod test/tools/opa/go.sum
 	cd test/tools/opa && $(GO) build -o $@ github.com/open-policy-agent/opa
 
-tools: $(KUBE_APISERVER) $(ETCD) $(OPA)
+# Headless Chromium renders the HTML audit report in the tests: Debian's
+# package, installed once (as root, like the CI machines) with its .debs kept
+# under .cache/apt.
+chromium:
+	@command -v chromium >/dev/null || { mkdir -p $(CACHE)/apt/partial && \
+		apt-get update -qq && \
+		apt-get install -y -qq --no-install-recommends -o Dir::Cache::archives=$(CACHE)/apt chromium; }
+
+tools: $(KUBE_APISERVER) $(ETCD) $(OPA) chromium
 
 # Everything: unit and handler tests, Rego tests (Go runner and opa test),
 # the five scenarios through `check`, and the end-to-end tests against a real
