@@ -65,21 +65,23 @@ import (
 )
 
 type options struct {
-	egressGuard string
-	extraArgs   string
-	noop        string
-	concurrency int
-	warmup      time.Duration
-	duration    time.Duration
-	rounds      int
-	rate        int
-	rssRequests int64
-	rssTimeout  time.Duration
-	evalN       int
-	sampleEvery int
-	keep        bool
-	evalProfile string
-	evalOnly    bool
+	egressGuard  string
+	extraArgs    string
+	noop         string
+	concurrency  int
+	warmup       time.Duration
+	duration     time.Duration
+	rounds       int
+	rate         int
+	rssRequests  int64
+	rssTimeout   time.Duration
+	evalN        int
+	sampleEvery  int
+	keep         bool
+	evalProfile  string
+	evalOnly     bool
+	auditObjects int
+	auditOnly    bool
 }
 
 func main() {
@@ -97,6 +99,8 @@ func main() {
 	flag.IntVar(&o.evalN, "eval-n", 20000, "in-process policy evaluations to time")
 	flag.IntVar(&o.sampleEvery, "sample-every", 50, "check every n-th answer of each worker against the expectation")
 	flag.StringVar(&o.evalProfile, "eval-cpuprofile", "", "write a CPU profile of the in-process policy evaluation to this file")
+	flag.IntVar(&o.auditObjects, "audit-objects", 10000, "objects the audit benchmark generates and audits (0 skips it)")
+	flag.BoolVar(&o.auditOnly, "audit-only", false, "run the evaluation and audit benchmarks only")
 	flag.BoolVar(&o.evalOnly, "eval-only", false, "time the in-process policy evaluation only")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (certificates, config, server logs)")
 	flag.Parse()
@@ -144,14 +148,27 @@ func run(ctx context.Context, o options) error {
 		printEval(o.evalN, ev)
 		return nil
 	}
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(benchConfig), 0o600); err != nil {
+		return err
+	}
+
+	// 4. The audit of generated files, also while nothing else runs.
+	var aud *auditResult
+	if o.auditObjects > 0 {
+		if aud, err = auditBench(ctx, bin, dir, cfgPath, rs, o.auditObjects); err != nil {
+			return err
+		}
+		if o.auditOnly {
+			printEval(o.evalN, ev)
+			printAudit(aud)
+			return nil
+		}
+	}
 
 	pool, err := writeCerts(dir)
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
-	}
-	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(benchConfig), 0o600); err != nil {
-		return err
 	}
 	noopBin := o.noop
 	if noopBin == "" {
@@ -337,6 +354,11 @@ func run(ctx context.Context, o options) error {
 	a, b = open[noop], open[eg]
 	verdict(b.errors == 0 && b.pct(0.99) <= 2*a.pct(0.99), fmt.Sprintf("open-loop p99 <= 2x no-op: %.3f vs %.3f ms (%.1fx), %d errors", ms(b.pct(0.99)), ms(a.pct(0.99)), float64(b.pct(0.99))/float64(a.pct(0.99)), b.errors))
 	verdict(ev.p50 <= 50, fmt.Sprintf("policy evaluation p50 <= 50 µs: %.1f µs", ev.p50))
+	if aud != nil {
+		verdict(aud.elapsed < 10*time.Second, fmt.Sprintf("audit of %d objects from files under 10 s: %.1f s (%.0f objects/s)", aud.objects, aud.elapsed.Seconds(), aud.rate()))
+	} else {
+		fmt.Println("  SKIP  audit of 10,000 objects (-audit-objects 0)")
+	}
 	if mem != nil && math.IsNaN(mem[1].growth()) {
 		fmt.Println("  SKIP  RSS flat: too few samples before the time limit")
 	} else if mem != nil {
@@ -380,6 +402,13 @@ func warnWrong(name, phase string, checked int, wrong map[string]int) {
 	for _, k := range sortedKeys(wrong) {
 		fmt.Printf("  %6d x %s\n", wrong[k], k)
 	}
+}
+
+func printAudit(a *auditResult) {
+	fmt.Printf("audit of %d generated objects in %d files (egress-guard audit -f, with an HTML report)\n", a.objects, a.files)
+	fmt.Printf("  %-32s %12.2f\n", "elapsed s", a.elapsed.Seconds())
+	fmt.Printf("  %-32s %12.0f\n", "objects/s", a.rate())
+	fmt.Printf("  %-32s %12d\n", "findings", a.findings)
 }
 
 func printEval(n int, ev *evalResult) {

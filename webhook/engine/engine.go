@@ -72,6 +72,32 @@ type ServiceEntryRef struct {
 	Location  string   `json:"location,omitempty"`
 }
 
+// externalHosts indexes the hosts of the MESH_EXTERNAL ServiceEntries (no
+// location means MESH_EXTERNAL): the exact names, and the suffixes (".x.com")
+// of "*.x.com" wildcards, sorted.
+func (inv Inventory) externalHosts() (map[string]bool, []string) {
+	hosts := map[string]bool{}
+	suffixes := map[string]bool{}
+	for _, se := range inv.ServiceEntries {
+		if se.Location != "" && se.Location != "MESH_EXTERNAL" {
+			continue
+		}
+		for _, h := range se.Hosts {
+			if strings.HasPrefix(h, "*.") {
+				suffixes[h[1:]] = true
+				continue
+			}
+			hosts[h] = true
+		}
+	}
+	sorted := make([]string, 0, len(suffixes))
+	for s := range suffixes {
+		sorted = append(sorted, s)
+	}
+	sort.Strings(sorted)
+	return hosts, sorted
+}
+
 // Options configure a new Engine.
 type Options struct {
 	Config *config.Config
@@ -316,7 +342,12 @@ func newStore(cfg *config.Config, inv Inventory) (storage.Store, error) {
 	if inv.ServiceEntries == nil {
 		inv.ServiceEntries = []ServiceEntryRef{}
 	}
-	raw, err = json.Marshal(map[string]any{"config": doc, "inventory": inv})
+	hosts, suffixes := inv.externalHosts()
+	raw, err = json.Marshal(map[string]any{"config": doc, "inventory": map[string]any{
+		"serviceEntries":   inv.ServiceEntries,
+		"externalHosts":    hosts,
+		"externalSuffixes": suffixes,
+	}})
 	if err != nil {
 		return nil, err
 	}

@@ -262,3 +262,39 @@ allow:
 		}
 	}
 }
+
+// MESH_EXTERNAL ServiceEntries make their hosts external, through an index
+// built once per load.
+func TestInventoryIndex(t *testing.T) {
+	ctx := context.Background()
+	inv := Inventory{ServiceEntries: []ServiceEntryRef{
+		{Namespace: "a", Name: "nas", Hosts: []string{"nas.office.local", "*.lan.office.local"}},
+		{Namespace: "a", Name: "db", Hosts: []string{"db.office.local"}, Location: "MESH_INTERNAL"},
+	}}
+	e, err := New(ctx, Options{Config: testConfig(t), Inventory: inv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rego.New(rego.Query("data.inventory"), rego.Store(e.store)).Eval(ctx)
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("%v %v", rs, err)
+	}
+	got := rs[0].Expressions[0].Value.(map[string]any)
+	if !reflect.DeepEqual(got["externalHosts"], map[string]any{"nas.office.local": true}) || !reflect.DeepEqual(got["externalSuffixes"], []any{".lan.office.local"}) {
+		t.Errorf("index: %v %v", got["externalHosts"], got["externalSuffixes"])
+	}
+	for host, want := range map[string]bool{"nas.office.local": true, "pc.lan.office.local": true, "db.office.local": false, "lan.office.local": false} {
+		req := request("DestinationRule", `{"metadata":{"name":"d"},"spec":{"host":"`+host+`","trafficPolicy":{"tls":{"mode":"DISABLE"}}}}`)
+		in, err := Input(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs, err := e.Violations(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(vs) > 0; got != want {
+			t.Errorf("%s external: %v (violations %+v), want %v", host, got, vs, want)
+		}
+	}
+}

@@ -29,11 +29,13 @@ external(host) if {
 	covers(pattern, host)
 }
 
+# The hosts of MESH_EXTERNAL ServiceEntries, indexed once per load: exact
+# names, and the suffixes of "*." wildcards.
+external(host) if data.inventory.externalHosts[host]
+
 external(host) if {
-	some se in data.inventory.serviceEntries
-	object.get(se, "location", "MESH_EXTERNAL") == "MESH_EXTERNAL"
-	some pattern in se.hosts
-	covers(pattern, host)
+	some suffix in data.inventory.externalSuffixes
+	endswith(host, suffix)
 }
 
 # The allow entries that cover host for namespace ns.

@@ -30,11 +30,16 @@ _config := {
 	],
 }
 
-_inventory := {"serviceEntries": [
-	{"namespace": "default", "name": "nas", "hosts": ["nas.office.local"], "location": "MESH_EXTERNAL"},
-	{"namespace": "default", "name": "db", "hosts": ["db.legacy.local"], "location": "MESH_INTERNAL"},
-	{"namespace": "default", "name": "printer", "hosts": ["printer.svc"]},
-]}
+_inventory := {
+	"serviceEntries": [
+		{"namespace": "default", "name": "nas", "hosts": ["nas.office.local"], "location": "MESH_EXTERNAL"},
+		{"namespace": "default", "name": "db", "hosts": ["db.legacy.local"], "location": "MESH_INTERNAL"},
+		{"namespace": "default", "name": "printer", "hosts": ["printer.svc"]},
+		{"namespace": "default", "name": "lan", "hosts": ["*.lan.office.local"], "location": "MESH_EXTERNAL"},
+	],
+	"externalHosts": {"nas.office.local": true, "printer.svc": true},
+	"externalSuffixes": [".lan.office.local"],
+}
 
 test_cluster_local if {
 	every host in ["reviews", "reviews.default.svc", "reviews.default.svc.cluster.local", "printer.lan.local"] {
@@ -83,6 +88,10 @@ test_external_cluster_local_named_by_inventory if {
 
 	# a ServiceEntry without a location is MESH_EXTERNAL
 	lib.external("printer.svc") with data.config as _config with data.inventory as _inventory
+
+	# and a wildcard covers the names under it
+	lib.external("nas.lan.office.local") with data.config as _config with data.inventory as _inventory
+	not lib.external("lan.office.local") with data.config as _config with data.inventory as _inventory
 }
 
 test_external_not_by_mesh_internal_inventory if {

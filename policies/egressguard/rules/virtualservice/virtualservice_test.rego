@@ -342,7 +342,10 @@ test_cluster_local_name_made_external_by_inventory if {
 	_deny("default", spec) == set()
 	codes := {v.code | some v in virtualservice.deny} with input as _input("default", spec)
 		with data.config as _config
-		with data.inventory as {"serviceEntries": [{"namespace": "default", "name": "nas", "hosts": ["nas.office.local"], "location": "MESH_EXTERNAL"}]}
+		with data.inventory as {
+			"serviceEntries": [{"namespace": "default", "name": "nas", "hosts": ["nas.office.local"], "location": "MESH_EXTERNAL"}],
+			"externalHosts": {"nas.office.local": true},
+		}
 	codes == {"EGR201", "EGR202"}
 }
 
