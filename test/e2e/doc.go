@@ -29,6 +29,14 @@
 // admitted untouched, and that an Istio kind the guard does not police is
 // admitted untouched.
 //
+// The serving-certificate tests (certs_test.go) run `serve --certs
+// self-managed` against the same control plane: it creates its Secret and
+// writes the caBundle of the shared webhook configurations (restored when
+// each test ends); two replicas share the work through a Lease; the serving
+// certificate and the CA rotate under a load generator (load_test.go) and
+// API-server admissions without a failed request; and `--certs files`
+// reloads rewritten files under load.
+//
 // Run with:
 //
 //	make e2e

@@ -21,11 +21,15 @@ import (
 type Certs struct {
 	Dir   string // ca.crt, tls.crt and tls.key: serve --cert-dir
 	CAPEM []byte // the CA, for caBundle and clients
+
+	ca     *x509.Certificate
+	caKey  *ecdsa.PrivateKey
+	serial int64 // of the last serving certificate
 }
 
 // WriteServingCerts writes a fresh CA and a serving certificate for
 // 127.0.0.1 and localhost, valid for a day, into dir (ca.crt, tls.crt,
-// tls.key).
+// tls.key). The first serving certificate has serial number 2.
 func WriteServingCerts(dir string) (*Certs, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -40,14 +44,30 @@ func WriteServingCerts(dir string) (*Certs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the CA: %w", err)
 	}
+	c := &Certs{Dir: dir, CAPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), ca: ca, caKey: caKey, serial: 1}
+	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), c.CAPEM, 0o600); err != nil {
+		return nil, err
+	}
+	if _, err := c.Renew(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Renew writes a new serving certificate and key, signed by the same CA,
+// over tls.key and tls.crt (in place, key first), and returns its serial
+// number.
+func (c *Certs) Renew() (*big.Int, error) {
+	c.serial++
+	serial := big.NewInt(c.serial)
 	_, key, der, err := issue(&x509.Certificate{
-		SerialNumber: big.NewInt(2),
+		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: "127.0.0.1"},
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
 		DNSNames:     []string{"localhost"},
-	}, ca, caKey)
+	}, c.ca, c.caKey)
 	if err != nil {
 		return nil, fmt.Errorf("creating the serving certificate: %w", err)
 	}
@@ -55,18 +75,18 @@ func WriteServingCerts(dir string) (*Certs, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Certs{Dir: dir, CAPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})}
-	files := map[string][]byte{
-		"ca.crt":  c.CAPEM,
-		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-	}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{"tls.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})},
+		{"tls.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})},
+	} {
+		if err := os.WriteFile(filepath.Join(c.Dir, f.name), f.data, 0o600); err != nil {
 			return nil, err
 		}
 	}
-	return c, nil
+	return serial, nil
 }
 
 // issue creates a P-256 key and a certificate for it from tmpl, valid from

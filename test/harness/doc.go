@@ -14,7 +14,11 @@
 //	                    them to another server and waits until the API
 //	                    server calls it
 //	StartGuard          an `egress-guard serve` process with its output in
-//	                    a log file, ready when /readyz answers
+//	                    a log file, ready when /readyz answers (over TLS
+//	                    with the harness CA, or on the plain-HTTP health
+//	                    port when the process makes its own certificates)
+//	Certs.Renew         a new serving certificate over the files, for
+//	                    rotation tests
 //	LoadScenario        a directory of test/scenarios, one Doc per object
 //
 // Everything returns errors with context; nothing here depends on package

@@ -23,12 +23,17 @@ const (
 
 // GuardOptions describe an `egress-guard serve` process.
 type GuardOptions struct {
-	Bin        string // the egress-guard binary
-	Certs      *Certs // serving certificates (--cert-dir), trusted by the readiness check
-	Config     string // --config
-	Policies   string // --policies, when not empty
-	Kubeconfig string // KUBECONFIG of the process, when not empty
-	LogPath    string // stdout and stderr of the process
+	Bin string // the egress-guard binary
+	// Certs are the serving certificates (--cert-dir), trusted by the
+	// readiness check. Without them no --cert-dir is passed (Args choose the
+	// certificates) and readiness is checked on the plain-HTTP health port.
+	Certs      *Certs
+	Config     string   // --config
+	Policies   string   // --policies, when not empty
+	Kubeconfig string   // KUBECONFIG of the process, when not empty
+	LogPath    string   // stdout and stderr of the process
+	Port       int      // webhook server port (default: a free one)
+	Args       []string // more arguments, after the others
 }
 
 // Guard is a running `egress-guard serve` process.
@@ -68,6 +73,9 @@ func StartGuard(ctx context.Context, opts GuardOptions) (*Guard, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Port != 0 {
+		ports[0] = opts.Port
+	}
 	g := &Guard{
 		Port:        ports[0],
 		MetricsAddr: fmt.Sprintf("127.0.0.1:%d", ports[1]),
@@ -75,17 +83,21 @@ func StartGuard(ctx context.Context, opts GuardOptions) (*Guard, error) {
 		LogPath:     opts.LogPath,
 		done:        make(chan struct{}),
 	}
-	g.Args = []string{"serve",
-		"--cert-dir", opts.Certs.Dir,
+	g.Args = []string{"serve"}
+	if opts.Certs != nil {
+		g.Args = append(g.Args, "--cert-dir", opts.Certs.Dir)
+	}
+	g.Args = append(g.Args,
 		"--bind-address", "127.0.0.1",
 		"--port", fmt.Sprint(g.Port),
 		"--config", opts.Config,
 		"--metrics-bind-address", g.MetricsAddr,
 		"--health-probe-bind-address", g.HealthAddr,
-	}
+	)
 	if opts.Policies != "" {
 		g.Args = append(g.Args, "--policies", opts.Policies)
 	}
+	g.Args = append(g.Args, opts.Args...)
 	logFile, err := os.Create(opts.LogPath)
 	if err != nil {
 		return nil, fmt.Errorf("egress-guard log: %w", err)
@@ -108,13 +120,17 @@ func StartGuard(ctx context.Context, opts GuardOptions) (*Guard, error) {
 		logFile.Close()
 		close(g.done)
 	}()
-	if err := g.waitReady(ctx, opts.Certs.HTTPClient()); err != nil {
+	client, readyz := &http.Client{Timeout: 5 * time.Second}, "http://"+g.HealthAddr+"/readyz"
+	if opts.Certs != nil {
+		client, readyz = opts.Certs.HTTPClient(), g.URL()+"/readyz"
+	}
+	if err := g.waitReady(ctx, client, readyz); err != nil {
 		return nil, errors.Join(err, g.Stop())
 	}
 	return g, nil
 }
 
-func (g *Guard) waitReady(ctx context.Context, client *http.Client) error {
+func (g *Guard) waitReady(ctx context.Context, client *http.Client, readyz string) error {
 	ctx, cancel := context.WithTimeout(ctx, GuardReadyTimeout)
 	defer cancel()
 	var last string
@@ -122,7 +138,7 @@ func (g *Guard) waitReady(ctx context.Context, client *http.Client) error {
 		if g.Exited() {
 			return fmt.Errorf("%s exited before it was ready (%v); output:\n%s", g, g.waitErr, g.Logs(200))
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.URL()+"/readyz", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, readyz, nil)
 		if err != nil {
 			return err
 		}
@@ -139,7 +155,7 @@ func (g *Guard) waitReady(ctx context.Context, client *http.Client) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s was not ready (%w): GET %s/readyz: %s; output:\n%s", g, ctx.Err(), g.URL(), last, g.Logs(200))
+			return fmt.Errorf("%s was not ready (%w): GET %s: %s; output:\n%s", g, ctx.Err(), readyz, last, g.Logs(200))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -198,3 +198,10 @@ func (w *Webhooks) wait(ctx context.Context, reachable bool) error {
 		}
 	}
 }
+
+// WaitReachable waits until the API server's calls to the webhooks reach a
+// server, without registering anything: for when something else (a
+// self-managed egress-guard) writes the caBundle.
+func (w *Webhooks) WaitReachable(ctx context.Context) error {
+	return w.wait(ctx, true)
+}

@@ -1,5 +1,5 @@
 // Package server wires the admission handlers into controller-runtime's
-// webhook server (TLS, certificate reload through certwatcher), serves health
+// webhook server (TLS with the certificate of a certs.Source), serves health
 // and Prometheus metrics, and reloads configuration and policies.
 package server
 
@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/egress-guard/egress-guard/certs"
 	"github.com/egress-guard/egress-guard/webhook/handler"
 	"github.com/egress-guard/egress-guard/webhook/metrics"
 )
@@ -38,9 +39,9 @@ const (
 type Options struct {
 	BindAddress string
 	Port        int
-	CertDir     string
-	CertName    string
-	KeyName     string
+	// Certs provides the serving certificate; Run starts it, and /readyz
+	// fails while it has no valid certificate.
+	Certs certs.Source
 	// ConfigFile is the EgressGuardConfig ("" = embedded default).
 	ConfigFile string
 	// PolicyDirs hold the platform's .rego files.
@@ -65,6 +66,9 @@ type Options struct {
 // Run serves until ctx ends. It refuses to start when the configuration or
 // policies do not load.
 func Run(ctx context.Context, o Options) error {
+	if o.Certs == nil {
+		return errors.New("no serving certificate source")
+	}
 	log := o.Log
 	m := metrics.New(crmetrics.Registry)
 	holder := &Holder{configFile: o.ConfigFile, policyDirs: o.PolicyDirs, log: log.WithName("reload"), metrics: m}
@@ -75,10 +79,14 @@ func Run(ctx context.Context, o Options) error {
 
 	workersCtx, stopWorkers := context.WithCancel(context.Background())
 	defer stopWorkers()
+	// With GetCertificate set, the webhook server runs no certwatcher of its
+	// own: the Source is the only one to load certificates.
 	srv := webhook.NewServer(webhook.Options{
 		Host: o.BindAddress, Port: o.Port,
-		CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
-		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) {
+			c.MinVersion = tls.VersionTLS12
+			c.GetCertificate = o.Certs.GetCertificate
+		}},
 	})
 	deps := handler.Deps{
 		Engine: holder.Get, Metrics: m, Log: log.WithName("admission"), MaxObjectBytes: o.MaxObjectBytes,
@@ -94,14 +102,16 @@ func Run(ctx context.Context, o Options) error {
 	srv.Register(ValidatePath, limitBody(o.MaxRequestBytes, validate))
 
 	ready := &healthz.Handler{Checks: map[string]healthz.Checker{
-		"webhook":  srv.StartedChecker(),
-		"policies": holder.Checker(),
+		"webhook":     srv.StartedChecker(),
+		"policies":    holder.Checker(),
+		"certificate": func(*http.Request) error { return o.Certs.Healthy() },
 	}}
 	live := &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}
 	srv.Register(HealthzPath, http.StripPrefix(HealthzPath, live))
 	srv.Register(ReadyzPath, http.StripPrefix(ReadyzPath, ready))
 
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return o.Certs.Start(ctx) })
 	g.Go(func() error { return srv.Start(ctx) })
 	g.Go(func() error { holder.Watch(ctx, o.ReloadInterval); return nil })
 	if o.MetricsBindAddress != "0" && o.MetricsBindAddress != "" {
@@ -128,7 +138,7 @@ func Run(ctx context.Context, o Options) error {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		g.Go(func() error { return serveHTTP(ctx, o.PprofBindAddress, mux, o.ShutdownTimeout) })
 	}
-	log.Info("serving", "address", net.JoinHostPort(o.BindAddress, fmt.Sprint(o.Port)), "certDir", o.CertDir)
+	log.Info("serving", "address", net.JoinHostPort(o.BindAddress, fmt.Sprint(o.Port)), "certificates", fmt.Sprint(o.Certs))
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil

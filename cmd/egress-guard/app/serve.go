@@ -15,6 +15,7 @@ import (
 
 func newServeCommand() *cobra.Command {
 	o := server.Options{}
+	cf := certFlags{}
 	zapOpts := zap.Options{}
 	gcPercent := 0
 	cmd := &cobra.Command{
@@ -27,6 +28,11 @@ func newServeCommand() *cobra.Command {
 			log := zap.New(zap.UseFlagOptions(&zapOpts))
 			ctrl.SetLogger(log)
 			o.Log = log.WithName("egress-guard")
+			src, err := cf.source(cmd.Flags(), log.WithName("certs"))
+			if err != nil {
+				return err
+			}
+			o.Certs = src
 			if os.Getenv("GOGC") == "" && gcPercent > 0 {
 				debug.SetGCPercent(gcPercent)
 			}
@@ -36,9 +42,7 @@ func newServeCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.BindAddress, "bind-address", "", "address the webhook server listens on (default all)")
 	f.IntVar(&o.Port, "port", 9443, "webhook server port")
-	f.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding the serving certificate and key (reloaded on change)")
-	f.StringVar(&o.CertName, "cert-name", "tls.crt", "certificate file name in --cert-dir")
-	f.StringVar(&o.KeyName, "key-name", "tls.key", "key file name in --cert-dir")
+	cf.bind(f)
 	f.StringVar(&o.ConfigFile, "config", "", "EgressGuardConfig file (default: the embedded default)")
 	f.StringArrayVar(&o.PolicyDirs, "policies", nil, "directory of platform .rego policies (repeatable)")
 	f.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Prometheus /metrics address (0 disables)")
