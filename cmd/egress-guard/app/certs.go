@@ -181,7 +181,7 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	if kubeconfig == "" {
 		cfg, err := ctrlconfig.GetConfig()
 		if err != nil {
-			return nil, fmt.Errorf("self-managed certificates need the API server: %w", err)
+			return nil, fmt.Errorf("no API server configuration: %w", err)
 		}
 		return cfg, nil
 	}
