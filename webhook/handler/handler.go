@@ -13,9 +13,11 @@ import (
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/egress-guard/egress-guard/mutators"
+	"github.com/egress-guard/egress-guard/webhook/config"
 	"github.com/egress-guard/egress-guard/webhook/engine"
 	"github.com/egress-guard/egress-guard/webhook/guard"
 	"github.com/egress-guard/egress-guard/webhook/metrics"
@@ -35,6 +37,9 @@ type Deps struct {
 	MaxObjectBytes int
 	// Workers run the evaluations (nil: on the request's goroutine).
 	Workers *Workers
+	// Recorder records Events on objects for warn and dryrun decisions
+	// (nil: none).
+	Recorder record.EventRecorder
 }
 
 // Mutator is the mutating webhook.
@@ -99,6 +104,11 @@ func (h *Mutator) handle(ctx context.Context, req admission.Request) (admission.
 			resp.AuditAnnotations["dryrun."+strings.ToLower(intent.Code)+".intent"] = mutators.Describe(intent)
 		}
 		h.Log.Info("dry run: would patch", "object", id, "codes", codes(m.Recorded()), "patch", guard.Describe(recorded), "dryRun", in.DryRun)
+		var described []string
+		for _, intent := range m.Recorded() {
+			described = append(described, mutators.Describe(intent))
+		}
+		h.patchEvent(req, in, codes(m.Recorded()), described)
 		if decision == "allowed" {
 			decision = "dryrun"
 		}
@@ -150,22 +160,29 @@ func (h *Validator) handle(ctx context.Context, req admission.Request) (admissio
 		h.Metrics.Violation(in.Kind, v.Code, string(v.Action))
 	}
 	id := object.ID(in.Kind, in.Namespace, in.Name)
-	for _, v := range d.Recorded {
-		h.Log.Info("dry run: would deny", "object", id, "code", v.Code, "field", v.Field, "message", v.Message, "dryRun", in.DryRun)
-	}
 	if !d.Allowed {
 		h.Log.V(1).Info("denied", "object", id, "message", d.Message)
 		return admission.Denied(d.Message).WithWarnings(d.Warnings...), "denied"
 	}
+	// Admitted: the warn and dry-run violations are recorded in the audit
+	// annotations (warn.<code>.<n>, dryrun.<code>.<n>), the log and Events.
 	resp = admission.Allowed("").WithWarnings(d.Warnings...)
-	if len(d.Recorded) > 0 {
-		resp.AuditAnnotations = map[string]string{}
-		seen := map[string]int{}
-		for _, v := range d.Recorded {
-			code := strings.ToLower(v.Code)
-			resp.AuditAnnotations[fmt.Sprintf("dryrun.%s.%d", code, seen[code])] = v.Message
-			seen[code]++
+	seen := map[string]int{}
+	for _, v := range d.Violations {
+		if v.Action != config.ActionWarn && v.Action != config.ActionDryRun {
+			continue
 		}
+		msg := map[config.Action]string{config.ActionWarn: "warned", config.ActionDryRun: "dry run: would deny"}[v.Action]
+		h.Log.Info(msg, "object", id, "code", v.Code, "action", v.Action, "field", v.Field, "message", v.Message, "dryRun", in.DryRun)
+		if resp.AuditAnnotations == nil {
+			resp.AuditAnnotations = map[string]string{}
+		}
+		key := string(v.Action) + "." + strings.ToLower(v.Code)
+		resp.AuditAnnotations[fmt.Sprintf("%s.%d", key, seen[key])] = v.Message
+		seen[key]++
+	}
+	h.violationEvents(req, in, d.Violations)
+	if len(d.Recorded) > 0 {
 		return resp, "dryrun"
 	}
 	return resp, "allowed"

@@ -182,9 +182,10 @@ var cases = []handlerCase{{
 	mutate:         want{decision: "denied", message: []string{"ServiceEntry default/httpbin-org", "over the 2048-byte limit"}},
 	validate:       want{decision: "denied", message: []string{"ServiceEntry default/httpbin-org", "over the 2048-byte limit"}},
 }, {
-	name:       "warn-enforcement",
-	mutate:     want{allowed: true, decision: "allowed"},
-	validate:   want{allowed: true, decision: "allowed", warnings: []string{`egress-guard ServiceEntry default/httpbin-org: EGR101: spec.hosts[0]: external host "httpbin.org"`}},
+	name:   "warn-enforcement",
+	mutate: want{allowed: true, decision: "allowed"},
+	validate: want{allowed: true, decision: "allowed", warnings: []string{`egress-guard ServiceEntry default/httpbin-org: EGR101: spec.hosts[0]: external host "httpbin.org"`},
+		audit: []string{"warn.egr101.0"}, auditValues: []string{`"httpbin.org"`}},
 	violations: []string{"ServiceEntry EGR101 warn"},
 }, {
 	name: "dryrun-enforcement",
