@@ -76,6 +76,9 @@ func TestParseErrorsNameFieldAndValue(t *testing.T) {
 		{"override without action", "overrides:\n- rules: [EGR101]\n", []string{"overrides[0].action"}},
 		{"override rule code", "overrides:\n- rules: [egr101]\n  action: warn\n", []string{"overrides[0].rules[0]", `"egr101"`}},
 		{"override duplicate rule", "overrides:\n- rules: [EGR101, EGR101]\n  action: warn\n", []string{"overrides[0].rules[1]", "EGR101"}},
+		{"audit interval", "audit: {interval: 1s}\n", []string{"audit.interval", "1s"}},
+		{"audit interval syntax", "audit: {interval: often}\n", []string{"audit.interval"}},
+		{"audit report api", "audit: {reportAPI: kyverno}\n", []string{"audit.reportAPI", `"kyverno"`}},
 		{"override namespace", "overrides:\n- namespaces: [Team_A]\n  action: dryrun\n", []string{"overrides[0].namespaces[0]", "Team_A"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -114,6 +114,9 @@ func SetDefaults(c *Config) {
 	if c.ClusterDomain == "" {
 		c.ClusterDomain = "cluster.local"
 	}
+	if c.Audit.ReportAPI == "" {
+		c.Audit.ReportAPI = ReportAPIOpenReports
+	}
 	for i := range c.Allow {
 		o := c.Allow[i].Origination
 		if o != nil && o.SNI == "" && len(c.Allow[i].Hosts) == 1 && !strings.HasPrefix(c.Allow[i].Hosts[0], "*.") {

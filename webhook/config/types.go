@@ -3,7 +3,10 @@
 // the server from a mounted ConfigMap.
 package config
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
 
 // APIVersion and Kind identify an EgressGuardConfig document.
 const (
@@ -54,7 +57,35 @@ type Config struct {
 	ClusterDomain string `json:"clusterDomain,omitempty"`
 	// Allow lists the external destinations; anything not listed is not allowed.
 	Allow []AllowEntry `json:"allow,omitempty"`
+	// Audit configures the audit serve runs in the cluster.
+	Audit Audit `json:"audit,omitempty"`
 }
+
+// Audit configures serve's periodic audit of the cluster's objects.
+type Audit struct {
+	// Interval between audits, a Go duration such as 30m; absent or 0 (the
+	// default) runs none.
+	Interval string `json:"interval,omitempty"`
+	// ReportAPI is the report resource written: openreports (default) or
+	// wgpolicyk8s.
+	ReportAPI string `json:"reportAPI,omitempty"`
+}
+
+// Report APIs an audit writes.
+const (
+	ReportAPIOpenReports = "openreports"
+	ReportAPIPolicyReport = "wgpolicyk8s"
+)
+
+// Every is the audit interval (0: no audit). The configuration is validated
+// at load, so a bad interval never reaches here.
+func (a *Audit) Every() time.Duration {
+	d, _ := time.ParseDuration(a.Interval)
+	return d
+}
+
+// MinAuditInterval is the shortest audit interval accepted.
+const MinAuditInterval = 5 * time.Second
 
 // Override sets the action of the violations it matches: those of its rules
 // (codes) in its namespaces. An absent list matches everything.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"regexp"
+	"time"
 	"slices"
 	"strings"
 
@@ -35,6 +36,24 @@ func Validate(c *Config) field.ErrorList {
 	}
 	for i := range c.Allow {
 		errs = append(errs, validateAllow(&c.Allow[i], field.NewPath("allow").Index(i))...)
+	}
+	errs = append(errs, validateAudit(&c.Audit, field.NewPath("audit"))...)
+	return errs
+}
+
+func validateAudit(a *Audit, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if a.Interval != "" {
+		d, err := time.ParseDuration(a.Interval)
+		switch {
+		case err != nil:
+			errs = append(errs, field.Invalid(p.Child("interval"), a.Interval, "must be a duration such as 30m"))
+		case d != 0 && d < MinAuditInterval:
+			errs = append(errs, field.Invalid(p.Child("interval"), a.Interval, fmt.Sprintf("must be 0 (no audit) or at least %s", MinAuditInterval)))
+		}
+	}
+	if apis := []string{ReportAPIOpenReports, ReportAPIPolicyReport}; !slices.Contains(apis, a.ReportAPI) {
+		errs = append(errs, field.NotSupported(p.Child("reportAPI"), a.ReportAPI, apis))
 	}
 	return errs
 }

@@ -15,6 +15,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
 	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -23,6 +29,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/egress-guard/egress-guard/certs"
+	"github.com/egress-guard/egress-guard/webhook/audit"
+	"github.com/egress-guard/egress-guard/webhook/config"
 	"github.com/egress-guard/egress-guard/webhook/handler"
 	"github.com/egress-guard/egress-guard/webhook/metrics"
 )
@@ -60,7 +68,17 @@ type Options struct {
 	PprofBindAddress string
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
-	Log             logr.Logger
+	// REST reaches the API server (nil: no API access). With it, serve runs
+	// the periodic audit the configuration asks for, leader-elected.
+	REST *rest.Config
+	// Events records Events on objects for warn and dryrun decisions
+	// (needs REST).
+	Events bool
+	// LeaderElectionNamespace and AuditLeaderElectionID name the audit's
+	// Lease (namespace default: the pod's).
+	LeaderElectionNamespace string
+	AuditLeaderElectionID   string
+	Log                     logr.Logger
 }
 
 // Run serves until ctx ends. It refuses to start when the configuration or
@@ -88,7 +106,22 @@ func Run(ctx context.Context, o Options) error {
 			c.GetCertificate = o.Certs.GetCertificate
 		}},
 	})
+	var recorder record.EventRecorder
+	if o.Events {
+		if o.REST == nil {
+			return errors.New("events need API access")
+		}
+		clients, err := kubernetes.NewForConfig(o.REST)
+		if err != nil {
+			return err
+		}
+		broadcaster := record.NewBroadcaster()
+		broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: clients.CoreV1().Events("")})
+		defer broadcaster.Shutdown()
+		recorder = broadcaster.NewRecorder(clientgoscheme.Scheme, corev1.EventSource{Component: "egress-guard"})
+	}
 	deps := handler.Deps{
+		Recorder: recorder,
 		Engine: holder.Get, Metrics: m, Log: log.WithName("admission"), MaxObjectBytes: o.MaxObjectBytes,
 		// The workers outlive the servers' shutdown, which drains requests.
 		Workers: handler.NewWorkers(workersCtx, 2*runtime.GOMAXPROCS(0)),
@@ -114,6 +147,21 @@ func Run(ctx context.Context, o Options) error {
 	g.Go(func() error { return o.Certs.Start(ctx) })
 	g.Go(func() error { return srv.Start(ctx) })
 	g.Go(func() error { holder.Watch(ctx, o.ReloadInterval); return nil })
+	if o.REST != nil {
+		periodic, err := audit.NewPeriodic(audit.PeriodicOptions{
+			REST:                    o.REST,
+			Config:                  func() *config.Config { return holder.Get().Config() },
+			PolicyDirs:              o.PolicyDirs,
+			LeaderElectionNamespace: o.LeaderElectionNamespace,
+			LeaderElectionID:        o.AuditLeaderElectionID,
+			Registerer:              crmetrics.Registry,
+			Log:                     log.WithName("audit"),
+		})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return periodic.Start(ctx) })
+	}
 	if o.MetricsBindAddress != "0" && o.MetricsBindAddress != "" {
 		ms, err := metricsserver.NewServer(metricsserver.Options{BindAddress: o.MetricsBindAddress}, nil, nil)
 		if err != nil {

@@ -55,9 +55,9 @@ func (c *certFlags) bind(f *pflag.FlagSet) {
 	f.StringVar(&c.validating, "validating-webhook-configuration", "", "self-managed: ValidatingWebhookConfiguration whose webhooks get the caBundle")
 	f.DurationVar(&c.certValidity, "cert-validity", certs.DefaultCertValidity, "self-managed: serving certificate lifetime; renewed two thirds into it")
 	f.DurationVar(&c.caValidity, "ca-validity", certs.DefaultCAValidity, "self-managed: CA lifetime; renewed two thirds into it")
-	f.StringVar(&c.leNamespace, "leader-election-namespace", "", "self-managed: namespace of the leader-election Lease (default: the Secret's namespace)")
+	f.StringVar(&c.leNamespace, "leader-election-namespace", "", "namespace of the leader-election Leases of the certificate writer and of the audit (default: the --cert-secret namespace, else the pod's)")
 	f.StringVar(&c.leID, "leader-election-id", certs.DefaultLeaderElectionID, "self-managed: name of the leader-election Lease")
-	f.StringVar(&c.kubeconfig, "kubeconfig", "", "self-managed: kubeconfig file (default: $KUBECONFIG, else the in-cluster config, else ~/.kube/config)")
+	f.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig file, for self-managed certificates, --events and the audit (default: $KUBECONFIG, else the in-cluster config, else ~/.kube/config)")
 }
 
 // source checks the flags and builds the source they describe. Bad flags
@@ -66,7 +66,7 @@ func (c *certFlags) source(f *pflag.FlagSet, log logr.Logger) (certs.Source, err
 	filesOnly := []string{"cert-dir", "cert-name", "key-name"}
 	selfManagedOnly := []string{
 		"cert-secret", "cert-dns-names", "mutating-webhook-configuration", "validating-webhook-configuration",
-		"cert-validity", "ca-validity", "leader-election-namespace", "leader-election-id", "kubeconfig",
+		"cert-validity", "ca-validity", "leader-election-id",
 	}
 	switch c.mode {
 	case certsFiles:

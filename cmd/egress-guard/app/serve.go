@@ -3,15 +3,55 @@ package app
 import (
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/egress-guard/egress-guard/webhook/audit"
 	"github.com/egress-guard/egress-guard/webhook/handler"
 	"github.com/egress-guard/egress-guard/webhook/server"
 )
+
+// apiAccess gives serve a client configuration when something needs the API
+// server: self-managed certificates, --events, an explicit --kubeconfig, or
+// the configuration's periodic audit. With one, serve also runs the audit
+// loop (idle while audit.interval is 0).
+func apiAccess(cmd *cobra.Command, o *server.Options, cf *certFlags) error {
+	need := cf.mode == certsSelfManaged || o.Events || cmd.Flags().Changed("kubeconfig")
+	if !need {
+		cfg, err := loadConfig(o.ConfigFile)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		need = cfg.Audit.Every() > 0
+	}
+	if !need {
+		return nil
+	}
+	if cf.leNamespace != "" {
+		if errs := validation.IsDNS1123Label(cf.leNamespace); len(errs) > 0 {
+			return usageError("--leader-election-namespace %q: %s", cf.leNamespace, strings.Join(errs, "; "))
+		}
+	}
+	rc, err := restConfig(cf.kubeconfig)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	o.REST = rc
+	o.LeaderElectionNamespace = cf.leNamespace
+	if o.LeaderElectionNamespace == "" && cf.mode == certsSelfManaged {
+		ref, err := parseSecretRef(cf.secret)
+		if err != nil {
+			return err
+		}
+		o.LeaderElectionNamespace = ref.Namespace
+	}
+	return nil
+}
 
 func newServeCommand() *cobra.Command {
 	o := server.Options{}
@@ -33,6 +73,9 @@ func newServeCommand() *cobra.Command {
 				return err
 			}
 			o.Certs = src
+			if err := apiAccess(cmd, &o, &cf); err != nil {
+				return err
+			}
 			if os.Getenv("GOGC") == "" && gcPercent > 0 {
 				debug.SetGCPercent(gcPercent)
 			}
@@ -43,6 +86,8 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.BindAddress, "bind-address", "", "address the webhook server listens on (default all)")
 	f.IntVar(&o.Port, "port", 9443, "webhook server port")
 	cf.bind(f)
+	f.BoolVar(&o.Events, "events", false, "record Kubernetes Events on objects for warn and dry-run decisions")
+	f.StringVar(&o.AuditLeaderElectionID, "audit-leader-election-id", audit.DefaultLeaderElectionID, "name of the Lease of the replica that runs the periodic audit (audit.interval in the config)")
 	f.StringVar(&o.ConfigFile, "config", "", "EgressGuardConfig file (default: the embedded default)")
 	f.StringArrayVar(&o.PolicyDirs, "policies", nil, "directory of platform .rego policies (repeatable)")
 	f.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Prometheus /metrics address (0 disables)")

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/egress-guard/egress-guard/certs"
+	"github.com/egress-guard/egress-guard/webhook/server"
 )
 
 // writeKubeconfig writes a kubeconfig for a server nobody needs to reach.
@@ -56,7 +57,7 @@ func TestServeCertFlagErrors(t *testing.T) {
 	}{
 		{[]string{"--certs", "cert-manager"}, `--certs "cert-manager": must be files or self-managed`},
 		{[]string{"--cert-secret", "ns/certs"}, "--cert-secret applies only to --certs self-managed"},
-		{[]string{"--kubeconfig", kubeconfig}, "--kubeconfig applies only to --certs self-managed"},
+		{[]string{"--leader-election-id", "x"}, "--leader-election-id applies only to --certs self-managed"},
 		{[]string{"--cert-validity", "1h"}, "--cert-validity applies only to --certs self-managed"},
 		{with(complete, "--cert-dir", "/certs"), "--cert-dir applies only to --certs files"},
 		{selfManaged, "--cert-secret is required with --certs self-managed"},
@@ -112,5 +113,45 @@ func TestServeUsageErrorExitCode(t *testing.T) {
 	code, _, stderr := run(t, "", "serve", "--certs", "self-managed", "--metrics-bind-address", "0", "--health-probe-bind-address", "0")
 	if code != ExitUsage || !strings.Contains(stderr, "--cert-secret is required") {
 		t.Errorf("exit %d, stderr %q; want %d and the missing flag", code, stderr, ExitUsage)
+	}
+}
+
+// serve reaches the API server only when something needs it.
+func TestServeAPIAccess(t *testing.T) {
+	kubeconfig := writeKubeconfig(t)
+	auditing := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(auditing, []byte("apiVersion: egressguard.io/v1alpha1\nkind: EgressGuardConfig\naudit: {interval: 10m}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBECONFIG", kubeconfig)
+	for _, tc := range []struct {
+		args    []string
+		api     bool
+		leaseNS string
+	}{
+		{nil, false, ""},
+		{[]string{"--events"}, true, ""},
+		{[]string{"--kubeconfig", kubeconfig, "--leader-election-namespace", "guard"}, true, "guard"},
+		{[]string{"--config", auditing}, true, ""},
+		{[]string{"--certs", "self-managed", "--cert-secret", "ns/certs"}, true, "ns"},
+	} {
+		cmd := newServeCommand()
+		if err := cmd.Flags().Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		o := server.Options{}
+		cf := certFlags{}
+		o.Events, _ = cmd.Flags().GetBool("events")
+		o.ConfigFile, _ = cmd.Flags().GetString("config")
+		cf.mode, _ = cmd.Flags().GetString("certs")
+		cf.secret, _ = cmd.Flags().GetString("cert-secret")
+		cf.kubeconfig, _ = cmd.Flags().GetString("kubeconfig")
+		cf.leNamespace, _ = cmd.Flags().GetString("leader-election-namespace")
+		if err := apiAccess(cmd, &o, &cf); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if (o.REST != nil) != tc.api || o.LeaderElectionNamespace != tc.leaseNS {
+			t.Errorf("%v: API access %v (lease namespace %q), want %v (%q)", tc.args, o.REST != nil, o.LeaderElectionNamespace, tc.api, tc.leaseNS)
+		}
 	}
 }
