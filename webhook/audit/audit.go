@@ -186,9 +186,10 @@ func auditOne(ctx context.Context, e *engine.Engine, d check.Document, strict bo
 		res.Skipped = why
 		return res, nil
 	}
+	// As check does, each object is evaluated as its creation would be.
 	req := engine.Request{
-		Operation: "UPDATE", Group: d.GVK.Group, Version: d.GVK.Version, Kind: d.GVK.Kind,
-		Namespace: d.Namespace, Name: d.Name, Object: d.JSON, OldObject: d.JSON,
+		Operation: "CREATE", Group: d.GVK.Group, Version: d.GVK.Version, Kind: d.GVK.Kind,
+		Namespace: d.Namespace, Name: d.Name, Object: d.JSON,
 	}
 	opts := guard.Options{Strict: strict}
 	m, err := guard.Mutate(ctx, e, req, opts)
@@ -217,7 +218,11 @@ func auditOne(ctx context.Context, e *engine.Engine, d check.Document, strict bo
 			})
 		}
 	}
-	dec, err := guard.Validate(ctx, e, req, opts)
+	var input *engine.Prepared
+	if len(res.Patch) == 0 {
+		input = m.Input // nothing changed: the same input
+	}
+	dec, err := guard.ValidateInput(ctx, e, req, input, opts)
 	if err != nil {
 		return nil, wrap(d, err)
 	}

@@ -48,6 +48,8 @@ type MutateResult struct {
 	Original []byte
 	Mutated  []byte
 	WouldBe  []byte
+	// Input is the policy input of the object as submitted.
+	Input *engine.Prepared
 }
 
 // Applied are the intents applied to the object (deny and warn actions).
@@ -82,7 +84,7 @@ func Mutate(ctx context.Context, e *engine.Engine, req engine.Request, opts Opti
 	if err != nil {
 		return nil, err
 	}
-	res := &MutateResult{Intents: intents}
+	res := &MutateResult{Intents: intents, Input: input}
 	if len(intents) == 0 {
 		return res, nil
 	}
@@ -140,13 +142,21 @@ type Decision struct {
 
 // Validate evaluates the violations for req.
 func Validate(ctx context.Context, e *engine.Engine, req engine.Request, opts Options) (*Decision, error) {
+	return ValidateInput(ctx, e, req, nil, opts)
+}
+
+// ValidateInput is Validate with the policy input of req already built
+// (nil: built here), e.g. by Mutate when it changed nothing.
+func ValidateInput(ctx context.Context, e *engine.Engine, req engine.Request, input *engine.Prepared, opts Options) (*Decision, error) {
 	id := object.ID(req.Kind, req.Namespace, req.Name)
 	if _, err := object.Decode(req.Kind, req.Object, opts.Strict); err != nil {
 		return nil, &InputError{ID: id, Err: err}
 	}
-	input, err := engine.Input(req)
-	if err != nil {
-		return nil, &InputError{ID: id, Err: err}
+	if input == nil {
+		var err error
+		if input, err = engine.Input(req); err != nil {
+			return nil, &InputError{ID: id, Err: err}
+		}
 	}
 	vs, err := e.Violations(ctx, input)
 	if err != nil {
