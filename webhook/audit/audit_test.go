@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -233,5 +234,24 @@ func TestWriteFormats(t *testing.T) {
 	}
 	if _, err := FormatOf("report.pdf"); err == nil {
 		t.Error("a .pdf report is not an error")
+	}
+}
+
+// The chart ships the OpenReports CRD of the API version egress-guard writes.
+func TestChartReportCRDMatchesModule(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/openreports/reports-api").Output()
+	if err != nil {
+		t.Fatalf("go list -m github.com/openreports/reports-api: %v", err)
+	}
+	want, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "openreports.io_reports.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join("..", "..", "charts", "egress-guard", "files", "crds", "openreports.io_reports.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("charts/egress-guard/files/crds/openreports.io_reports.yaml differs from the reports-api module's CRD: copy it again")
 	}
 }
