@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"runtime"
 	"time"
 
@@ -147,7 +148,9 @@ func Run(ctx context.Context, o Options) error {
 	g.Go(func() error { return o.Certs.Start(ctx) })
 	g.Go(func() error { return srv.Start(ctx) })
 	g.Go(func() error { holder.Watch(ctx, o.ReloadInterval); return nil })
-	if o.REST != nil {
+	if o.REST != nil && o.LeaderElectionNamespace == "" && !inCluster() && holder.Get().Config().Audit.Every() == 0 {
+		log.Info("no periodic audit: outside a cluster it needs --leader-election-namespace")
+	} else if o.REST != nil {
 		periodic, err := audit.NewPeriodic(audit.PeriodicOptions{
 			REST:                    o.REST,
 			Config:                  func() *config.Config { return holder.Get().Config() },
@@ -192,6 +195,13 @@ func Run(ctx context.Context, o Options) error {
 		return nil
 	}
 	return err
+}
+
+// inCluster reports whether serve runs in a pod, where the Leases default to
+// the pod's namespace.
+func inCluster() bool {
+	_, err := os.Stat("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	return err == nil
 }
 
 func serveHTTP(ctx context.Context, addr string, h http.Handler, shutdownTimeout time.Duration) error {
