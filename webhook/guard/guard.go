@@ -89,14 +89,17 @@ func Mutate(ctx context.Context, e *engine.Engine, req engine.Request, opts Opti
 		return res, nil
 	}
 	applied, recorded := res.Applied(), res.Recorded()
-	if res.Original, res.Mutated, err = apply(req, applied, opts); err != nil {
-		return nil, err
-	}
-	res.WouldBe = res.Mutated
-	if len(recorded) > 0 && len(applied) > 0 {
-		_, res.WouldBe, err = apply(req, intents, opts)
-	} else if len(recorded) > 0 {
-		_, res.WouldBe, err = apply(req, recorded, opts)
+	switch {
+	case len(recorded) == 0:
+		res.Original, res.Mutated, err = apply(req, applied, opts)
+		res.WouldBe = res.Mutated
+	case len(applied) == 0:
+		res.Original, res.WouldBe, err = apply(req, recorded, opts)
+		res.Mutated = res.Original
+	default:
+		if res.Original, res.Mutated, err = apply(req, applied, opts); err == nil {
+			_, res.WouldBe, err = apply(req, intents, opts)
+		}
 	}
 	if err != nil {
 		return nil, err
