@@ -16,6 +16,8 @@ export KUBEBUILDER_ASSETS := $(TOOLS_BIN)
 KUBE_APISERVER := $(TOOLS_BIN)/kube-apiserver
 ETCD           := $(TOOLS_BIN)/etcd
 OPA            := $(TOOLS_BIN)/opa
+HELM           := $(TOOLS_BIN)/helm
+CAINJECTOR     := $(TOOLS_BIN)/cainjector
 EGRESS_GUARD   := $(BIN)/egress-guard
 
 .PHONY: build tools test unit policy-test e2e bench demo lint clean
@@ -35,7 +37,24 @@ $(ETCD): test/tools/etcd/go.mod test/tools/etcd/go.sum
 $(OPA): test/tools/opa/go.mod test/tools/opa/go.sum
 	cd test/tools/opa && $(GO) build -o $@ github.com/open-policy-agent/opa
 
-tools: $(KUBE_APISERVER) $(ETCD) $(OPA)
+# helm as its release build stamps it: its version, and the Kubernetes version
+# `helm template` and `helm lint` assume (that of the client-go it is built
+# with; the default would be 1.20).
+$(HELM): test/tools/helm/go.mod test/tools/helm/go.sum
+	cd test/tools/helm && \
+	  version=$$($(GO) list -m -f '{{.Version}}' helm.sh/helm/v3) && \
+	  minor=$$($(GO) list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2) && \
+	  $(GO) build -o $@ -ldflags "-X helm.sh/helm/v3/internal/version.version=$$version \
+	    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$$minor \
+	    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$$minor" \
+	    helm.sh/helm/v3/cmd/helm
+
+# cert-manager's CA injector (test/tools/cert-manager/cainjector); the tests
+# take cert-manager's CRDs from the same module.
+$(CAINJECTOR): $(wildcard test/tools/cert-manager/*.mod test/tools/cert-manager/*.sum test/tools/cert-manager/cainjector/*.go)
+	cd test/tools/cert-manager && $(GO) build -o $@ ./cainjector
+
+tools: $(KUBE_APISERVER) $(ETCD) $(OPA) $(HELM) $(CAINJECTOR)
 
 # Everything: unit and handler tests, Rego tests (Go runner and opa test),
 # the five scenarios through `check`, and the end-to-end tests against a real
