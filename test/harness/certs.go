@@ -21,6 +21,9 @@ import (
 type Certs struct {
 	Dir   string // ca.crt, tls.crt and tls.key: serve --cert-dir
 	CAPEM []byte // the CA, for caBundle and clients
+	// ServerName is the name clients verify the serving certificate for
+	// (default: the host they connect to).
+	ServerName string
 }
 
 // WriteServingCerts writes a fresh CA and a serving certificate for
@@ -98,6 +101,6 @@ func (c *Certs) HTTPClient() *http.Client {
 	pool.AppendCertsFromPEM(c.CAPEM)
 	return &http.Client{
 		Timeout:   5 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: c.ServerName}},
 	}
 }

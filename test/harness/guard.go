@@ -29,6 +29,11 @@ type GuardOptions struct {
 	Policies   string // --policies, when not empty
 	Kubeconfig string // KUBECONFIG of the process, when not empty
 	LogPath    string // stdout and stderr of the process
+	// Args, when set, give the command line after the binary instead of the
+	// one StartGuard builds from the fields above. It is called with the
+	// Guard's Port, MetricsAddr and HealthAddr chosen, and must make the
+	// webhook server listen on 127.0.0.1:Port.
+	Args func(g *Guard) []string
 }
 
 // Guard is a running `egress-guard serve` process.
@@ -85,6 +90,9 @@ func StartGuard(ctx context.Context, opts GuardOptions) (*Guard, error) {
 	}
 	if opts.Policies != "" {
 		g.Args = append(g.Args, "--policies", opts.Policies)
+	}
+	if opts.Args != nil {
+		g.Args = opts.Args(g)
 	}
 	logFile, err := os.Create(opts.LogPath)
 	if err != nil {
