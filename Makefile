@@ -18,6 +18,7 @@ ETCD           := $(TOOLS_BIN)/etcd
 OPA            := $(TOOLS_BIN)/opa
 HELM           := $(TOOLS_BIN)/helm
 CAINJECTOR     := $(TOOLS_BIN)/cainjector
+CM_CONTROLLER  := $(TOOLS_BIN)/cert-manager-controller
 EGRESS_GUARD   := $(BIN)/egress-guard
 
 .PHONY: build tools test unit policy-test e2e chart-test bench demo lint clean
@@ -56,12 +57,15 @@ $(HELM): test/tools/helm/go.mod test/tools/helm/go.sum
 	    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$$minor" \
 	    helm.sh/helm/v3/cmd/helm
 
-# cert-manager's CA injector (test/tools/cert-manager/cainjector); the tests
-# take cert-manager's CRDs from the same module.
-$(CAINJECTOR): $(wildcard test/tools/cert-manager/*.mod test/tools/cert-manager/*.sum test/tools/cert-manager/cainjector/*.go)
+# cert-manager's CA injector and issuing controllers (test/tools/cert-manager);
+# the tests take cert-manager's CRDs from the same module.
+$(CAINJECTOR): $(wildcard test/tools/cert-manager/go.* test/tools/cert-manager/cainjector/*.go)
 	cd test/tools/cert-manager && $(GO) build -o $@ ./cainjector
 
-tools: $(KUBE_APISERVER) $(ETCD) $(OPA) $(HELM) $(CAINJECTOR)
+$(CM_CONTROLLER): $(wildcard test/tools/cert-manager/go.* test/tools/cert-manager/controller/*.go)
+	cd test/tools/cert-manager && $(GO) build -o $@ ./controller
+
+tools: $(KUBE_APISERVER) $(ETCD) $(OPA) $(HELM) $(CAINJECTOR) $(CM_CONTROLLER)
 
 # Everything: unit and handler tests, Rego tests (Go runner and opa test),
 # the five scenarios through `check`, the end-to-end tests against a real
@@ -87,7 +91,7 @@ e2e: tools build
 
 # The Helm chart alone: lint, rendering of every documented option with
 # server-side dry runs, schema rejections, and an install in cert-manager
-# mode with cert-manager's CA injector (test/chart).
+# mode with cert-manager's issuing controllers and CA injector (test/chart).
 chart-test: tools build
 	$(HELM) lint --strict charts/egress-guard
 	EGRESS_GUARD_BIN=$(EGRESS_GUARD) $(GO) test -count=1 -v -timeout 10m -tags e2e ./test/chart/...

@@ -20,11 +20,11 @@
 //	TestSchemaRejects   bad values fail helm template with a message naming
 //	                    the value
 //	TestCertManagerInstall
-//	                    helm install in cert-manager mode; the Certificates'
-//	                    Secrets issued as cert-manager's issuing controllers
-//	                    would; cert-manager's own CA injector (a process
-//	                    built from test/tools/cert-manager) writes the CA into
-//	                    both webhook configurations; egress-guard runs with
+//	                    helm install in cert-manager mode; cert-manager's own
+//	                    issuing controllers and CA injector (processes built
+//	                    from test/tools/cert-manager) issue the chart's
+//	                    certificates and write the CA into both webhook
+//	                    configurations; egress-guard runs with
 //	                    the Deployment's own arguments and mounted files, and
 //	                    the API server calls it through the chart's Service
 //	                    over verified TLS; then the failure policy with the
@@ -46,6 +46,7 @@
 //	KUBEBUILDER_ASSETS=$PWD/.cache/bin EGRESS_GUARD_BIN=$PWD/bin/egress-guard \
 //	  go test -tags e2e -count=1 -v ./test/chart/...
 //
-// HELM and CAINJECTOR name the binaries (default: helm and cainjector in
-// $KUBEBUILDER_ASSETS, where `make tools` builds them).
+// HELM, CAINJECTOR and CERT_MANAGER_CONTROLLER name the binaries (default:
+// helm, cainjector and cert-manager-controller in $KUBEBUILDER_ASSETS, where
+// `make tools` builds them).
 package chart

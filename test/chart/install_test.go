@@ -5,6 +5,7 @@ package chart
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -47,12 +48,10 @@ const (
 // webhook stopped, helm upgrade keeps the injected CA, helm uninstall removes
 // the webhooks.
 //
-// cert-manager's issuing controllers do not run here (they live in
-// cert-manager's controller binary, with every issuer type and its
-// dependencies): harness.IssueCertificate fills the Certificates' Secrets as
-// they would, from the Certificates the chart created (self-signed CA, then
-// the serving certificate signed by it, with cert-manager's annotations).
-// The CA injection is cert-manager's own code.
+// cert-manager runs as two processes built from its module
+// (test/tools/cert-manager): its issuing controllers (Issuers, the
+// CertificateRequest approver and SelfSigned and CA signers, the Certificate
+// controllers) and its CA injector.
 func TestCertManagerInstall(t *testing.T) {
 	ctx := context.Background()
 	s, err := harness.LoadScenario(filepath.Join(mustRoot(t), "test", "scenarios", scenario), t.TempDir())
@@ -66,9 +65,10 @@ func TestCertManagerInstall(t *testing.T) {
 	}
 
 	inst := install(t, s)
-	ca, serving := inst.issueCertificates(t)
+	startCertManagerController(t)
+	caPEM := inst.waitCertificates(t)
 
-	g := inst.startGuard(t, ca)
+	g := inst.startGuard(t, caPEM)
 	inst.route(t, g)
 
 	t.Run("unverified-tls-refused", func(t *testing.T) {
@@ -83,10 +83,7 @@ func TestCertManagerInstall(t *testing.T) {
 
 	injector := startCAInjector(t)
 	t.Run("ca-injected", func(t *testing.T) {
-		inst.waitCABundle(t, ca.CertPEM, injector)
-		if !bytes.Equal(serving.CAPEM, ca.CertPEM) {
-			t.Fatalf("the serving Secret's ca.crt is not the CA")
-		}
+		inst.waitCABundle(t, caPEM, injector)
 	})
 	if t.Failed() {
 		t.FailNow()
@@ -134,7 +131,7 @@ func TestCertManagerInstall(t *testing.T) {
 			if w.failurePolicy != admissionregistrationv1.Ignore {
 				t.Errorf("%s: failurePolicy %s after the upgrade", w.name, w.failurePolicy)
 			}
-			if !bytes.Equal(w.caBundle, ca.CertPEM) {
+			if !bytes.Equal(w.caBundle, caPEM) {
 				t.Errorf("%s: the injected caBundle did not survive helm upgrade", w.name)
 			}
 		}
@@ -247,10 +244,11 @@ func installValues(t *testing.T, s *harness.Scenario) string {
 	return path
 }
 
-// issueCertificates fills the Secrets of the chart's Certificates as
-// cert-manager would: the CA named by the serving Certificate's Issuer,
-// self-signed, then the serving certificate signed by it.
-func (inst *installation) issueCertificates(t *testing.T) (ca, serving *harness.KeyPair) {
+// waitCertificates waits until cert-manager has issued the chart's
+// certificates: the serving Certificate the webhook configurations name,
+// signed by the CA of the chart's CA Issuer, for the name the API server
+// verifies. It returns the CA.
+func (inst *installation) waitCertificates(t *testing.T) (caPEM []byte) {
 	t.Helper()
 	ctx := context.Background()
 	ref := inst.objs.Kind("MutatingWebhookConfiguration")[0].GetAnnotations()[harness.InjectCAFromAnnotation]
@@ -264,38 +262,47 @@ func (inst *installation) issueCertificates(t *testing.T) (ca, serving *harness.
 	if issuer == nil {
 		t.Fatalf("Certificate %s: Issuer %s is not in the release", servingName, issuerName)
 	}
-	caSecret, _, _ := unstructured.NestedString(issuer.Object, "spec", "ca", "secretName")
-	var caName string
-	for _, c := range inst.objs.Kind("Certificate") {
-		if sn, _, _ := unstructured.NestedString(c.Object, "spec", "secretName"); sn == caSecret {
-			caName = c.GetName()
-		}
-	}
-	var err error
-	if ca, err = env.IssueCertificate(ctx, releaseNamespace, caName, nil); err != nil {
+	caSecretName, _, _ := unstructured.NestedString(issuer.Object, "spec", "ca", "secretName")
+
+	serving, err := env.WaitCertificate(ctx, releaseNamespace, servingName, waitTimeout)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if serving, err = env.IssueCertificate(ctx, releaseNamespace, servingName, ca); err != nil {
+	if got := serving.Annotations["cert-manager.io/certificate-name"]; got != servingName {
+		t.Errorf("Secret %s: cert-manager.io/certificate-name %q, want %q (cainjector reads only a Secret its Certificate owns)", serving.Name, got, servingName)
+	}
+	caSecret, err := env.Client.CoreV1().Secrets(releaseNamespace).Get(ctx, caSecretName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the CA Issuer's Secret: %v", err)
+	}
+	caPEM = caSecret.Data[corev1.TLSCertKey]
+	if !bytes.Equal(serving.Data["ca.crt"], caPEM) {
+		t.Fatalf("the serving Secret's ca.crt is not the certificate of the CA Issuer's Secret %s", caSecretName)
+	}
+	leaf, err := harness.ParseCertificatePEM(serving.Data[corev1.TLSCertKey])
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := serving.Cert.VerifyHostname(inst.serverName); err != nil {
-		t.Fatalf("the serving certificate does not cover the name the API server verifies: %v", err)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: inst.serverName, Roots: pool}); err != nil {
+		t.Fatalf("the serving certificate does not verify for %s against the CA: %v", inst.serverName, err)
 	}
-	return ca, serving
+	return caPEM
 }
 
 // startGuard runs egress-guard as the Deployment's container would: its
 // arguments, with each mounted volume's content (read back from the API
 // server) in a local directory. The pod's ports become free ports on
 // 127.0.0.1.
-func (inst *installation) startGuard(t *testing.T, ca *harness.KeyPair) *harness.Guard {
+func (inst *installation) startGuard(t *testing.T, caPEM []byte) *harness.Guard {
 	t.Helper()
 	mounts := inst.mountVolumes(t)
 	c := inst.deployment.Spec.Template.Spec.Containers[0]
 	certDir, _ := flag(c.Args, "cert-dir")
 	g, err := harness.StartGuard(context.Background(), harness.GuardOptions{
 		Bin:     env.guardBin,
-		Certs:   &harness.Certs{Dir: localPath(t, mounts, certDir), CAPEM: ca.CertPEM, ServerName: inst.serverName},
+		Certs:   &harness.Certs{Dir: localPath(t, mounts, certDir), CAPEM: caPEM, ServerName: inst.serverName},
 		LogPath: filepath.Join(t.TempDir(), "egress-guard.log"),
 		Args:    func(g *harness.Guard) []string { return podArgs(t, c.Args, mounts, g) },
 	})
@@ -412,10 +419,23 @@ func (inst *installation) route(t *testing.T, g *harness.Guard) {
 	t.Cleanup(func() { env.proxy.Unroute(inst.serviceAddr) })
 }
 
+// startCertManagerController runs cert-manager's issuing controllers
+// against the control plane.
+func startCertManagerController(t *testing.T) *harness.Process {
+	t.Helper()
+	return startProcess(t, "cert-manager controller", env.certManagerController)
+}
+
 // startCAInjector runs cert-manager's cainjector against the control plane.
 func startCAInjector(t *testing.T) *harness.Process {
 	t.Helper()
-	p, err := harness.StartProcess("cainjector", env.cainjector, []string{"--kubeconfig", env.Kubeconfig}, filepath.Join(t.TempDir(), "cainjector.log"))
+	return startProcess(t, "cainjector", env.cainjector)
+}
+
+// startProcess runs bin --kubeconfig <admin> until t ends.
+func startProcess(t *testing.T, name, bin string) *harness.Process {
+	t.Helper()
+	p, err := harness.StartProcess(name, bin, []string{"--kubeconfig", env.Kubeconfig}, filepath.Join(t.TempDir(), strings.ReplaceAll(name, " ", "-")+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +444,7 @@ func startCAInjector(t *testing.T) *harness.Process {
 			t.Error(err)
 		}
 		if t.Failed() {
-			t.Logf("cainjector output:\n%s", p.Logs(60))
+			t.Logf("%s output:\n%s", name, p.Logs(60))
 		}
 	})
 	return p

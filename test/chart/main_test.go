@@ -24,7 +24,9 @@ type suite struct {
 	helm       *harness.Helm
 	proxy      *harness.ServiceProxy
 	cainjector string
-	guardBin   string
+	// certManagerController runs cert-manager's issuing controllers.
+	certManagerController string
+	guardBin              string
 }
 
 func TestMain(m *testing.M) {
@@ -72,6 +74,9 @@ func setup() (s *suite, err error) {
 		return nil, err
 	}
 	if s.cainjector, err = tool("CAINJECTOR", "cainjector"); err != nil {
+		return nil, err
+	}
+	if s.certManagerController, err = tool("CERT_MANAGER_CONTROLLER", "cert-manager-controller"); err != nil {
 		return nil, err
 	}
 	root, err := harness.RepoRoot()
