@@ -65,7 +65,14 @@ $(CAINJECTOR): $(wildcard test/tools/cert-manager/go.* test/tools/cert-manager/c
 $(CM_CONTROLLER): $(wildcard test/tools/cert-manager/go.* test/tools/cert-manager/controller/*.go)
 	cd test/tools/cert-manager && $(GO) build -o $@ ./controller
 
-tools: $(KUBE_APISERVER) $(ETCD) $(OPA) $(HELM) $(CAINJECTOR) $(CM_CONTROLLER)
+# The Prometheus Operator's module, for its ServiceMonitor CRD (nothing is
+# built from it).
+PROM_OPERATOR := $(CACHE)/prometheus-operator.downloaded
+$(PROM_OPERATOR): test/tools/prometheus-operator/go.mod test/tools/prometheus-operator/go.sum
+	cd test/tools/prometheus-operator && $(GO) mod download github.com/prometheus-operator/prometheus-operator
+	touch $@
+
+tools: $(KUBE_APISERVER) $(ETCD) $(OPA) $(HELM) $(CAINJECTOR) $(CM_CONTROLLER) $(PROM_OPERATOR)
 
 # Everything: unit and handler tests, Rego tests (Go runner and opa test),
 # the five scenarios through `check`, the end-to-end tests against a real

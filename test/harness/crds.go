@@ -2,6 +2,8 @@ package harness
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,21 +15,28 @@ import (
 )
 
 // ModuleDir returns the directory of module in the module cache, at the
-// version the Go module in dir requires (`go list -m`).
+// version the Go module in dir requires, downloading it when it is not
+// there yet (`go mod download`; `make tools` has done so).
 func ModuleDir(dir, module string) (string, error) {
-	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module)
+	cmd := exec.Command("go", "mod", "download", "-json", module)
 	cmd.Dir = dir
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
+	var info struct{ Dir, Error string }
+	if jsonErr := json.Unmarshal(out, &info); err == nil && jsonErr != nil {
+		err = jsonErr
+	}
+	if err == nil && info.Error != "" {
+		err = errors.New(info.Error)
+	}
+	if err == nil && info.Dir == "" {
+		err = errors.New("no module directory")
+	}
 	if err != nil {
-		return "", fmt.Errorf("go list -m %s in %s: %w: %s", module, dir, err, strings.TrimSpace(stderr.String()))
+		return "", fmt.Errorf("go mod download %s in %s: %w: %s", module, dir, err, strings.TrimSpace(stderr.String()))
 	}
-	path := strings.TrimSpace(string(out))
-	if path == "" {
-		return "", fmt.Errorf("go list -m %s in %s: the module is not downloaded (run go mod download there)", module, dir)
-	}
-	return path, nil
+	return info.Dir, nil
 }
 
 // CertManagerCRDs writes cert-manager's CRDs, from deploy/crds of the
