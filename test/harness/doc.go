@@ -28,7 +28,7 @@
 //	Helm                the helm CLI against the control plane;
 //	                    ParseObjects reads what it renders
 //	WaitCertificate     a cert-manager Certificate Ready, and its Secret
-//	StartProcess        a helper program (cert-manager's controllers)
+//	StartProcess        another program beside the control plane (cert-manager's controllers)
 //
 // Everything returns errors with context; nothing here depends on package
 // testing. Whatever is started has a Stop method, and StartControlPlane

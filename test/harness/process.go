@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Process is a helper program running beside the control plane (such as
+// Process is a program running beside the control plane (such as
 // cert-manager's cainjector), with its output in a log file.
 type Process struct {
 	Name    string
