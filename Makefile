@@ -16,9 +16,12 @@ export KUBEBUILDER_ASSETS := $(TOOLS_BIN)
 KUBE_APISERVER := $(TOOLS_BIN)/kube-apiserver
 ETCD           := $(TOOLS_BIN)/etcd
 OPA            := $(TOOLS_BIN)/opa
+HELM           := $(TOOLS_BIN)/helm
+CAINJECTOR     := $(TOOLS_BIN)/cainjector
+CM_CONTROLLER  := $(TOOLS_BIN)/cert-manager-controller
 EGRESS_GUARD   := $(BIN)/egress-guard
 
-.PHONY: build tools chromium test unit policy-test e2e bench demo lint clean
+.PHONY: build tools chromium test unit policy-test e2e chart-test bench demo lint clean
 
 build: $(EGRESS_GUARD)
 
@@ -26,8 +29,15 @@ $(EGRESS_GUARD): $(shell find cmd webhook policies mutators certs -type f 2>/dev
 	$(GO) build -o $@ ./cmd/egress-guard
 
 # A real control plane for the end-to-end tests, built from Go modules.
+# Stamped with its version, as a release build is: clients such as
+# `helm install` check a chart's kubeVersion against it.
 $(KUBE_APISERVER): test/tools/kube-apiserver/go.mod test/tools/kube-apiserver/go.sum
-	cd test/tools/kube-apiserver && $(GO) build -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+	cd test/tools/kube-apiserver && \
+	  version=$$($(GO) list -m -f '{{.Version}}' k8s.io/kubernetes) && \
+	  minor=$$(echo $$version | cut -d. -f2) && \
+	  $(GO) build -o $@ -ldflags "-X k8s.io/component-base/version.gitVersion=$$version \
+	    -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$$minor" \
+	    k8s.io/kubernetes/cmd/kube-apiserver
 
 $(ETCD): test/tools/etcd/go.mod test/tools/etcd/go.sum
 	cd test/tools/etcd && $(GO) build -o $@ go.etcd.io/etcd/server/v3
@@ -43,17 +53,47 @@ chromium:
 		apt-get update -qq && \
 		apt-get install -y -qq --no-install-recommends -o Dir::Cache::archives=$(CACHE)/apt chromium; }
 
-tools: $(KUBE_APISERVER) $(ETCD) $(OPA) chromium
+# helm as its release build stamps it: its version, and the Kubernetes version
+# `helm template` and `helm lint` assume (that of the client-go it is built
+# with; the default would be 1.20).
+$(HELM): test/tools/helm/go.mod test/tools/helm/go.sum
+	cd test/tools/helm && \
+	  version=$$($(GO) list -m -f '{{.Version}}' helm.sh/helm/v3) && \
+	  minor=$$($(GO) list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2) && \
+	  $(GO) build -o $@ -ldflags "-X helm.sh/helm/v3/internal/version.version=$$version \
+	    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$$minor \
+	    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$$minor" \
+	    helm.sh/helm/v3/cmd/helm
+
+# cert-manager's CA injector and issuing controllers (test/tools/cert-manager);
+# the tests take cert-manager's CRDs from the same module.
+$(CAINJECTOR): $(wildcard test/tools/cert-manager/go.* test/tools/cert-manager/cainjector/*.go)
+	cd test/tools/cert-manager && $(GO) build -o $@ ./cainjector
+
+$(CM_CONTROLLER): $(wildcard test/tools/cert-manager/go.* test/tools/cert-manager/controller/*.go)
+	cd test/tools/cert-manager && $(GO) build -o $@ ./controller
+
+# The Prometheus Operator's module, for its ServiceMonitor CRD (nothing is
+# built from it).
+PROM_OPERATOR := $(CACHE)/prometheus-operator.downloaded
+$(PROM_OPERATOR): test/tools/prometheus-operator/go.mod test/tools/prometheus-operator/go.sum
+	cd test/tools/prometheus-operator && $(GO) mod download github.com/prometheus-operator/prometheus-operator
+	touch $@
+
+tools: $(KUBE_APISERVER) $(ETCD) $(OPA) $(HELM) $(CAINJECTOR) $(CM_CONTROLLER) $(PROM_OPERATOR) chromium
 
 # Everything: unit and handler tests, Rego tests (Go runner and opa test),
-# the five scenarios through `check`, and the end-to-end tests against a real
-# kube-apiserver + etcd with Istio's CRDs.
+# the five scenarios through `check`, the end-to-end tests against a real
+# kube-apiserver + etcd with Istio's CRDs, and the Helm chart's tests against
+# the same control plane. The two e2e packages run one after the other
+# (-p 1): each starts its own control plane.
 test: tools build
 	$(OPA) fmt --fail -l policies/
 	$(OPA) test -v policies/ | tail -n 3
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
-	EGRESS_GUARD_BIN=$(EGRESS_GUARD) $(GO) test -count=1 -timeout 20m -tags e2e ./test/e2e/...
+	$(HELM) lint --strict charts/egress-guard
+	EGRESS_GUARD_BIN=$(EGRESS_GUARD) $(GO) test -count=1 -p 1 -timeout 25m -tags e2e ./test/e2e/... ./test/chart/...
 
 unit:
 	$(GO) test ./...
@@ -63,6 +103,13 @@ policy-test: $(OPA)
 
 e2e: tools build
 	EGRESS_GUARD_BIN=$(EGRESS_GUARD) $(GO) test -count=1 -v -timeout 20m -tags e2e ./test/e2e/...
+
+# The Helm chart alone: lint, rendering of every documented option with
+# server-side dry runs, schema rejections, and an install in cert-manager
+# mode with cert-manager's issuing controllers and CA injector (test/chart).
+chart-test: tools build
+	$(HELM) lint --strict charts/egress-guard
+	EGRESS_GUARD_BIN=$(EGRESS_GUARD) $(GO) test -count=1 -v -timeout 10m -tags e2e ./test/chart/...
 
 bench: build
 	$(GO) run ./test/bench -egress-guard $(EGRESS_GUARD)

@@ -25,6 +25,9 @@ type Certs struct {
 	ca     *x509.Certificate
 	caKey  *ecdsa.PrivateKey
 	serial int64 // of the last serving certificate
+	// ServerName is the name clients verify the serving certificate for
+	// (default: the host they connect to).
+	ServerName string
 }
 
 // WriteServingCerts writes a fresh CA and a serving certificate for
@@ -118,6 +121,6 @@ func (c *Certs) HTTPClient() *http.Client {
 	pool.AppendCertsFromPEM(c.CAPEM)
 	return &http.Client{
 		Timeout:   5 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: c.ServerName}},
 	}
 }

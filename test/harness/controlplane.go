@@ -31,6 +31,11 @@ type ControlPlaneOptions struct {
 	// Root is the repository root, where `go list -m istio.io/api` runs
 	// (default: the directory holding go.mod above the working directory).
 	Root string
+	// CRDPaths are more CRD files or directories to install beside Istio's.
+	CRDPaths []string
+	// APIServerFlags are more kube-apiserver flags, name (without "--") to
+	// value.
+	APIServerFlags map[string]string
 }
 
 // ControlPlane is a running kube-apiserver and etcd with Istio's CRDs.
@@ -97,7 +102,7 @@ func StartControlPlane(opts ControlPlaneOptions) (cp *ControlPlane, err error) {
 		env: &envtest.Environment{
 			BinaryAssetsDirectory: assets,
 			CRDInstallOptions: envtest.CRDInstallOptions{
-				Paths:              []string{crds},
+				Paths:              append([]string{crds}, opts.CRDPaths...),
 				ErrorIfPathMissing: true,
 			},
 			ErrorIfCRDPathMissing: true,
@@ -109,6 +114,10 @@ func StartControlPlane(opts ControlPlaneOptions) (cp *ControlPlane, err error) {
 			cp = nil
 		}
 	}()
+	apiServer := cp.env.ControlPlane.GetAPIServer()
+	for name, value := range opts.APIServerFlags {
+		apiServer.Configure().Set(name, value)
+	}
 	if _, err := cp.env.Start(); err != nil {
 		return cp, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
 	}

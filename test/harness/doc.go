@@ -21,6 +21,19 @@
 //	                    rotation tests
 //	LoadScenario        a directory of test/scenarios, one Doc per object
 //
+// and for the Helm chart's tests (test/chart):
+//
+//	CertManagerCRDs,    CRDs from the cert-manager and Prometheus Operator
+//	ServiceMonitorCRD   modules the tools modules pin, for
+//	                    ControlPlaneOptions.CRDPaths
+//	ServiceProxy        kube-proxy's part between kube-apiserver and a
+//	                    Service, through the API server's egress selector
+//	                    (ControlPlaneOptions.APIServerFlags)
+//	Helm                the helm CLI against the control plane;
+//	                    ParseObjects reads what it renders
+//	WaitCertificate     a cert-manager Certificate Ready, and its Secret
+//	StartProcess        another program beside the control plane (cert-manager's controllers)
+//
 // Everything returns errors with context; nothing here depends on package
 // testing. Whatever is started has a Stop method, and StartControlPlane
 // stops what it started when it fails half way.

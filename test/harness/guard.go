@@ -34,6 +34,11 @@ type GuardOptions struct {
 	LogPath    string   // stdout and stderr of the process
 	Port       int      // webhook server port (default: a free one)
 	Args       []string // more arguments, after the others
+	// CommandLine, when set, gives the command line after the binary
+	// instead of the one StartGuard builds from the fields above. It is
+	// called with the Guard's Port, MetricsAddr and HealthAddr chosen, and
+	// must make the webhook server listen on 127.0.0.1:Port.
+	CommandLine func(g *Guard) []string
 }
 
 // Guard is a running `egress-guard serve` process.
@@ -98,6 +103,9 @@ func StartGuard(ctx context.Context, opts GuardOptions) (*Guard, error) {
 		g.Args = append(g.Args, "--policies", opts.Policies)
 	}
 	g.Args = append(g.Args, opts.Args...)
+	if opts.CommandLine != nil {
+		g.Args = opts.CommandLine(g)
+	}
 	logFile, err := os.Create(opts.LogPath)
 	if err != nil {
 		return nil, fmt.Errorf("egress-guard log: %w", err)

@@ -13,8 +13,9 @@ import (
 // KubectlTimeout bounds one kubectl run.
 const KubectlTimeout = 60 * time.Second
 
-// Result is the outcome of one kubectl run.
+// Result is the outcome of one kubectl (or helm) run.
 type Result struct {
+	Cmd    string   // the command's name; empty means kubectl
 	Args   []string // after the kubeconfig and cache flags
 	Stdout string
 	Stderr string
@@ -47,7 +48,11 @@ func (c *ControlPlane) Kubectl(ctx context.Context, stdin []byte, args ...string
 // String shows the command, how it ended and its output.
 func (r Result) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "$ kubectl %s  (%v", strings.Join(r.Args, " "), r.Took.Round(time.Millisecond))
+	name := r.Cmd
+	if name == "" {
+		name = "kubectl"
+	}
+	fmt.Fprintf(&b, "$ %s %s  (%v", name, strings.Join(r.Args, " "), r.Took.Round(time.Millisecond))
 	if r.Err != nil {
 		fmt.Fprintf(&b, ", %v", r.Err)
 	}

@@ -1,0 +1,164 @@
+{{/* vim: set filetype=mustache: */}}
+
+{{/* The chart name, at most 63 characters. */}}
+{{- define "egress-guard.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The full name of the release's objects. Truncated to 50 characters so that
+the longest suffix added below ("-selfsigned", "-metrics") still fits in 63.
+*/}}
+{{- define "egress-guard.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "egress-guard.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of every object. */}}
+{{- define "egress-guard.labels" -}}
+helm.sh/chart: {{ include "egress-guard.chart" . }}
+{{ include "egress-guard.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Labels that select the webhook pods. */}}
+{{- define "egress-guard.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "egress-guard.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: webhook
+{{- end -}}
+
+{{- define "egress-guard.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Names of the objects that other objects refer to. */}}
+{{- define "egress-guard.serviceName" -}}{{ include "egress-guard.fullname" . }}{{- end -}}
+{{- define "egress-guard.configMapName" -}}{{ include "egress-guard.fullname" . }}-config{{- end -}}
+{{- define "egress-guard.policiesConfigMapName" -}}{{ include "egress-guard.fullname" . }}-policies{{- end -}}
+{{- define "egress-guard.webhookConfigurationName" -}}{{ include "egress-guard.fullname" . }}{{- end -}}
+{{/* The Secret holding the serving certificate, in either mode. */}}
+{{- define "egress-guard.tlsSecretName" -}}{{ include "egress-guard.fullname" . }}-tls{{- end -}}
+{{- define "egress-guard.certificateName" -}}{{ include "egress-guard.fullname" . }}-tls{{- end -}}
+{{- define "egress-guard.selfSignedIssuerName" -}}{{ include "egress-guard.fullname" . }}-selfsigned{{- end -}}
+{{- define "egress-guard.caName" -}}{{ include "egress-guard.fullname" . }}-ca{{- end -}}
+
+{{- define "egress-guard.certManager" -}}
+{{- if eq .Values.certificates.mode "cert-manager" -}}true{{- end -}}
+{{- end -}}
+{{- define "egress-guard.selfManaged" -}}
+{{- if eq .Values.certificates.mode "self-managed" -}}true{{- end -}}
+{{- end -}}
+{{/* The chart creates the self-signed CA chain: cert-manager mode without an issuerRef. */}}
+{{- define "egress-guard.ownCA" -}}
+{{- if and (include "egress-guard.certManager" .) (not .Values.certificates.certManager.issuerRef.name) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The DNS names the API server may use for the webhook Service. */}}
+{{- define "egress-guard.dnsNames" -}}
+{{- $svc := include "egress-guard.serviceName" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.config.clusterDomain) | toJson -}}
+{{- end -}}
+
+{{/*
+Namespaces that are never policed: kube-system and the release namespace come
+first, whatever the values say, so the guard can never block its own recovery.
+*/}}
+{{- define "egress-guard.neverPoliced" -}}
+{{- list "kube-system" .Release.Namespace | uniq | toJson -}}
+{{- end -}}
+
+{{/* The EgressGuardConfig document of the ConfigMap. */}}
+{{- define "egress-guard.config" -}}
+{{- $cfg := deepCopy .Values.config -}}
+{{- $exempt := concat (include "egress-guard.neverPoliced" . | fromJsonArray) ($cfg.exemptNamespaces | default list) | uniq -}}
+{{- $_ := set $cfg "exemptNamespaces" $exempt -}}
+{{- $doc := dict "apiVersion" "egressguard.io/v1alpha1" "kind" "EgressGuardConfig" -}}
+{{- toYaml (merge $doc $cfg) -}}
+{{- end -}}
+
+{{/*
+The namespaceSelector of both webhooks: never kube-system, the release
+namespace, the excluded namespaces or a namespace with the opt-out label, and
+whatever more the values ask for.
+*/}}
+{{- define "egress-guard.namespaceSelector" -}}
+{{- $excluded := concat (include "egress-guard.neverPoliced" . | fromJsonArray) .Values.webhook.excludedNamespaces | uniq -}}
+{{- $sel := .Values.webhook.namespaceSelector -}}
+{{- with $sel.matchLabels }}
+matchLabels:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+matchExpressions:
+  - key: kubernetes.io/metadata.name
+    operator: NotIn
+    values:
+      {{- toYaml $excluded | nindent 6 }}
+  - key: {{ .Values.webhook.optOutLabel }}
+    operator: DoesNotExist
+  {{- with $sel.matchExpressions }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end -}}
+
+{{/* The fields both webhooks share, after name and clientConfig. */}}
+{{- define "egress-guard.webhookCommon" -}}
+admissionReviewVersions: ["v1"]
+rules:
+  - apiGroups: ["networking.istio.io"]
+    # Every served version; with matchPolicy Equivalent a request through
+    # a version added later is converted and sent as well.
+    apiVersions: ["*"]
+    operations: ["CREATE", "UPDATE"]
+    resources: ["serviceentries", "virtualservices", "destinationrules"]
+    scope: Namespaced
+matchPolicy: Equivalent
+namespaceSelector:
+  {{- include "egress-guard.namespaceSelector" . | trim | nindent 2 }}
+sideEffects: {{ .Values.webhook.sideEffects }}
+timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
+failurePolicy: {{ .Values.webhook.failurePolicy }}
+{{- end -}}
+
+{{/* Annotations of both webhook configurations, as a YAML map (empty when none). */}}
+{{- define "egress-guard.webhookAnnotations" -}}
+{{- $a := deepCopy .Values.webhook.annotations -}}
+{{- if include "egress-guard.certManager" . -}}
+{{- $_ := set $a "cert-manager.io/inject-ca-from" (printf "%s/%s" .Release.Namespace (include "egress-guard.certificateName" .)) -}}
+{{- end -}}
+{{- with $a -}}
+{{- toYaml . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Checks of values that values.schema.json cannot express. */}}
+{{- define "egress-guard.validate" -}}
+{{- $s := .Values.shutdown -}}
+{{- if le (int $s.terminationGracePeriodSeconds) (add $s.preStopSleepSeconds $s.timeoutSeconds | int) -}}
+{{- fail (printf "shutdown.terminationGracePeriodSeconds (%d) must exceed shutdown.preStopSleepSeconds + shutdown.timeoutSeconds (%d + %d)" (int $s.terminationGracePeriodSeconds) (int $s.preStopSleepSeconds) (int $s.timeoutSeconds)) -}}
+{{- end -}}
+{{- if and .Values.podDisruptionBudget.enabled (not (kindIs "invalid" .Values.podDisruptionBudget.minAvailable)) (not (kindIs "invalid" .Values.podDisruptionBudget.maxUnavailable)) -}}
+{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both" -}}
+{{- end -}}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) -}}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor selects the metrics Service" -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,637 @@
+//go:build e2e
+
+package chart
+
+import (
+	"fmt"
+	"maps"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/egress-guard/egress-guard/test/harness"
+	"github.com/egress-guard/egress-guard/webhook/config"
+)
+
+// rendered is the output of helm template for one case.
+type rendered struct {
+	objs      harness.Objects
+	namespace string
+	want      want
+}
+
+// one decodes the only object of kind into out, or fails t.
+func (r rendered) one(t *testing.T, kind string, out any) *unstructured.Unstructured {
+	t.Helper()
+	objs := r.objs.Kind(kind)
+	if len(objs) != 1 {
+		t.Fatalf("want one %s, the chart rendered %d: %v", kind, len(objs), r.objs.Refs())
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs[0].Object, out); err != nil {
+		t.Fatalf("decoding %s %s: %v", kind, objs[0].GetName(), err)
+	}
+	return objs[0]
+}
+
+func (r rendered) deployment(t *testing.T) (*appsv1.Deployment, *corev1.Container) {
+	t.Helper()
+	var d appsv1.Deployment
+	r.one(t, "Deployment", &d)
+	if n := len(d.Spec.Template.Spec.Containers); n != 1 {
+		t.Fatalf("Deployment %s has %d containers, want 1", d.Name, n)
+	}
+	return &d, &d.Spec.Template.Spec.Containers[0]
+}
+
+// flag returns the value of --name=value among args.
+func flag(args []string, name string) (string, bool) {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func (r rendered) service(t *testing.T) *corev1.Service {
+	t.Helper()
+	var svcs []*corev1.Service
+	for _, obj := range r.objs.Kind("Service") {
+		var s corev1.Service
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &s); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(s.Name, "-metrics") {
+			svcs = append(svcs, &s)
+		}
+	}
+	if len(svcs) != 1 {
+		t.Fatalf("want one webhook Service, got %d: %v", len(svcs), r.objs.Refs())
+	}
+	return svcs[0]
+}
+
+// webhook is what the mutating and validating webhooks share.
+type webhook struct {
+	config, name        string
+	clientConfig        admissionregistrationv1.WebhookClientConfig
+	rules               []admissionregistrationv1.RuleWithOperations
+	failurePolicy       *admissionregistrationv1.FailurePolicyType
+	matchPolicy         *admissionregistrationv1.MatchPolicyType
+	namespaceSelector   *metav1.LabelSelector
+	sideEffects         *admissionregistrationv1.SideEffectClass
+	timeout             *int32
+	reviewVersions      []string
+	annotations         map[string]string
+	reinvocationPolicy  *admissionregistrationv1.ReinvocationPolicyType
+	objectSelectorIsNil bool
+}
+
+func (r rendered) webhooks(t *testing.T) []webhook {
+	t.Helper()
+	var m admissionregistrationv1.MutatingWebhookConfiguration
+	var v admissionregistrationv1.ValidatingWebhookConfiguration
+	r.one(t, "MutatingWebhookConfiguration", &m)
+	r.one(t, "ValidatingWebhookConfiguration", &v)
+	if len(m.Webhooks) != 1 || len(v.Webhooks) != 1 {
+		t.Fatalf("want one webhook in each configuration, got %d mutating and %d validating", len(m.Webhooks), len(v.Webhooks))
+	}
+	mw, vw := m.Webhooks[0], v.Webhooks[0]
+	return []webhook{
+		{config: "MutatingWebhookConfiguration " + m.Name, name: mw.Name, clientConfig: mw.ClientConfig, rules: mw.Rules,
+			failurePolicy: mw.FailurePolicy, matchPolicy: mw.MatchPolicy, namespaceSelector: mw.NamespaceSelector,
+			sideEffects: mw.SideEffects, timeout: mw.TimeoutSeconds, reviewVersions: mw.AdmissionReviewVersions,
+			annotations: m.Annotations, reinvocationPolicy: mw.ReinvocationPolicy, objectSelectorIsNil: mw.ObjectSelector == nil},
+		{config: "ValidatingWebhookConfiguration " + v.Name, name: vw.Name, clientConfig: vw.ClientConfig, rules: vw.Rules,
+			failurePolicy: vw.FailurePolicy, matchPolicy: vw.MatchPolicy, namespaceSelector: vw.NamespaceSelector,
+			sideEffects: vw.SideEffects, timeout: vw.TimeoutSeconds, reviewVersions: vw.AdmissionReviewVersions,
+			annotations: v.Annotations, objectSelectorIsNil: vw.ObjectSelector == nil},
+	}
+}
+
+func str[T ~string](p *T) string {
+	if p == nil {
+		return "<unset>"
+	}
+	return string(*p)
+}
+
+// checkWebhooks: rules for the three kinds in every version, Equivalent
+// matching, the failure policy, side effects and timeout asked for, the
+// chart's Service as client, and a namespaceSelector that, evaluated like
+// the API server does, never sends kube-system, the release namespace, an
+// excluded or an opted-out namespace.
+func (r rendered) checkWebhooks(t *testing.T) {
+	svc := r.service(t)
+	for i, w := range r.webhooks(t) {
+		what := w.config + " webhook " + w.name
+		if len(w.rules) != 1 {
+			t.Fatalf("%s: %d rules, want 1", what, len(w.rules))
+		}
+		rule := w.rules[0]
+		if !slices.Equal(rule.APIGroups, []string{"networking.istio.io"}) || !slices.Equal(rule.APIVersions, []string{"*"}) {
+			t.Errorf("%s: rule for groups %v versions %v, want networking.istio.io, every version", what, rule.APIGroups, rule.APIVersions)
+		}
+		for _, res := range []string{"serviceentries", "virtualservices", "destinationrules"} {
+			if !slices.Contains(rule.Resources, res) {
+				t.Errorf("%s: rule resources %v lack %s", what, rule.Resources, res)
+			}
+		}
+		for _, op := range []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update} {
+			if !slices.Contains(rule.Operations, op) {
+				t.Errorf("%s: rule operations %v lack %s", what, rule.Operations, op)
+			}
+		}
+		if str(w.matchPolicy) != "Equivalent" {
+			t.Errorf("%s: matchPolicy %s, want Equivalent", what, str(w.matchPolicy))
+		}
+		if str(w.failurePolicy) != r.want.failurePolicy {
+			t.Errorf("%s: failurePolicy %s, want %s", what, str(w.failurePolicy), r.want.failurePolicy)
+		}
+		if str(w.sideEffects) != r.want.sideEffects {
+			t.Errorf("%s: sideEffects %s, want %s", what, str(w.sideEffects), r.want.sideEffects)
+		}
+		if w.timeout == nil || *w.timeout != r.want.timeout {
+			t.Errorf("%s: timeoutSeconds %v, want %d", what, w.timeout, r.want.timeout)
+		}
+		if !slices.Equal(w.reviewVersions, []string{"v1"}) {
+			t.Errorf("%s: admissionReviewVersions %v, want [v1]", what, w.reviewVersions)
+		}
+		if !w.objectSelectorIsNil {
+			t.Errorf("%s: has an objectSelector: an object could label itself out of the checks", what)
+		}
+		path := map[int]string{0: "/mutate", 1: "/validate"}[i]
+		s := w.clientConfig.Service
+		switch {
+		case w.clientConfig.URL != nil:
+			t.Errorf("%s: url clientConfig %s, want the chart's Service", what, *w.clientConfig.URL)
+		case s == nil:
+			t.Errorf("%s: no service clientConfig", what)
+		case s.Name != svc.Name || s.Namespace != r.namespace || str(s.Path) != path || s.Port == nil || *s.Port != svc.Spec.Ports[0].Port:
+			t.Errorf("%s: calls service %s/%s port %v path %s, want %s/%s port %d path %s", what, s.Namespace, s.Name, s.Port, str(s.Path), r.namespace, svc.Name, svc.Spec.Ports[0].Port, path)
+		}
+		if i == 0 && str(w.reinvocationPolicy) != "IfNeeded" {
+			t.Errorf("%s: reinvocationPolicy %s, want IfNeeded", what, str(w.reinvocationPolicy))
+		}
+		r.checkNamespaceSelector(t, what, w.namespaceSelector)
+	}
+}
+
+// checkNamespaceSelector evaluates the selector against namespaces as the
+// API server labels them (kubernetes.io/metadata.name).
+func (r rendered) checkNamespaceSelector(t *testing.T, what string, ls *metav1.LabelSelector) {
+	t.Helper()
+	if ls == nil {
+		t.Errorf("%s: no namespaceSelector: every namespace, kube-system included, goes to the webhook", what)
+		return
+	}
+	sel, err := metav1.LabelSelectorAsSelector(ls)
+	if err != nil {
+		t.Fatalf("%s: namespaceSelector: %v", what, err)
+	}
+	ns := func(name string, extra map[string]string) labels.Set {
+		l := labels.Set{"kubernetes.io/metadata.name": name}
+		maps.Copy(l, r.want.required)
+		maps.Copy(l, extra)
+		return l
+	}
+	never := map[string]labels.Set{
+		"kube-system":                    ns("kube-system", nil),
+		"the release namespace":          ns(r.namespace, nil),
+		"an opted-out namespace":         ns("team-a", map[string]string{r.want.optOutLabel: "true"}),
+		"an opted-out namespace (empty)": ns("team-a", map[string]string{r.want.optOutLabel: ""}),
+	}
+	for _, name := range r.want.excluded {
+		never["excluded namespace "+name] = ns(name, nil)
+	}
+	for desc, l := range never {
+		if sel.Matches(l) {
+			t.Errorf("%s: namespaceSelector %s sends %s (labels %v) to the webhook", what, sel, desc, l)
+		}
+	}
+	if team := ns("team-a", nil); !sel.Matches(team) {
+		t.Errorf("%s: namespaceSelector %s does not send an ordinary namespace (labels %v) to the webhook", what, sel, team)
+	}
+	if len(r.want.required) > 0 {
+		if l := (labels.Set{"kubernetes.io/metadata.name": "team-a"}); sel.Matches(l) {
+			t.Errorf("%s: namespaceSelector %s sends a namespace without the required labels %v", what, sel, r.want.required)
+		}
+	}
+}
+
+// checkCertificates: in cert-manager mode, a serving Certificate for the
+// Service's DNS names whose Secret the pods mount, named by both webhook
+// configurations' inject-ca-from; the chart's CA chain unless an issuer is
+// given. In self-managed mode, no cert-manager object and no annotation.
+func (r rendered) checkCertificates(t *testing.T) {
+	svc := r.service(t)
+	d, c := r.deployment(t)
+	certs := r.objs.Kind("Certificate")
+	issuers := r.objs.Kind("Issuer")
+	if r.want.mode == "self-managed" {
+		if len(certs)+len(issuers) > 0 {
+			t.Errorf("self-managed mode renders cert-manager objects: %v", append(certs, issuers...).Refs())
+		}
+		for _, w := range r.webhooks(t) {
+			if v, ok := w.annotations[harness.InjectCAFromAnnotation]; ok {
+				t.Errorf("%s: self-managed mode, yet %s=%s", w.config, harness.InjectCAFromAnnotation, v)
+			}
+		}
+		return
+	}
+
+	var serving *unstructured.Unstructured
+	for _, w := range r.webhooks(t) {
+		ref := w.annotations[harness.InjectCAFromAnnotation]
+		ns, name, _ := strings.Cut(ref, "/")
+		if ns != r.namespace || r.objs.Get("Certificate", name) == nil {
+			t.Fatalf("%s: %s=%q does not name a Certificate of the chart in %s: %v", w.config, harness.InjectCAFromAnnotation, ref, r.namespace, certs.Refs())
+		}
+		serving = r.objs.Get("Certificate", name)
+	}
+	dnsNames, _, _ := unstructured.NestedStringSlice(serving.Object, "spec", "dnsNames")
+	if want := svc.Name + "." + r.namespace + ".svc"; !slices.Contains(dnsNames, want) {
+		t.Errorf("Certificate %s: dnsNames %v lack %s, the name the API server verifies", serving.GetName(), dnsNames, want)
+	}
+	secretName, _, _ := unstructured.NestedString(serving.Object, "spec", "secretName")
+	certDir, _ := flag(c.Args, "cert-dir")
+	if mounted := volumeAt(d, c, certDir); mounted == nil || mounted.Secret == nil || mounted.Secret.SecretName != secretName {
+		t.Errorf("Deployment: --cert-dir=%s is not the Secret %s of Certificate %s (volume %+v)", certDir, secretName, serving.GetName(), mounted)
+	}
+	issuer, _, _ := unstructured.NestedString(serving.Object, "spec", "issuerRef", "name")
+	kind, _, _ := unstructured.NestedString(serving.Object, "spec", "issuerRef", "kind")
+	if r.want.issuer != "" {
+		if issuer != r.want.issuer || kind != r.want.issuerKind || len(issuers) > 0 || len(certs) != 1 {
+			t.Errorf("with an issuerRef, want only Certificate %s issued by %s %s; got issuer %s %s and %v", serving.GetName(), r.want.issuerKind, r.want.issuer, kind, issuer, append(certs, issuers...).Refs())
+		}
+		return
+	}
+	// The chart's chain: self-signed Issuer -> CA Certificate -> CA Issuer ->
+	// serving Certificate.
+	caIssuer := r.objs.Get("Issuer", issuer)
+	if caIssuer == nil || kind != "Issuer" {
+		t.Fatalf("Certificate %s: issuer %s %s is not an Issuer of the chart: %v", serving.GetName(), kind, issuer, issuers.Refs())
+	}
+	caSecret, _, _ := unstructured.NestedString(caIssuer.Object, "spec", "ca", "secretName")
+	var ca *unstructured.Unstructured
+	for _, crt := range certs {
+		if s, _, _ := unstructured.NestedString(crt.Object, "spec", "secretName"); s == caSecret {
+			ca = crt
+		}
+	}
+	if ca == nil {
+		t.Fatalf("Issuer %s signs with Secret %q, which no Certificate of the chart fills", issuer, caSecret)
+	}
+	if isCA, _, _ := unstructured.NestedBool(ca.Object, "spec", "isCA"); !isCA {
+		t.Errorf("Certificate %s (the CA) lacks isCA: true", ca.GetName())
+	}
+	root, _, _ := unstructured.NestedString(ca.Object, "spec", "issuerRef", "name")
+	if self := r.objs.Get("Issuer", root); self == nil || self.Object["spec"].(map[string]any)["selfSigned"] == nil {
+		t.Errorf("Certificate %s (the CA) is not issued by a self-signed Issuer of the chart (issuer %s)", ca.GetName(), root)
+	}
+}
+
+// volumeAt returns the volume mounted at dir in c, or nil.
+func volumeAt(d *appsv1.Deployment, c *corev1.Container, dir string) *corev1.Volume {
+	for _, m := range c.VolumeMounts {
+		if path.Clean(m.MountPath) != path.Clean(dir) {
+			continue
+		}
+		for i, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name == m.Name {
+				return &d.Spec.Template.Spec.Volumes[i]
+			}
+		}
+	}
+	return nil
+}
+
+// checkRBAC: cert-manager mode gives the pods no API access (no roles, no
+// token); self-managed mode gives exactly what the certificate writer
+// needs, limited to the chart's Secret, Lease and webhook configurations.
+func (r rendered) checkRBAC(t *testing.T) {
+	d, c := r.deployment(t)
+	var sa corev1.ServiceAccount
+	r.one(t, "ServiceAccount", &sa)
+	if d.Spec.Template.Spec.ServiceAccountName != sa.Name {
+		t.Errorf("Deployment runs as ServiceAccount %q, the chart's is %q", d.Spec.Template.Spec.ServiceAccountName, sa.Name)
+	}
+	mount := d.Spec.Template.Spec.AutomountServiceAccountToken
+	roles := append(append(append(r.objs.Kind("Role"), r.objs.Kind("ClusterRole")...), r.objs.Kind("RoleBinding")...), r.objs.Kind("ClusterRoleBinding")...)
+	if r.want.mode == "cert-manager" {
+		if len(roles) > 0 {
+			t.Errorf("cert-manager mode renders RBAC: %v", roles.Refs())
+		}
+		if mount == nil || *mount {
+			t.Errorf("cert-manager mode mounts a ServiceAccount token (automountServiceAccountToken %v)", mount)
+		}
+		return
+	}
+	if mount == nil || !*mount {
+		t.Errorf("self-managed mode needs the ServiceAccount token (automountServiceAccountToken %v)", mount)
+	}
+	var role rbacv1.Role
+	var clusterRole rbacv1.ClusterRole
+	var rb rbacv1.RoleBinding
+	var crb rbacv1.ClusterRoleBinding
+	r.one(t, "Role", &role)
+	r.one(t, "ClusterRole", &clusterRole)
+	r.one(t, "RoleBinding", &rb)
+	r.one(t, "ClusterRoleBinding", &crb)
+	for _, b := range []struct {
+		what     string
+		ref      rbacv1.RoleRef
+		subjects []rbacv1.Subject
+		role     string
+	}{
+		{"RoleBinding " + rb.Name, rb.RoleRef, rb.Subjects, role.Name},
+		{"ClusterRoleBinding " + crb.Name, crb.RoleRef, crb.Subjects, clusterRole.Name},
+	} {
+		want := rbacv1.Subject{Kind: "ServiceAccount", Name: sa.Name, Namespace: r.namespace}
+		if b.ref.Name != b.role || len(b.subjects) != 1 || b.subjects[0] != want {
+			t.Errorf("%s binds %s to %v, want %s to %+v", b.what, b.ref.Name, b.subjects, b.role, want)
+		}
+	}
+	secret, _ := flag(c.Args, "cert-secret")
+	lease, _ := flag(c.Args, "leader-election-id")
+	mwc, _ := flag(c.Args, "mutating-webhook-configuration")
+	vwc, _ := flag(c.Args, "validating-webhook-configuration")
+	secretNS, secretName, _ := strings.Cut(secret, "/")
+	if secretNS != r.namespace || role.Namespace != r.namespace {
+		t.Errorf("--cert-secret=%s and Role in %s, want both in the release namespace %s", secret, role.Namespace, r.namespace)
+	}
+	for _, w := range r.webhooks(t) {
+		name := strings.Fields(w.config)[1]
+		if (strings.HasPrefix(w.config, "Mutating") && name != mwc) || (strings.HasPrefix(w.config, "Validating") && name != vwc) {
+			t.Errorf("%s is not the one the Deployment's flags name (--mutating-webhook-configuration=%s, --validating-webhook-configuration=%s)", w.config, mwc, vwc)
+		}
+	}
+	allowed := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{secretName}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{lease}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
+		{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+	}
+	if fmt.Sprint(role.Rules) != fmt.Sprint(allowed) {
+		t.Errorf("Role %s rules:\n  %v\nwant:\n  %v", role.Name, role.Rules, allowed)
+	}
+	webhookRule := rbacv1.PolicyRule{
+		APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations", "validatingwebhookconfigurations"},
+		ResourceNames: slices.Compact([]string{mwc, vwc}), Verbs: []string{"get", "list", "watch", "update", "patch"},
+	}
+	if fmt.Sprint(clusterRole.Rules) != fmt.Sprint([]rbacv1.PolicyRule{webhookRule}) {
+		t.Errorf("ClusterRole %s rules:\n  %v\nwant:\n  %v", clusterRole.Name, clusterRole.Rules, []rbacv1.PolicyRule{webhookRule})
+	}
+	dns, _ := flag(c.Args, "cert-dns-names")
+	if want := r.service(t).Name + "." + r.namespace + ".svc"; !slices.Contains(strings.Split(dns, ","), want) {
+		t.Errorf("--cert-dns-names=%s lacks %s", dns, want)
+	}
+	for _, f := range []string{"certs", "leader-election-namespace", "cert-validity", "ca-validity"} {
+		if _, ok := flag(c.Args, f); !ok {
+			t.Errorf("self-managed mode: the Deployment lacks --%s: %v", f, c.Args)
+		}
+	}
+	if v, _ := flag(c.Args, "certs"); v != "self-managed" {
+		t.Errorf("--certs=%s, want self-managed", v)
+	}
+	if _, ok := flag(c.Args, "cert-dir"); ok {
+		t.Errorf("self-managed mode passes --cert-dir, a files-mode flag: %v", c.Args)
+	}
+}
+
+// checkConfig: the ConfigMap holds a configuration egress-guard's own parser
+// accepts, at the path --config reads, exempting kube-system and the
+// release namespace, with the enforcement asked for.
+func (r rendered) checkConfig(t *testing.T) {
+	d, c := r.deployment(t)
+	file, ok := flag(c.Args, "config")
+	if !ok {
+		t.Fatalf("the Deployment does not pass --config: %v", c.Args)
+	}
+	v := volumeAt(d, c, path.Dir(file))
+	if v == nil || v.ConfigMap == nil {
+		t.Fatalf("--config=%s is not in a mounted ConfigMap", file)
+	}
+	var cm corev1.ConfigMap
+	obj := r.objs.Get("ConfigMap", v.ConfigMap.Name)
+	if obj == nil {
+		t.Fatalf("the config volume names ConfigMap %s, which the chart does not render", v.ConfigMap.Name)
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &cm); err != nil {
+		t.Fatal(err)
+	}
+	data, ok := cm.Data[path.Base(file)]
+	if !ok {
+		t.Fatalf("ConfigMap %s has no key %s (keys: %v)", cm.Name, path.Base(file), slices.Sorted(maps.Keys(cm.Data)))
+	}
+	cfg, err := config.Parse([]byte(data))
+	if err != nil {
+		t.Fatalf("egress-guard refuses the rendered configuration: %v\n%s", err, data)
+	}
+	for _, ns := range []string{"kube-system", r.namespace} {
+		if !slices.Contains(cfg.ExemptNamespaces, ns) {
+			t.Errorf("the configuration does not exempt %s: exemptNamespaces %v", ns, cfg.ExemptNamespaces)
+		}
+	}
+	if string(cfg.Enforcement) != r.want.enforcement {
+		t.Errorf("enforcement %s, want %s", cfg.Enforcement, r.want.enforcement)
+	}
+}
+
+// checkPolicies: platform policies are rendered into a ConfigMap mounted
+// at the directory --policies reads; none means no flag and no ConfigMap.
+func (r rendered) checkPolicies(t *testing.T) {
+	d, c := r.deployment(t)
+	dir, ok := flag(c.Args, "policies")
+	if len(r.want.policies) == 0 {
+		if ok {
+			t.Errorf("no policies given, yet --policies=%s", dir)
+		}
+		if n := len(r.objs.Kind("ConfigMap")); n != 1 {
+			t.Errorf("no policies given, yet %d ConfigMaps: %v", n, r.objs.Kind("ConfigMap").Refs())
+		}
+		return
+	}
+	v := volumeAt(d, c, dir)
+	if !ok || v == nil || v.ConfigMap == nil {
+		t.Fatalf("--policies=%q is not a mounted ConfigMap", dir)
+	}
+	var cm corev1.ConfigMap
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(r.objs.Get("ConfigMap", v.ConfigMap.Name).Object, &cm); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(cm.Data, r.want.policies) {
+		t.Errorf("ConfigMap %s holds %q, want %q", cm.Name, cm.Data, r.want.policies)
+	}
+}
+
+// checkDeployment: replicas, spreading, disruption budget, a locked-down
+// container, probes on the health port, and a grace period longer than the
+// preStop pause and the drain together.
+func (r rendered) checkDeployment(t *testing.T) {
+	d, c := r.deployment(t)
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != r.want.replicas {
+		t.Errorf("replicas %v, want %d", d.Spec.Replicas, r.want.replicas)
+	}
+	pod := d.Spec.Template.Spec
+	sc := c.SecurityContext
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Errorf("container securityContext %+v: want a read-only root filesystem, no privilege escalation, every capability dropped", sc)
+	}
+	if pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot {
+		t.Errorf("pod securityContext %+v: want runAsNonRoot", pod.SecurityContext)
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources %+v: want cpu and memory requests and a memory limit", c.Resources)
+	}
+	health, _ := flag(c.Args, "health-probe-bind-address")
+	_, port, _ := strings.Cut(health, ":")
+	for what, p := range map[string]*corev1.Probe{"/healthz": c.LivenessProbe, "/readyz": c.ReadinessProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != what || containerPort(c, p.HTTPGet.Port.String()) != port {
+			t.Errorf("probe for %s: %+v, want an HTTP GET of %s on the --health-probe-bind-address port %s", what, p, what, port)
+		}
+	}
+	shutdown, _ := flag(c.Args, "shutdown-timeout")
+	drain, err := time.ParseDuration(shutdown)
+	if err != nil {
+		t.Fatalf("--shutdown-timeout=%q: %v", shutdown, err)
+	}
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
+		t.Fatalf("no preStop sleep: the pod would stop serving before its endpoint is removed")
+	}
+	pause := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+	if grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second; grace <= pause+drain {
+		t.Errorf("terminationGracePeriodSeconds %v does not exceed the preStop sleep %v plus --shutdown-timeout %v", grace, pause, drain)
+	}
+
+	anti := pod.Affinity
+	switch r.want.antiAffinity {
+	case "soft":
+		if anti == nil || anti.PodAntiAffinity == nil || len(anti.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 1 {
+			t.Errorf("affinity %+v: want a preferred pod anti-affinity", anti)
+		}
+	case "hard":
+		if anti == nil || anti.PodAntiAffinity == nil || len(anti.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution) != 1 {
+			t.Errorf("affinity %+v: want a required pod anti-affinity", anti)
+		}
+	case "none":
+		if anti != nil && anti.PodAntiAffinity != nil {
+			t.Errorf("affinity %+v: want no pod anti-affinity", anti)
+		}
+	}
+	if anti != nil && anti.PodAntiAffinity != nil {
+		terms := anti.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+		for _, p := range anti.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+			terms = append(terms, p.PodAffinityTerm)
+		}
+		for _, term := range terms {
+			if !selects(t, term.LabelSelector, d.Spec.Template.Labels) || term.TopologyKey != "kubernetes.io/hostname" {
+				t.Errorf("anti-affinity term %+v does not keep the pods apart by node", term)
+			}
+		}
+	}
+	for _, tsc := range pod.TopologySpreadConstraints {
+		if !selects(t, tsc.LabelSelector, d.Spec.Template.Labels) {
+			t.Errorf("topology spread constraint %+v does not select the pods", tsc)
+		}
+	}
+
+	pdbs := r.objs.Kind("PodDisruptionBudget")
+	if r.want.pdb == "" {
+		if len(pdbs) > 0 {
+			t.Errorf("PodDisruptionBudget disabled, yet rendered: %v", pdbs.Refs())
+		}
+		return
+	}
+	var pdb policyv1.PodDisruptionBudget
+	r.one(t, "PodDisruptionBudget", &pdb)
+	got := ""
+	if pdb.Spec.MinAvailable != nil {
+		got = "minAvailable=" + pdb.Spec.MinAvailable.String()
+	}
+	if pdb.Spec.MaxUnavailable != nil {
+		got += "maxUnavailable=" + pdb.Spec.MaxUnavailable.String()
+	}
+	if got != r.want.pdb || !selects(t, pdb.Spec.Selector, d.Spec.Template.Labels) {
+		t.Errorf("PodDisruptionBudget %s selector %v, want %s selecting the pods", got, pdb.Spec.Selector, r.want.pdb)
+	}
+}
+
+// containerPort resolves a probe port (number or name) to a port number.
+func containerPort(c *corev1.Container, port string) string {
+	for _, p := range c.Ports {
+		if p.Name == port {
+			return strconv.Itoa(int(p.ContainerPort))
+		}
+	}
+	return port
+}
+
+func selects(t *testing.T, ls *metav1.LabelSelector, podLabels map[string]string) bool {
+	t.Helper()
+	sel, err := metav1.LabelSelectorAsSelector(ls)
+	if err != nil {
+		t.Errorf("label selector %v: %v", ls, err)
+		return false
+	}
+	return !sel.Empty() && sel.Matches(labels.Set(podLabels))
+}
+
+// checkMetrics: the metrics Service targets the --metrics-bind-address
+// port, and the ServiceMonitor selects that Service (and not the webhook's).
+func (r rendered) checkMetrics(t *testing.T) {
+	_, c := r.deployment(t)
+	services := r.objs.Kind("Service")
+	monitors := r.objs.Kind("ServiceMonitor")
+	if !r.want.metrics {
+		if len(services) != 1 || len(monitors) != 0 {
+			t.Errorf("metrics off, yet %v", append(services, monitors...).Refs())
+		}
+		return
+	}
+	if len(services) != 2 || len(monitors) != 1 {
+		t.Fatalf("want the webhook and metrics Services and a ServiceMonitor, got %v", append(services, monitors...).Refs())
+	}
+	bind, _ := flag(c.Args, "metrics-bind-address")
+	_, port, _ := strings.Cut(bind, ":")
+	var metricsSvc *corev1.Service
+	for _, obj := range services {
+		var s corev1.Service
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &s); err != nil {
+			t.Fatal(err)
+		}
+		ls := &metav1.LabelSelector{}
+		sel, _, _ := unstructured.NestedMap(monitors[0].Object, "spec", "selector")
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(sel, ls); err != nil {
+			t.Fatal(err)
+		}
+		if selects(t, ls, s.Labels) {
+			if metricsSvc != nil {
+				t.Errorf("ServiceMonitor selects both %s and %s", metricsSvc.Name, s.Name)
+			}
+			metricsSvc = &s
+		}
+	}
+	if metricsSvc == nil {
+		t.Fatalf("the ServiceMonitor selects no Service of the chart")
+	}
+	if got := containerPort(c, metricsSvc.Spec.Ports[0].TargetPort.String()); got != port {
+		t.Errorf("metrics Service %s targets port %s, --metrics-bind-address=%s", metricsSvc.Name, got, bind)
+	}
+}

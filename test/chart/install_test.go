@@ -1,0 +1,602 @@
+//go:build e2e
+
+package chart
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/egress-guard/egress-guard/test/harness"
+)
+
+const (
+	release          = "eg"
+	releaseNamespace = "egress-guard"
+	// optedOutNamespace carries the chart's default opt-out label.
+	optedOutNamespace = "opted-out"
+	// scenario is the scenario whose configuration the install carries, and
+	// whose objects are applied through the chart's webhooks.
+	scenario = "000-http-mtls-origination"
+	// waitTimeout bounds each wait for the cluster to settle.
+	waitTimeout = 60 * time.Second
+)
+
+// TestCertManagerInstall installs the chart as the README says, in
+// cert-manager mode, and follows one release through its life: the
+// certificates are issued, cert-manager's CA injector writes the CA into the
+// webhook configurations, the API server calls egress-guard through the
+// chart's Service over verified TLS, the failure policy holds with the
+// webhook stopped, helm upgrade keeps the injected CA, helm uninstall removes
+// the webhooks.
+//
+// cert-manager runs as two processes built from its module
+// (test/tools/cert-manager): its issuing controllers (Issuers, the
+// CertificateRequest approver and SelfSigned and CA signers, the Certificate
+// controllers) and its CA injector.
+func TestCertManagerInstall(t *testing.T) {
+	ctx := context.Background()
+	s, err := harness.LoadScenario(filepath.Join(mustRoot(t), "test", "scenarios", scenario), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.ensureNamespace(t, releaseNamespace, nil)
+	env.ensureNamespace(t, optedOutNamespace, map[string]string{"egressguard.io/ignore": "true"})
+	for _, ns := range s.Namespaces() {
+		env.ensureNamespace(t, ns, nil)
+	}
+
+	inst := install(t, s)
+	startCertManagerController(t)
+	caPEM := inst.waitCertificates(t)
+
+	g := inst.startGuard(t, caPEM)
+	inst.route(t, g)
+
+	t.Run("unverified-tls-refused", func(t *testing.T) {
+		// Nothing has written the CA into the webhook configurations yet: the
+		// API server reaches egress-guard but cannot verify its certificate.
+		r := applyServiceEntry(t, "default", "before-injection")
+		if r.Err == nil || !strings.Contains(r.Output(), "failed calling webhook") || !strings.Contains(r.Output(), "x509") {
+			t.Fatalf("without a caBundle the write must fail certificate verification:\n%s", r)
+		}
+		t.Logf("%s", r)
+	})
+
+	injector := startCAInjector(t)
+	t.Run("ca-injected", func(t *testing.T) {
+		inst.waitCABundle(t, caPEM, injector)
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	waitWebhooksReached(t, g)
+
+	t.Run("scenario", func(t *testing.T) { applyScenario(t, s) })
+	t.Run("never-policed", func(t *testing.T) {
+		for _, ns := range []string{"kube-system", releaseNamespace, optedOutNamespace} {
+			if r := applyServiceEntry(t, ns, "never-policed"); r.Err != nil {
+				t.Errorf("a ServiceEntry the guard rejects must be admitted in %s, which the webhooks never see:\n%s", ns, r)
+			}
+		}
+		r := applyServiceEntry(t, "default", "policed")
+		if r.Err == nil || !strings.Contains(r.Output(), "EGR101") {
+			t.Errorf("in default the ServiceEntry must be rejected with EGR101:\n%s", r)
+		}
+		t.Logf("%s", r)
+	})
+
+	if err := g.Stop(); err != nil {
+		t.Error(err)
+	}
+	env.proxy.Unroute(inst.serviceAddr)
+
+	t.Run("failurePolicy=Fail", func(t *testing.T) {
+		r := applyServiceEntry(t, "default", "guard-stopped")
+		if r.Err == nil || !strings.Contains(r.Output(), "failed calling webhook") {
+			t.Errorf("with the webhook stopped and failurePolicy Fail, the write must be refused:\n%s", r)
+		}
+		t.Logf("%s", r)
+		for _, ns := range []string{"kube-system", releaseNamespace, optedOutNamespace} {
+			if r := applyServiceEntry(t, ns, "guard-stopped"); r.Err != nil {
+				t.Errorf("with the webhook stopped, writes in %s must still succeed:\n%s", ns, r)
+			}
+		}
+	})
+
+	t.Run("upgrade-to-failurePolicy=Ignore", func(t *testing.T) {
+		r := env.helmRun("upgrade", release, env.chart, "--namespace", releaseNamespace, "--reuse-values", "--set", "webhook.failurePolicy=Ignore")
+		if r.Err != nil {
+			t.Fatalf("helm upgrade failed:\n%s", r)
+		}
+		for _, w := range inst.webhookConfigurations(t) {
+			if w.failurePolicy != admissionregistrationv1.Ignore {
+				t.Errorf("%s: failurePolicy %s after the upgrade", w.name, w.failurePolicy)
+			}
+			if !bytes.Equal(w.caBundle, caPEM) {
+				t.Errorf("%s: the injected caBundle did not survive helm upgrade", w.name)
+			}
+		}
+		var last harness.Result
+		admitted := eventually(func() bool {
+			last = applyServiceEntry(t, "default", "guard-stopped")
+			return last.Err == nil
+		})
+		if !admitted {
+			t.Errorf("with the webhook stopped and failurePolicy Ignore, the write must be admitted:\n%s", last)
+		}
+	})
+
+	t.Run("uninstall", func(t *testing.T) {
+		r := env.helmRun("uninstall", release, "--namespace", releaseNamespace, "--wait")
+		if r.Err != nil {
+			t.Fatalf("helm uninstall failed:\n%s", r)
+		}
+		api := env.Client.AdmissionregistrationV1()
+		_, errM := api.MutatingWebhookConfigurations().Get(ctx, inst.webhookConfigName, metav1.GetOptions{})
+		_, errV := api.ValidatingWebhookConfigurations().Get(ctx, inst.webhookConfigName, metav1.GetOptions{})
+		if !apierrors.IsNotFound(errM) || !apierrors.IsNotFound(errV) {
+			t.Errorf("after helm uninstall the webhook configurations remain (%v, %v)", errM, errV)
+		}
+	})
+}
+
+func mustRoot(t *testing.T) string {
+	t.Helper()
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// installation is the release as the API server stores it.
+type installation struct {
+	objs              harness.Objects // from helm get manifest
+	deployment        *appsv1.Deployment
+	service           *corev1.Service // read back, with its ClusterIP
+	serviceAddr       string          // ClusterIP:port
+	webhookConfigName string
+	serverName        string // what the API server verifies: <service>.<namespace>.svc
+}
+
+// install runs helm install with the scenario's configuration and a
+// platform policy as values, and reads the release back.
+func install(t *testing.T, s *harness.Scenario) *installation {
+	t.Helper()
+	values := installValues(t, s)
+	r := env.helmRun("install", release, env.chart, "--namespace", releaseNamespace, "-f", values)
+	if r.Err != nil {
+		t.Fatalf("helm install failed:\n%s", r)
+	}
+	t.Cleanup(func() {
+		env.helmRun("uninstall", release, "--namespace", releaseNamespace, "--ignore-not-found")
+	})
+	for _, note := range []string{"Enforcement: deny", "Failure policy: Fail", "Certificates: cert-manager"} {
+		if !strings.Contains(r.Stdout, note) {
+			t.Errorf("helm install's notes lack %q:\n%s", note, r)
+		}
+	}
+	m := env.helmRun("get", "manifest", release, "--namespace", releaseNamespace)
+	if m.Err != nil {
+		t.Fatalf("helm get manifest failed:\n%s", m)
+	}
+	objs, err := harness.ParseObjects([]byte(m.Stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := &installation{objs: objs}
+	rendered := rendered{objs: objs, namespace: releaseNamespace}
+	inst.deployment, _ = rendered.deployment(t)
+	svc := rendered.service(t)
+	if inst.service, err = env.Client.CoreV1().Services(releaseNamespace).Get(context.Background(), svc.Name, metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	inst.serviceAddr = net.JoinHostPort(inst.service.Spec.ClusterIP, strconv.Itoa(int(inst.service.Spec.Ports[0].Port)))
+	inst.serverName = inst.service.Name + "." + releaseNamespace + ".svc"
+	inst.webhookConfigName = objs.Kind("ValidatingWebhookConfiguration")[0].GetName()
+	return inst
+}
+
+// installValues writes a values file holding the scenario's configuration
+// and the platform policy.
+func installValues(t *testing.T, s *harness.Scenario) string {
+	t.Helper()
+	data, err := os.ReadFile(s.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	delete(cfg, "apiVersion")
+	delete(cfg, "kind")
+	values, err := yaml.Marshal(map[string]any{
+		"config":   cfg,
+		"policies": map[string]string{"platform.rego": platformPolicy},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(path, values, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// waitCertificates waits until cert-manager has issued the chart's
+// certificates: the serving Certificate the webhook configurations name,
+// signed by the CA of the chart's CA Issuer, for the name the API server
+// verifies. It returns the CA.
+func (inst *installation) waitCertificates(t *testing.T) (caPEM []byte) {
+	t.Helper()
+	ctx := context.Background()
+	ref := inst.objs.Kind("MutatingWebhookConfiguration")[0].GetAnnotations()[harness.InjectCAFromAnnotation]
+	_, servingName, _ := strings.Cut(ref, "/")
+	servingCert := inst.objs.Get("Certificate", servingName)
+	if servingCert == nil {
+		t.Fatalf("%s=%q names no Certificate of the release", harness.InjectCAFromAnnotation, ref)
+	}
+	issuerName, _, _ := unstructured.NestedString(servingCert.Object, "spec", "issuerRef", "name")
+	issuer := inst.objs.Get("Issuer", issuerName)
+	if issuer == nil {
+		t.Fatalf("Certificate %s: Issuer %s is not in the release", servingName, issuerName)
+	}
+	caSecretName, _, _ := unstructured.NestedString(issuer.Object, "spec", "ca", "secretName")
+
+	serving, err := env.WaitCertificate(ctx, releaseNamespace, servingName, waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := serving.Annotations["cert-manager.io/certificate-name"]; got != servingName {
+		t.Errorf("Secret %s: cert-manager.io/certificate-name %q, want %q (cainjector reads only a Secret its Certificate owns)", serving.Name, got, servingName)
+	}
+	caSecret, err := env.Client.CoreV1().Secrets(releaseNamespace).Get(ctx, caSecretName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the CA Issuer's Secret: %v", err)
+	}
+	caPEM = caSecret.Data[corev1.TLSCertKey]
+	if !bytes.Equal(serving.Data["ca.crt"], caPEM) {
+		t.Fatalf("the serving Secret's ca.crt is not the certificate of the CA Issuer's Secret %s", caSecretName)
+	}
+	leaf, err := harness.ParseCertificatePEM(serving.Data[corev1.TLSCertKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: inst.serverName, Roots: pool}); err != nil {
+		t.Fatalf("the serving certificate does not verify for %s against the CA: %v", inst.serverName, err)
+	}
+	return caPEM
+}
+
+// startGuard runs egress-guard as the Deployment's container would: its
+// arguments, with each mounted volume's content (read back from the API
+// server) in a local directory. The pod's ports become free ports on
+// 127.0.0.1.
+func (inst *installation) startGuard(t *testing.T, caPEM []byte) *harness.Guard {
+	t.Helper()
+	mounts := inst.mountVolumes(t)
+	c := inst.deployment.Spec.Template.Spec.Containers[0]
+	certDir, _ := flag(c.Args, "cert-dir")
+	g, err := harness.StartGuard(context.Background(), harness.GuardOptions{
+		Bin:         env.guardBin,
+		Certs:       &harness.Certs{Dir: localPath(t, mounts, certDir), CAPEM: caPEM, ServerName: inst.serverName},
+		LogPath:     filepath.Join(t.TempDir(), "egress-guard.log"),
+		CommandLine: func(g *harness.Guard) []string { return podArgs(t, c.Args, mounts, g) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("egress-guard %s", strings.Join(g.Args, " "))
+	t.Cleanup(func() {
+		if err := g.Stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("egress-guard output:\n%s", g.Logs(100))
+		}
+	})
+	return g
+}
+
+// mountVolumes writes the content of the Deployment's ConfigMap and Secret
+// volumes, as stored in the API server, into local directories, and returns
+// mount path -> directory.
+func (inst *installation) mountVolumes(t *testing.T) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	pod := inst.deployment.Spec.Template.Spec
+	mounts := map[string]string{}
+	for _, m := range pod.Containers[0].VolumeMounts {
+		dir := t.TempDir()
+		mounts[m.MountPath] = dir
+		var files map[string][]byte
+		for _, v := range pod.Volumes {
+			if v.Name != m.Name {
+				continue
+			}
+			switch {
+			case v.ConfigMap != nil:
+				cm, err := env.Client.CoreV1().ConfigMaps(releaseNamespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
+				if err != nil {
+					t.Fatalf("volume %s: %v", v.Name, err)
+				}
+				files = map[string][]byte{}
+				for k, s := range cm.Data {
+					files[k] = []byte(s)
+				}
+			case v.Secret != nil:
+				secret, err := env.Client.CoreV1().Secrets(releaseNamespace).Get(ctx, v.Secret.SecretName, metav1.GetOptions{})
+				if err != nil {
+					t.Fatalf("volume %s: %v", v.Name, err)
+				}
+				files = secret.Data
+			case v.EmptyDir != nil:
+			default:
+				t.Fatalf("volume %s: a kind of volume the test does not mount", v.Name)
+			}
+		}
+		for name, data := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return mounts
+}
+
+// localPath maps a path in the container to the local directory of its
+// mount, or fails t.
+func localPath(t *testing.T, mounts map[string]string, p string) string {
+	t.Helper()
+	for mountPath, dir := range mounts {
+		if rest, ok := strings.CutPrefix(p, mountPath); ok && (rest == "" || strings.HasPrefix(rest, "/")) {
+			return dir + rest
+		}
+	}
+	t.Fatalf("%s is not under any volume mount of the container (%v)", p, mounts)
+	return ""
+}
+
+// podArgs turns the container's arguments into a local command line: paths
+// under volume mounts point at their local directories, the listeners at
+// the Guard's loopback ports.
+func podArgs(t *testing.T, args []string, mounts map[string]string, g *harness.Guard) []string {
+	out := make([]string, 0, len(args)+1)
+	for _, a := range args {
+		name, value, isFlag := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		switch {
+		case !strings.HasPrefix(a, "--") || !isFlag:
+			out = append(out, a)
+		case name == "port":
+			out = append(out, "--port="+strconv.Itoa(g.Port), "--bind-address=127.0.0.1")
+		case name == "metrics-bind-address":
+			out = append(out, "--metrics-bind-address="+g.MetricsAddr)
+		case name == "health-probe-bind-address":
+			out = append(out, "--health-probe-bind-address="+g.HealthAddr)
+		case strings.HasPrefix(value, "/"):
+			out = append(out, "--"+name+"="+localPath(t, mounts, value))
+		default:
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// route plays kube-proxy: the Service's ClusterIP and port lead to the
+// container port its targetPort names, here the Guard's port.
+func (inst *installation) route(t *testing.T, g *harness.Guard) {
+	t.Helper()
+	c := inst.deployment.Spec.Template.Spec.Containers[0]
+	target := inst.service.Spec.Ports[0].TargetPort.String()
+	webhookPort, _ := flag(c.Args, "port")
+	if got := containerPort(&c, target); got != webhookPort {
+		t.Fatalf("the Service targets container port %s (%s), but serve listens on --port=%s", got, target, webhookPort)
+	}
+	env.proxy.Route(inst.serviceAddr, net.JoinHostPort("127.0.0.1", strconv.Itoa(g.Port)))
+	t.Cleanup(func() { env.proxy.Unroute(inst.serviceAddr) })
+}
+
+// startCertManagerController runs cert-manager's issuing controllers
+// against the control plane.
+func startCertManagerController(t *testing.T) *harness.Process {
+	t.Helper()
+	return startProcess(t, "cert-manager controller", env.certManagerController)
+}
+
+// startCAInjector runs cert-manager's cainjector against the control plane.
+func startCAInjector(t *testing.T) *harness.Process {
+	t.Helper()
+	return startProcess(t, "cainjector", env.cainjector)
+}
+
+// startProcess runs bin --kubeconfig <admin> until t ends.
+func startProcess(t *testing.T, name, bin string) *harness.Process {
+	t.Helper()
+	p, err := harness.StartProcess(name, bin, []string{"--kubeconfig", env.Kubeconfig}, filepath.Join(t.TempDir(), strings.ReplaceAll(name, " ", "-")+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Stop(30 * time.Second); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, p.Logs(60))
+		}
+	})
+	return p
+}
+
+// webhookState is what a webhook configuration says about its one webhook.
+type webhookState struct {
+	name          string
+	caBundle      []byte
+	failurePolicy admissionregistrationv1.FailurePolicyType
+}
+
+func (inst *installation) webhookConfigurations(t *testing.T) []webhookState {
+	t.Helper()
+	ctx := context.Background()
+	api := env.Client.AdmissionregistrationV1()
+	m, err := api.MutatingWebhookConfigurations().Get(ctx, inst.webhookConfigName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := api.ValidatingWebhookConfigurations().Get(ctx, inst.webhookConfigName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []webhookState{
+		{"MutatingWebhookConfiguration " + m.Name, m.Webhooks[0].ClientConfig.CABundle, *m.Webhooks[0].FailurePolicy},
+		{"ValidatingWebhookConfiguration " + v.Name, v.Webhooks[0].ClientConfig.CABundle, *v.Webhooks[0].FailurePolicy},
+	}
+}
+
+// waitCABundle waits until both webhook configurations carry want.
+func (inst *installation) waitCABundle(t *testing.T, want []byte, injector *harness.Process) {
+	t.Helper()
+	var last []webhookState
+	ok := eventually(func() bool {
+		last = inst.webhookConfigurations(t)
+		return bytes.Equal(last[0].caBundle, want) && bytes.Equal(last[1].caBundle, want)
+	})
+	if !ok {
+		exited, err := injector.Exited()
+		t.Fatalf("cainjector (exited: %v %v) did not inject the CA into both webhook configurations within %s: %s has %d bytes, %s has %d bytes\ncainjector output:\n%s",
+			exited, err, waitTimeout, last[0].name, len(last[0].caBundle), last[1].name, len(last[1].caBundle), injector.Logs(40))
+	}
+}
+
+// waitWebhooksReached waits until the API server's calls reach the guard:
+// a rejected ServiceEntry comes back with the guard's rule code.
+func waitWebhooksReached(t *testing.T, g *harness.Guard) {
+	t.Helper()
+	var last harness.Result
+	if !eventually(func() bool {
+		last = applyServiceEntryArgs(t, "default", "probe", "--dry-run=server")
+		return strings.Contains(last.Output(), "EGR101")
+	}) {
+		t.Fatalf("the API server does not reach egress-guard through the Service:\n%s\negress-guard output:\n%s", last, g.Logs(50))
+	}
+}
+
+// eventually polls cond every 200ms for up to waitTimeout.
+func eventually(cond func() bool) bool {
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// serviceEntry is a ServiceEntry for a host no configuration allows: the
+// guard rejects it with EGR101.
+func serviceEntry(namespace, name string) []byte {
+	return fmt.Appendf(nil, `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  hosts: [not-allowed.example.com]
+  location: MESH_EXTERNAL
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DNS
+`, name, namespace)
+}
+
+func applyServiceEntry(t *testing.T, namespace, name string) harness.Result {
+	return applyServiceEntryArgs(t, namespace, name)
+}
+
+func applyServiceEntryArgs(t *testing.T, namespace, name string, extra ...string) harness.Result {
+	t.Helper()
+	return env.Kubectl(context.Background(), serviceEntry(namespace, name), append([]string{"apply", "-f", "-"}, extra...)...)
+}
+
+// applyScenario applies the scenario's objects through the chart's
+// webhooks: rejected objects fail with their rule codes, mutated objects are
+// stored fixed, compliant ones unchanged and with the platform policy's
+// warning.
+func applyScenario(t *testing.T, s *harness.Scenario) {
+	for _, d := range s.Rejected {
+		r := env.kubectl("apply", "-f", d.Path)
+		if r.Err == nil || !strings.Contains(r.Output(), "admission webhook") {
+			t.Errorf("%s must be refused by the webhook:\n%s", d, r)
+			continue
+		}
+		for _, code := range d.ExpectCodes() {
+			if !strings.Contains(r.Output(), code) {
+				t.Errorf("%s: refused without rule code %s:\n%s", d, code, r)
+			}
+		}
+	}
+	for _, d := range s.Mutate {
+		if r := env.kubectl("apply", "-f", d.Path); r.Err != nil {
+			t.Errorf("%s must be admitted (fixed):\n%s", d, r)
+			continue
+		}
+		want := s.ExpectedFor(d)
+		if want == nil {
+			t.Fatalf("%s has no expected form", d)
+		}
+		if got := storedSpec(t, d); !reflect.DeepEqual(got, want.Spec()) {
+			t.Errorf("%s is stored as\n%s\nwant\n%s", d, harness.Indent(fmt.Sprint(got), "  "), harness.Indent(fmt.Sprint(want.Spec()), "  "))
+		}
+	}
+	for _, d := range s.Compliant {
+		r := env.kubectl("apply", "-f", d.Path)
+		if r.Err != nil {
+			t.Errorf("%s must be admitted:\n%s", d, r)
+			continue
+		}
+		if !slices.Contains(s.Exempt, d.Obj.GetNamespace()) && !strings.Contains(r.Stderr, "PLT001") {
+			t.Errorf("%s: no warning from the platform policy in the policies ConfigMap:\n%s", d, r)
+		}
+		if got := storedSpec(t, d); !reflect.DeepEqual(got, d.Spec()) {
+			t.Errorf("%s was changed:\n%v", d, got)
+		}
+	}
+}
+
+// storedSpec reads back the stored .spec of the document's object.
+func storedSpec(t *testing.T, d *harness.Doc) any {
+	t.Helper()
+	r := env.kubectl("get", "-f", d.Path, "-o", "json")
+	if r.Err != nil {
+		t.Fatalf("reading back %s:\n%s", d, r)
+	}
+	obj := &unstructured.Unstructured{}
+	if err := obj.UnmarshalJSON([]byte(r.Stdout)); err != nil {
+		t.Fatal(err)
+	}
+	return harness.Canonical(obj.Object["spec"])
+}

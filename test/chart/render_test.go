@@ -1,0 +1,295 @@
+//go:build e2e
+
+package chart
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/egress-guard/egress-guard/test/harness"
+)
+
+// renderNamespace is the release namespace of the render cases.
+const renderNamespace = "eg-render"
+
+// platformPolicy is a platform Rego module, the README's example.
+const platformPolicy = `package egressguard.rules.platform
+
+deny contains {
+	"code": "PLT001",
+	"field": "metadata.labels.team",
+	"message": "metadata.labels.team: every egress object names its team",
+	"action": "warn",
+} if {
+	not input.object.metadata.labels.team
+}
+`
+
+// renderCase is one documented option of values.yaml, or the defaults.
+type renderCase struct {
+	name   string
+	set    []string // helm --set
+	values string   // a values file, when not empty
+	want   want
+}
+
+// want is what the rendered chart must say for a case.
+type want struct {
+	mode          string // certificates.mode
+	issuer        string // issuerRef of the serving Certificate ("" = the chart's CA Issuer)
+	issuerKind    string
+	enforcement   string
+	failurePolicy string
+	sideEffects   string
+	timeout       int32
+	optOutLabel   string
+	excluded      []string          // more namespaces never sent to the webhooks
+	required      map[string]string // labels a namespace needs to be sent
+	replicas      int32
+	policies      map[string]string
+	metrics       bool // metrics Service and ServiceMonitor
+	antiAffinity  string
+	pdb           string // "minAvailable=1", "maxUnavailable=1" or "" (none)
+}
+
+// defaults is what values.yaml says.
+func defaults() want {
+	return want{
+		mode:          "cert-manager",
+		enforcement:   "deny",
+		failurePolicy: "Fail",
+		sideEffects:   "None",
+		timeout:       5,
+		optOutLabel:   "egressguard.io/ignore",
+		replicas:      3,
+		antiAffinity:  "soft",
+		pdb:           "minAvailable=1",
+	}
+}
+
+func with(change func(*want)) want {
+	w := defaults()
+	change(&w)
+	return w
+}
+
+// renderCases covers the default values and each documented option.
+func renderCases() []renderCase {
+	return []renderCase{
+		{name: "defaults", want: defaults()},
+		{
+			name: "cert-manager-existing-issuer",
+			set:  []string{"certificates.certManager.issuerRef.name=platform-ca", "certificates.certManager.issuerRef.kind=ClusterIssuer"},
+			want: with(func(w *want) { w.issuer, w.issuerKind = "platform-ca", "ClusterIssuer" }),
+		},
+		{
+			name: "cert-manager-rsa-key",
+			set:  []string{"certificates.certManager.privateKey.algorithm=RSA", "certificates.certManager.privateKey.size=3072", "certificates.certManager.duration=720h", "certificates.certManager.renewBefore=240h"},
+			want: defaults(),
+		},
+		{
+			name: "self-managed",
+			set:  []string{"certificates.mode=self-managed", "certificates.selfManaged.certValidity=720h", "certificates.selfManaged.leaderElectionID=eg-certs"},
+			want: with(func(w *want) { w.mode = "self-managed" }),
+		},
+		{
+			name:   "policies",
+			values: "policies:\n  platform.rego: |\n" + harness.Indent(strings.TrimRight(platformPolicy, "\n"), "    ") + "\n",
+			want:   with(func(w *want) { w.policies = map[string]string{"platform.rego": platformPolicy} }),
+		},
+		{
+			name: "metrics",
+			set:  []string{"metrics.service.enabled=true", "metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prometheus"},
+			want: with(func(w *want) { w.metrics = true }),
+		},
+		{
+			name: "failure-policy-ignore",
+			set:  []string{"webhook.failurePolicy=Ignore", "webhook.timeoutSeconds=10"},
+			want: with(func(w *want) { w.failurePolicy, w.timeout = "Ignore", 10 }),
+		},
+		{
+			name: "opt-out-label-and-selector",
+			set: []string{
+				"webhook.optOutLabel=example.com/egress-unguarded",
+				"webhook.excludedNamespaces={legacy,batch}",
+				"webhook.namespaceSelector.matchLabels.istio-injection=enabled",
+			},
+			want: with(func(w *want) {
+				w.optOutLabel = "example.com/egress-unguarded"
+				w.excluded = []string{"legacy", "batch"}
+				w.required = map[string]string{"istio-injection": "enabled"}
+			}),
+		},
+		{
+			name: "enforcement-warn",
+			set:  []string{"config.enforcement=warn"},
+			want: with(func(w *want) { w.enforcement = "warn" }),
+		},
+		{
+			name: "enforcement-dryrun",
+			set:  []string{"config.enforcement=dryrun", "webhook.sideEffects=NoneOnDryRun"},
+			want: with(func(w *want) { w.enforcement, w.sideEffects = "dryrun", "NoneOnDryRun" }),
+		},
+		{
+			name: "allow-list",
+			values: `config:
+  exemptNamespaces: []
+  allow:
+  - hosts: ["test.com"]
+    ports: [80, 443]
+    namespaces: ["default"]
+    origination: {mode: MUTUAL, port: 443, credentialName: test.client, sni: test.com}
+`,
+			want: defaults(),
+		},
+		{
+			name: "one-replica-hard-anti-affinity",
+			set:  []string{"replicas=1", "podAntiAffinity=hard", "podDisruptionBudget.minAvailable=null", "podDisruptionBudget.maxUnavailable=1", "topologySpread.enabled=false"},
+			want: with(func(w *want) { w.replicas, w.antiAffinity, w.pdb = 1, "hard", "maxUnavailable=1" }),
+		},
+		{
+			name: "no-pdb-no-anti-affinity",
+			set:  []string{"podDisruptionBudget.enabled=false", "podAntiAffinity=none"},
+			want: with(func(w *want) { w.antiAffinity, w.pdb = "none", "" }),
+		},
+	}
+}
+
+// helmValuesArgs are the --set and -f arguments of a case.
+func helmValuesArgs(t *testing.T, c renderCase) []string {
+	t.Helper()
+	var args []string
+	if c.values != "" {
+		path := filepath.Join(t.TempDir(), "values.yaml")
+		if err := os.WriteFile(path, []byte(c.values), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-f", path)
+	}
+	for _, s := range c.set {
+		args = append(args, "--set", s)
+	}
+	return args
+}
+
+func TestLint(t *testing.T) {
+	for _, c := range renderCases() {
+		t.Run(c.name, func(t *testing.T) {
+			r := env.helmRun(append([]string{"lint", "--strict", env.chart, "--namespace", renderNamespace}, helmValuesArgs(t, c)...)...)
+			if r.Err != nil {
+				t.Fatalf("helm lint failed:\n%s", r)
+			}
+			if !strings.Contains(r.Stdout, "1 chart(s) linted, 0 chart(s) failed") {
+				t.Errorf("helm lint did not report the chart as linted:\n%s", r)
+			}
+		})
+	}
+}
+
+// render runs helm template for the case and returns the objects and the
+// path of the rendered file.
+func render(t *testing.T, release, namespace string, args []string) (harness.Objects, string) {
+	t.Helper()
+	r := env.helmRun(append([]string{"template", release, env.chart, "--namespace", namespace}, args...)...)
+	if r.Err != nil {
+		t.Fatalf("helm template failed:\n%s", r)
+	}
+	objs, err := harness.ParseObjects([]byte(r.Stdout))
+	if err != nil {
+		t.Fatalf("helm template output: %v\n%s", err, r.Stdout)
+	}
+	path := filepath.Join(t.TempDir(), "rendered.yaml")
+	if err := os.WriteFile(path, []byte(r.Stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return objs, path
+}
+
+func TestRender(t *testing.T) {
+	env.ensureNamespace(t, renderNamespace, nil)
+	for _, c := range renderCases() {
+		t.Run(c.name, func(t *testing.T) {
+			objs, path := render(t, "eg", renderNamespace, helmValuesArgs(t, c))
+			r := rendered{objs: objs, namespace: renderNamespace, want: c.want}
+			t.Run("webhooks", r.checkWebhooks)
+			t.Run("certificates", r.checkCertificates)
+			t.Run("rbac", r.checkRBAC)
+			t.Run("config", r.checkConfig)
+			t.Run("policies", r.checkPolicies)
+			t.Run("deployment", r.checkDeployment)
+			t.Run("metrics", r.checkMetrics)
+			t.Run("dry-run", func(t *testing.T) { dryRun(t, objs, path) })
+		})
+	}
+}
+
+// dryRun sends every rendered object to the API server with kubectl apply
+// --dry-run=server and checks that each one was accepted.
+func dryRun(t *testing.T, objs harness.Objects, path string) {
+	r := env.kubectl("apply", "--dry-run=server", "-o", "name", "-f", path)
+	if r.Err != nil {
+		t.Fatalf("the API server refused rendered objects:\n%s", r)
+	}
+	accepted := strings.Fields(r.Stdout)
+	if len(accepted) != len(objs) {
+		t.Errorf("the API server accepted %d objects, the chart rendered %d:\naccepted: %v\nrendered: %v", len(accepted), len(objs), accepted, objs.Refs())
+	}
+	for _, obj := range objs {
+		// kubectl -o name: kind.group/name, or kind/name for the core group.
+		kind, name := strings.ToLower(obj.GetKind()), "/"+obj.GetName()
+		if !slices.ContainsFunc(accepted, func(a string) bool {
+			return (strings.HasPrefix(a, kind+".") || strings.HasPrefix(a, kind+"/")) && strings.HasSuffix(a, name)
+		}) {
+			t.Errorf("%s %s is not among the objects the API server accepted: %v", obj.GetKind(), obj.GetName(), accepted)
+		}
+	}
+}
+
+func TestSchemaRejects(t *testing.T) {
+	for _, c := range []struct {
+		set  string
+		want []string // in helm's error output
+	}{
+		{"replicas=0", []string{"/replicas", "minimum"}},
+		{"replicas=three", []string{"/replicas", "want integer"}},
+		{"config.enforcement=block", []string{"/config/enforcement", "'deny', 'warn', 'dryrun'"}},
+		{"config.allow[0].hosts[0]=Not_A_Host", []string{"/config/allow/0/hosts/0", "Not_A_Host"}},
+		{"config.allow[0].hosts[0]=a.com,config.allow[0].origination.mode=PLAIN,config.allow[0].origination.port=443", []string{"/config/allow/0/origination/mode", "'SIMPLE', 'MUTUAL'"}},
+		{"config.gateway.ports.http=70000", []string{"/config/gateway/ports/http", "maximum"}},
+		{"config.exemptNamespaces[0]=Kube_System", []string{"/config/exemptNamespaces/0", "Kube_System"}},
+		{"config.unknownField=1", []string{"/config", "'unknownField' not allowed"}},
+		{"webhook.failurePolicy=Never", []string{"/webhook/failurePolicy", "'Fail', 'Ignore'"}},
+		{"webhook.sideEffects=Some", []string{"/webhook/sideEffects", "'None', 'NoneOnDryRun'"}},
+		{"webhook.timeoutSeconds=31", []string{"/webhook/timeoutSeconds", "maximum"}},
+		{"webhook.optOutLabel=not a label", []string{"/webhook/optOutLabel", "not a label"}},
+		{"certificates.mode=vault", []string{"/certificates/mode", "'cert-manager', 'self-managed'"}},
+		{"certificates.certManager.issuerRef.kind=Vault", []string{"/certificates/certManager/issuerRef/kind", "'Issuer', 'ClusterIssuer'"}},
+		{"certificates.certManager.duration=90days", []string{"/certificates/certManager/duration", "90days"}},
+		{"image.pullPolicy=Sometimes", []string{"/image/pullPolicy"}},
+		{"podAntiAffinity=maybe", []string{"/podAntiAffinity", "'soft', 'hard', 'none'"}},
+		{"logLevel=verbose", []string{"/logLevel"}},
+		{"metrics.service.enabled=yes", []string{"/metrics/service/enabled", "want boolean"}},
+		{`policies.platform\.txt=package x`, []string{"/policies", "'platform.txt' not allowed"}},
+		{`policies.platform_test\.rego=package x`, []string{"/policies/platform_test.rego"}},
+		{"replica=3", []string{"'replica' not allowed"}},
+		// Checks the schema cannot express, done by the templates.
+		{"shutdown.terminationGracePeriodSeconds=20", []string{"shutdown.terminationGracePeriodSeconds (20) must exceed"}},
+		{"podDisruptionBudget.maxUnavailable=1", []string{"podDisruptionBudget: set minAvailable or maxUnavailable, not both"}},
+		{"metrics.serviceMonitor.enabled=true", []string{"metrics.serviceMonitor.enabled needs metrics.service.enabled"}},
+	} {
+		t.Run(c.set, func(t *testing.T) {
+			r := env.helmRun("template", "eg", env.chart, "--namespace", renderNamespace, "--set", c.set)
+			if r.Err == nil {
+				t.Fatalf("helm template accepted --set %s:\n%s", c.set, r)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(r.Stderr, w) {
+					t.Errorf("helm template refused --set %s, but its message lacks %q:\n%s", c.set, w, r)
+				}
+			}
+		})
+	}
+}
