@@ -13,8 +13,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -35,35 +37,54 @@ type Document struct {
 
 // ReadPaths reads every document of the given files, and of the .yaml, .yml
 // and .json files under the given directories, in order. Path "-" is stdin.
+// Files are parsed in parallel; the documents keep their order.
 func ReadPaths(paths []string, stdin io.Reader) ([]Document, error) {
-	var docs []Document
+	var sources []string
 	for _, p := range paths {
 		if p == "-" {
-			d, err := readStream("<stdin>", stdin)
-			if err != nil {
-				return nil, err
-			}
-			docs = append(docs, d...)
+			sources = append(sources, p)
 			continue
 		}
 		files, err := expand(p)
 		if err != nil {
 			return nil, err
 		}
-		for _, f := range files {
-			fh, err := os.Open(f)
-			if err != nil {
-				return nil, err
-			}
-			d, err := readStream(f, fh)
-			fh.Close()
-			if err != nil {
-				return nil, err
-			}
-			docs = append(docs, d...)
+		sources = append(sources, files...)
+	}
+	read := make([][]Document, len(sources))
+	errs := make([]error, len(sources))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, src := range sources {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			read[i], errs[i] = readSource(src, stdin)
+		}()
+	}
+	wg.Wait()
+	var docs []Document
+	for i := range sources {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
+		docs = append(docs, read[i]...)
 	}
 	return docs, nil
+}
+
+// readSource reads the documents of a file, or of stdin for "-".
+func readSource(src string, stdin io.Reader) ([]Document, error) {
+	if src == "-" {
+		return readStream("<stdin>", stdin)
+	}
+	fh, err := os.Open(src)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	return readStream(src, fh)
 }
 
 func expand(p string) ([]string, error) {
