@@ -79,7 +79,18 @@ func (d *demo) run(ctx context.Context) int {
 	if ctx.Err() != nil {
 		return 130
 	}
-	if !d.p.summary(d.results) {
+	rolloutErr := d.rollout(ctx)
+	if rolloutErr != nil && ctx.Err() == nil {
+		d.p.line("error: %v", rolloutErr)
+		if d.guard != nil {
+			d.p.block("egress-guard output (last lines):", d.guard.Logs(30))
+		}
+	}
+	rolloutErr = errors.Join(rolloutErr, d.stopGuard())
+	if ctx.Err() != nil {
+		return 130
+	}
+	if !d.p.summary(d.results) || rolloutErr != nil {
 		return 1
 	}
 	return 0

@@ -16,8 +16,13 @@
 // with kubectl's warnings. A summary table counts the outcomes per scenario
 // and checks them against the scenario's intent: compliant.yaml accepted
 // unchanged, mutate.yaml mutated into mutate-expected.yaml, rejected.yaml
-// rejected with the codes its objects list. The exit status is 1 when an
-// object did not behave as expected, 130 when interrupted.
+// rejected with the codes its objects list.
+//
+// Then it shows a dry-run rollout: scenario 000's objects applied with the
+// guard in dry run (all admitted, warnings for a warn rule, Events), and
+// `egress-guard audit` writing OpenReports Reports and an HTML and a
+// Markdown report under .cache/demo. The exit status is 1 when an object did
+// not behave as expected or the rollout failed, 130 when interrupted.
 //
 // Everything runs on 127.0.0.1 and is stopped at the end, also on Ctrl-C.
 //
