@@ -114,7 +114,7 @@ chart-test: tools build
 bench: build
 	$(GO) run ./test/bench -egress-guard $(EGRESS_GUARD)
 
-demo: tools build
+demo: $(KUBE_APISERVER) $(ETCD) build
 	$(GO) run ./test/demo -egress-guard $(EGRESS_GUARD)
 
 clean:
