@@ -114,7 +114,7 @@ func TestAuditDryRunRollout(t *testing.T) {
 	t.Cleanup(func() { env.deleteDocs(t, docs) })
 	installReportCRDs(t)
 
-	g := env.startGuardArgs(t, rollout, "--events", "--kubeconfig", env.Kubeconfig)
+	g := env.startGuard(t, rollout, "", "--events", "--kubeconfig", env.Kubeconfig)
 	env.useGuard(t, g)
 
 	// Everything is admitted and stored as submitted; the warn rule shows in
@@ -182,7 +182,7 @@ func TestAuditDryRunRollout(t *testing.T) {
 	if err := os.WriteFile(periodic, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env.startGuardArgs(t, periodic, "--leader-election-namespace", auditNamespace)
+	env.startGuard(t, periodic, "", "--leader-election-namespace", auditNamespace)
 	first := waitReport(t, policyReportsGVR, auditNamespace, "", 60*time.Second)
 	compareFindings(t, "PolicyReport written by serve", reportFindings(t, first), want)
 	second := waitReport(t, policyReportsGVR, auditNamespace, first.GetResourceVersion(), 60*time.Second)
@@ -212,27 +212,6 @@ func installReportCRDs(t *testing.T) {
 			t.Fatalf("CRD %s:\n%s", crd, r)
 		}
 	}
-}
-
-// startGuardArgs is startGuard with more serve arguments.
-func (c *cluster) startGuardArgs(t *testing.T, config string, args ...string) *harness.Guard {
-	t.Helper()
-	g, err := harness.StartGuard(context.Background(), harness.GuardOptions{
-		Bin: c.guardBin, Certs: c.certs, Config: config, Kubeconfig: c.Kubeconfig,
-		LogPath: filepath.Join(t.TempDir(), "egress-guard.log"), Args: args,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := g.Stop(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", g, g.Logs(200))
-		}
-	})
-	return g
 }
 
 func runGuardCommand(t *testing.T, args ...string) []byte {

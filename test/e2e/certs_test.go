@@ -62,25 +62,12 @@ func startSelfManaged(t *testing.T, o selfManaged) *harness.Guard {
 		"--validating-webhook-configuration", webhookConfigName,
 		"--leader-election-id", o.lease,
 	}
-	g, err := harness.StartGuard(context.Background(), harness.GuardOptions{
-		Bin:     env.guardBin,
-		Config:  o.config,
-		LogPath: filepath.Join(t.TempDir(), "egress-guard.log"),
-		Port:    o.port,
-		Args:    append(args, o.extra...),
+	return launchGuard(t, harness.GuardOptions{
+		Bin:    env.guardBin,
+		Config: o.config,
+		Port:   o.port,
+		Args:   append(args, o.extra...),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := g.Stop(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", g, g.Logs(100))
-		}
-	})
-	return g
 }
 
 // selfManagedWebhooks points the shared webhook configurations at port with
@@ -507,20 +494,7 @@ func TestFilesRotationUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := harness.StartGuard(context.Background(), harness.GuardOptions{
-		Bin: env.guardBin, Certs: certs, Config: s.Config, LogPath: filepath.Join(t.TempDir(), "egress-guard.log"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := g.Stop(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", g, g.Logs(100))
-		}
-	})
+	g := launchGuard(t, harness.GuardOptions{Bin: env.guardBin, Certs: certs, Config: s.Config})
 	tr, err := newTrust(certs.CAPEM)
 	if err != nil {
 		t.Fatal(err)

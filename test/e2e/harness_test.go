@@ -95,16 +95,28 @@ func (c *cluster) ensureNamespace(t *testing.T, name string) {
 
 // startGuard starts `egress-guard serve` with config (and policies, when not
 // empty), waits for /readyz, and stops the process when t ends.
-func (c *cluster) startGuard(t *testing.T, config, policies string) *harness.Guard {
+// More serve arguments follow the others.
+func (c *cluster) startGuard(t *testing.T, config, policies string, args ...string) *harness.Guard {
 	t.Helper()
-	g, err := harness.StartGuard(context.Background(), harness.GuardOptions{
+	return launchGuard(t, harness.GuardOptions{
 		Bin:        c.guardBin,
 		Certs:      c.certs,
 		Config:     config,
 		Policies:   policies,
 		Kubeconfig: c.Kubeconfig,
-		LogPath:    filepath.Join(t.TempDir(), "egress-guard.log"),
+		Args:       args,
 	})
+}
+
+// launchGuard starts `egress-guard serve` as opts say (its log in a
+// temporary directory unless LogPath is set), and stops it when t ends,
+// showing its output when t failed.
+func launchGuard(t *testing.T, opts harness.GuardOptions) *harness.Guard {
+	t.Helper()
+	if opts.LogPath == "" {
+		opts.LogPath = filepath.Join(t.TempDir(), "egress-guard.log")
+	}
+	g, err := harness.StartGuard(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -194,20 +194,15 @@ func TestInputLeavesOutManagedFields(t *testing.T) {
 
 // The values derived from the config are in data.config for every rule.
 func TestDerivedConfigData(t *testing.T) {
-	ctx := context.Background()
 	cfg, err := config.Parse([]byte("apiVersion: egressguard.io/v1alpha1\nkind: EgressGuardConfig\ngateway: {namespace: egress, service: gw}\nclusterDomain: corp.internal\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(ctx, Options{Config: cfg})
+	e, err := New(context.Background(), Options{Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := rego.New(rego.Query("data.config"), rego.Store(e.store)).Eval(ctx)
-	if err != nil || len(rs) != 1 {
-		t.Fatalf("%v %v", rs, err)
-	}
-	got := rs[0].Expressions[0].Value.(map[string]any)
+	got := storeDoc(t, e, "data.config")
 	want := map[string]any{"gw.egress.svc.corp.internal": true, "gw.egress": true, "gw.egress.svc": true}
 	if !reflect.DeepEqual(got["gatewayNames"], want) || got["serviceSuffix"] != ".svc.corp.internal" || got["gatewayHost"] != "gw.egress.svc.corp.internal" {
 		t.Errorf("derived data: gatewayNames %v, serviceSuffix %v, gatewayHost %v", got["gatewayNames"], got["serviceSuffix"], got["gatewayHost"])
@@ -275,11 +270,7 @@ func TestInventoryIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := rego.New(rego.Query("data.inventory"), rego.Store(e.store)).Eval(ctx)
-	if err != nil || len(rs) != 1 {
-		t.Fatalf("%v %v", rs, err)
-	}
-	got := rs[0].Expressions[0].Value.(map[string]any)
+	got := storeDoc(t, e, "data.inventory")
 	if !reflect.DeepEqual(got["externalHosts"], map[string]any{"nas.office.local": true}) || !reflect.DeepEqual(got["externalSuffixes"], []any{".lan.office.local"}) {
 		t.Errorf("index: %v %v", got["externalHosts"], got["externalSuffixes"])
 	}
@@ -297,4 +288,14 @@ func TestInventoryIndex(t *testing.T) {
 			t.Errorf("%s external: %v (violations %+v), want %v", host, got, vs, want)
 		}
 	}
+}
+
+// storeDoc is the document at ref in the engine's data.
+func storeDoc(t *testing.T, e *Engine, ref string) map[string]any {
+	t.Helper()
+	rs, err := rego.New(rego.Query(ref), rego.Store(e.store)).Eval(context.Background())
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("%s: %v %v", ref, rs, err)
+	}
+	return rs[0].Expressions[0].Value.(map[string]any)
 }
