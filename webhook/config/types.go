@@ -73,7 +73,7 @@ type Audit struct {
 
 // Report APIs an audit writes.
 const (
-	ReportAPIOpenReports = "openreports"
+	ReportAPIOpenReports  = "openreports"
 	ReportAPIPolicyReport = "wgpolicyk8s"
 )
 

@@ -3,9 +3,9 @@ package config
 import (
 	"fmt"
 	"regexp"
-	"time"
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"

@@ -16,13 +16,13 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
-	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -123,7 +123,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	deps := handler.Deps{
 		Recorder: recorder,
-		Engine: holder.Get, Metrics: m, Log: log.WithName("admission"), MaxObjectBytes: o.MaxObjectBytes,
+		Engine:   holder.Get, Metrics: m, Log: log.WithName("admission"), MaxObjectBytes: o.MaxObjectBytes,
 		// The workers outlive the servers' shutdown, which drains requests.
 		Workers: handler.NewWorkers(workersCtx, 2*runtime.GOMAXPROCS(0)),
 	}
