@@ -1,6 +1,7 @@
 package check
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,8 +9,8 @@ import (
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	"github.com/pmezard/go-difflib/difflib"
+	yamlv2 "go.yaml.in/yaml/v2"
 	jsonpatch "gomodules.xyz/jsonpatch/v2"
-	"sigs.k8s.io/yaml"
 
 	"github.com/egress-guard/egress-guard/mutators"
 	"github.com/egress-guard/egress-guard/webhook/engine"
@@ -150,11 +151,11 @@ func wrap(d Document, err error) error {
 
 // YAMLDiff is the unified diff, shown as YAML, of two JSON documents.
 func YAMLDiff(before, after []byte, fromTitle, toTitle string) (string, error) {
-	beforeYAML, err := yaml.JSONToYAML(before)
+	beforeYAML, err := toYAML(before)
 	if err != nil {
 		return "", err
 	}
-	afterYAML, err := yaml.JSONToYAML(after)
+	afterYAML, err := toYAML(after)
 	if err != nil {
 		return "", err
 	}
@@ -162,6 +163,41 @@ func YAMLDiff(before, after []byte, fromTitle, toTitle string) (string, error) {
 		A: difflib.SplitLines(string(beforeYAML)), B: difflib.SplitLines(string(afterYAML)),
 		FromFile: fromTitle, ToFile: toTitle, Context: 3,
 	})
+}
+
+// toYAML shows a JSON document as YAML, keys sorted. It decodes the JSON
+// with encoding/json (sigs.k8s.io/yaml's JSONToYAML parses it as YAML, several
+// times slower) and keeps integers integers.
+func toYAML(js []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	return yamlv2.Marshal(yamlValue(doc))
+}
+
+// yamlValue turns json.Numbers into int64 or float64, which YAML writes as
+// numbers (a json.Number would be a quoted string).
+func yamlValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = yamlValue(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = yamlValue(e)
+		}
+	case json.Number:
+		if n, err := x.Int64(); err == nil {
+			return n
+		}
+		f, _ := x.Float64()
+		return f
+	}
+	return v
 }
 
 // ApplyPatch applies RFC 6902 operations to a JSON document, as the API server does.

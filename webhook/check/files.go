@@ -164,38 +164,50 @@ func readStream(name string, r io.Reader) ([]Document, error) {
 }
 
 func document(src string, js []byte) (Document, error) {
-	var obj map[string]any
-	if err := json.Unmarshal(js, &obj); err != nil {
+	var head struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   *struct {
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
+			UID       string `json:"uid"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(js, &head); err != nil {
 		return Document{}, fmt.Errorf("%s: not an object: %w", src, err)
 	}
-	apiVersion, _ := obj["apiVersion"].(string)
-	kind, _ := obj["kind"].(string)
-	if apiVersion == "" || kind == "" {
+	if head.APIVersion == "" || head.Kind == "" {
 		return Document{}, fmt.Errorf("%s: apiVersion and kind are required", src)
 	}
-	gv, err := schema.ParseGroupVersion(apiVersion)
+	gv, err := schema.ParseGroupVersion(head.APIVersion)
 	if err != nil {
-		return Document{}, fmt.Errorf("%s: apiVersion %q: %w", src, apiVersion, err)
+		return Document{}, fmt.Errorf("%s: apiVersion %q: %w", src, head.APIVersion, err)
 	}
-	meta, _ := obj["metadata"].(map[string]any)
+	meta := head.Metadata
 	if meta == nil {
-		return Document{}, fmt.Errorf("%s: %s has no metadata", src, kind)
+		return Document{}, fmt.Errorf("%s: %s has no metadata", src, head.Kind)
 	}
-	name, _ := meta["name"].(string)
-	if name == "" {
-		return Document{}, fmt.Errorf("%s: %s: metadata.name is required", src, kind)
+	if meta.Name == "" {
+		return Document{}, fmt.Errorf("%s: %s: metadata.name is required", src, head.Kind)
 	}
-	ns, _ := meta["namespace"].(string)
-	if ns == "" {
+	if meta.Namespace == "" {
 		// As kubectl does without -n.
-		ns = "default"
-		meta["namespace"] = ns
-		if js, err = json.Marshal(obj); err != nil {
+		meta.Namespace = "default"
+		if js, err = withNamespace(js, meta.Namespace); err != nil {
 			return Document{}, err
 		}
 	}
-	uid, _ := meta["uid"].(string)
-	return Document{Source: src, JSON: js, GVK: gv.WithKind(kind), Namespace: ns, Name: name, UID: uid}, nil
+	return Document{Source: src, JSON: js, GVK: gv.WithKind(head.Kind), Namespace: meta.Namespace, Name: meta.Name, UID: meta.UID}, nil
+}
+
+// withNamespace sets metadata.namespace in the object js.
+func withNamespace(js []byte, namespace string) ([]byte, error) {
+	var obj map[string]any
+	if err := json.Unmarshal(js, &obj); err != nil {
+		return nil, err
+	}
+	obj["metadata"].(map[string]any)["namespace"] = namespace
+	return json.Marshal(obj)
 }
 
 // NewDocument makes a Document of one object's JSON (read from a cluster,
