@@ -108,8 +108,9 @@ e2e: tools build
 	EGRESS_GUARD_BIN=$(EGRESS_GUARD) $(GO) test -count=1 -v -timeout 20m -tags e2e ./test/e2e/...
 
 # The Helm chart alone: lint, rendering of every documented option with
-# server-side dry runs, schema rejections, and an install in cert-manager
-# mode with cert-manager's issuing controllers and CA injector (test/chart).
+# server-side dry runs, schema rejections, an install in cert-manager mode
+# with cert-manager's issuing controllers and CA injector, and one in
+# self-managed mode with Events and the audit (test/chart).
 chart-test: tools build
 	$(HELM) lint --strict charts/egress-guard
 	EGRESS_GUARD_BIN=$(EGRESS_GUARD) $(GO) test -count=1 -v -timeout 10m -tags e2e ./test/chart/...

@@ -5,7 +5,10 @@ package chart
 import (
 	"fmt"
 	"maps"
+	"os"
 	"path"
+	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/yaml"
 
 	"github.com/egress-guard/egress-guard/test/harness"
 	"github.com/egress-guard/egress-guard/webhook/config"
@@ -319,9 +323,22 @@ func volumeAt(d *appsv1.Deployment, c *corev1.Container, dir string) *corev1.Vol
 	return nil
 }
 
-// checkRBAC: cert-manager mode gives the pods no API access (no roles, no
-// token); self-managed mode gives exactly what the certificate writer
-// needs, limited to the chart's Secret, Lease and webhook configurations.
+// checkRBAC: the pods get API access, a ServiceAccount token and RBAC only
+// for what they do, each feature its own role bound to the chart's
+// ServiceAccount:
+//
+//	self-managed certificates  Role <fullname> (the Secret, the Lease, Events)
+//	                           ClusterRole <fullname> (the two webhook
+//	                           configurations, by name)
+//	events                     ClusterRole <fullname>-events (core Events)
+//	audit                      ClusterRole <fullname>-audit (list the Istio
+//	                           objects, write the reports of one API)
+//	any of the three           Role <fullname>-audit (the audit's Lease and
+//	                           its leader election's Events): serve runs the
+//	                           audit's election whenever it reaches the API
+//
+// With none of them (cert-manager mode, events off, no audit): no RBAC and
+// no token.
 func (r rendered) checkRBAC(t *testing.T) {
 	d, c := r.deployment(t)
 	var sa corev1.ServiceAccount
@@ -329,72 +346,122 @@ func (r rendered) checkRBAC(t *testing.T) {
 	if d.Spec.Template.Spec.ServiceAccountName != sa.Name {
 		t.Errorf("Deployment runs as ServiceAccount %q, the chart's is %q", d.Spec.Template.Spec.ServiceAccountName, sa.Name)
 	}
-	mount := d.Spec.Template.Spec.AutomountServiceAccountToken
-	roles := append(append(append(r.objs.Kind("Role"), r.objs.Kind("ClusterRole")...), r.objs.Kind("RoleBinding")...), r.objs.Kind("ClusterRoleBinding")...)
-	if r.want.mode == "cert-manager" {
-		if len(roles) > 0 {
-			t.Errorf("cert-manager mode renders RBAC: %v", roles.Refs())
-		}
-		if mount == nil || *mount {
-			t.Errorf("cert-manager mode mounts a ServiceAccount token (automountServiceAccountToken %v)", mount)
-		}
-		return
+	selfManaged := r.want.mode == "self-managed"
+	api := selfManaged || r.want.events || r.want.audit != ""
+	if mount := d.Spec.Template.Spec.AutomountServiceAccountToken; mount == nil || *mount != api {
+		t.Errorf("automountServiceAccountToken %v, want %v (self-managed %v, events %v, audit %q)", mount, api, selfManaged, r.want.events, r.want.audit)
 	}
-	if mount == nil || !*mount {
-		t.Errorf("self-managed mode needs the ServiceAccount token (automountServiceAccountToken %v)", mount)
+	if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
+		t.Errorf("ServiceAccount %s: automountServiceAccountToken %v, want false (the pods choose)", sa.Name, sa.AutomountServiceAccountToken)
 	}
-	var role rbacv1.Role
-	var clusterRole rbacv1.ClusterRole
-	var rb rbacv1.RoleBinding
-	var crb rbacv1.ClusterRoleBinding
-	r.one(t, "Role", &role)
-	r.one(t, "ClusterRole", &clusterRole)
-	r.one(t, "RoleBinding", &rb)
-	r.one(t, "ClusterRoleBinding", &crb)
-	for _, b := range []struct {
-		what     string
-		ref      rbacv1.RoleRef
-		subjects []rbacv1.Subject
-		role     string
+
+	// The flags that name what the rules grant.
+	if events := slices.Contains(c.Args, "--events"); events != r.want.events {
+		t.Errorf("--events passed: %v, want %v: %v", events, r.want.events, c.Args)
+	}
+	leNamespace, hasLENamespace := flag(c.Args, "leader-election-namespace")
+	auditLease, hasAuditLease := flag(c.Args, "audit-leader-election-id")
+	if api && (leNamespace != r.namespace || auditLease != r.want.auditLease) {
+		t.Errorf("--leader-election-namespace=%q --audit-leader-election-id=%q, want %s and %s (where the Role grants the Lease)", leNamespace, auditLease, r.namespace, r.want.auditLease)
+	}
+	if !api && (hasLENamespace || hasAuditLease) {
+		t.Errorf("no API access, yet Lease flags: %v", c.Args)
+	}
+
+	wantRoles := map[string][]rbacv1.PolicyRule{}
+	wantClusterRoles := map[string][]rbacv1.PolicyRule{}
+	if selfManaged {
+		wantRoles[sa.Name], wantClusterRoles[sa.Name] = r.selfManagedRules(t, c)
+	}
+	if api {
+		wantRoles[sa.Name+"-audit"] = []rbacv1.PolicyRule{
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{auditLease}, Verbs: []string{"get", "update"}},
+			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+		}
+	}
+	if r.want.events {
+		wantClusterRoles[sa.Name+"-events"] = []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+		}
+	}
+	if r.want.audit != "" {
+		reports := rbacv1.PolicyRule{APIGroups: []string{"openreports.io"}, Resources: []string{"reports"}}
+		if r.want.audit == "wgpolicyk8s" {
+			reports = rbacv1.PolicyRule{APIGroups: []string{"wgpolicyk8s.io"}, Resources: []string{"policyreports"}}
+		}
+		reports.Verbs = []string{"get", "list", "create", "update", "delete"}
+		wantClusterRoles[sa.Name+"-audit"] = []rbacv1.PolicyRule{
+			{APIGroups: []string{"networking.istio.io"}, Resources: []string{"serviceentries", "virtualservices", "destinationrules"}, Verbs: []string{"list"}},
+			reports,
+		}
+	}
+
+	subject := rbacv1.Subject{Kind: "ServiceAccount", Name: sa.Name, Namespace: r.namespace}
+	for _, kind := range []struct {
+		role, binding string
+		want          map[string][]rbacv1.PolicyRule
 	}{
-		{"RoleBinding " + rb.Name, rb.RoleRef, rb.Subjects, role.Name},
-		{"ClusterRoleBinding " + crb.Name, crb.RoleRef, crb.Subjects, clusterRole.Name},
+		{"Role", "RoleBinding", wantRoles},
+		{"ClusterRole", "ClusterRoleBinding", wantClusterRoles},
 	} {
-		want := rbacv1.Subject{Kind: "ServiceAccount", Name: sa.Name, Namespace: r.namespace}
-		if b.ref.Name != b.role || len(b.subjects) != 1 || b.subjects[0] != want {
-			t.Errorf("%s binds %s to %v, want %s to %+v", b.what, b.ref.Name, b.subjects, b.role, want)
+		got := map[string][]rbacv1.PolicyRule{}
+		for _, obj := range r.objs.Kind(kind.role) {
+			var role rbacv1.ClusterRole // a Role has the same fields
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &role); err != nil {
+				t.Fatal(err)
+			}
+			if kind.role == "Role" && role.Namespace != r.namespace {
+				t.Errorf("Role %s in namespace %q, want the release namespace %s", role.Name, role.Namespace, r.namespace)
+			}
+			got[role.Name] = role.Rules
+		}
+		if !slices.Equal(slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(kind.want))) {
+			t.Errorf("%ss %v, want %v", kind.role, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(kind.want)))
+		}
+		for name, rules := range kind.want {
+			if g, ok := got[name]; ok && fmt.Sprint(g) != fmt.Sprint(rules) {
+				t.Errorf("%s %s rules:\n  %v\nwant:\n  %v", kind.role, name, g, rules)
+			}
+		}
+		bound := map[string]bool{}
+		for _, obj := range r.objs.Kind(kind.binding) {
+			var b rbacv1.RoleBinding // a ClusterRoleBinding has the same fields
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &b); err != nil {
+				t.Fatal(err)
+			}
+			if b.RoleRef.Kind != kind.role || kind.want[b.RoleRef.Name] == nil || b.Name != b.RoleRef.Name ||
+				len(b.Subjects) != 1 || b.Subjects[0] != subject {
+				t.Errorf("%s %s binds %s %s to %v, want a %s of the chart, of the same name, to %+v", kind.binding, b.Name, b.RoleRef.Kind, b.RoleRef.Name, b.Subjects, kind.role, subject)
+			}
+			bound[b.RoleRef.Name] = true
+		}
+		for name := range kind.want {
+			if !bound[name] {
+				t.Errorf("%s %s is bound by no %s", kind.role, name, kind.binding)
+			}
 		}
 	}
+}
+
+// selfManagedRules checks the self-managed flags and returns the rules of
+// its Role and ClusterRole: exactly what the certificate writer needs,
+// limited to the chart's Secret, Lease and webhook configurations.
+func (r rendered) selfManagedRules(t *testing.T, c *corev1.Container) (role, clusterRole []rbacv1.PolicyRule) {
+	t.Helper()
 	secret, _ := flag(c.Args, "cert-secret")
 	lease, _ := flag(c.Args, "leader-election-id")
 	mwc, _ := flag(c.Args, "mutating-webhook-configuration")
 	vwc, _ := flag(c.Args, "validating-webhook-configuration")
 	secretNS, secretName, _ := strings.Cut(secret, "/")
-	if secretNS != r.namespace || role.Namespace != r.namespace {
-		t.Errorf("--cert-secret=%s and Role in %s, want both in the release namespace %s", secret, role.Namespace, r.namespace)
+	if secretNS != r.namespace {
+		t.Errorf("--cert-secret=%s, want it in the release namespace %s", secret, r.namespace)
 	}
 	for _, w := range r.webhooks(t) {
 		name := strings.Fields(w.config)[1]
 		if (strings.HasPrefix(w.config, "Mutating") && name != mwc) || (strings.HasPrefix(w.config, "Validating") && name != vwc) {
 			t.Errorf("%s is not the one the Deployment's flags name (--mutating-webhook-configuration=%s, --validating-webhook-configuration=%s)", w.config, mwc, vwc)
 		}
-	}
-	allowed := []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
-		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{secretName}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{lease}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
-		{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
-	}
-	if fmt.Sprint(role.Rules) != fmt.Sprint(allowed) {
-		t.Errorf("Role %s rules:\n  %v\nwant:\n  %v", role.Name, role.Rules, allowed)
-	}
-	webhookRule := rbacv1.PolicyRule{
-		APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations", "validatingwebhookconfigurations"},
-		ResourceNames: slices.Compact([]string{mwc, vwc}), Verbs: []string{"get", "list", "watch", "update", "patch"},
-	}
-	if fmt.Sprint(clusterRole.Rules) != fmt.Sprint([]rbacv1.PolicyRule{webhookRule}) {
-		t.Errorf("ClusterRole %s rules:\n  %v\nwant:\n  %v", clusterRole.Name, clusterRole.Rules, []rbacv1.PolicyRule{webhookRule})
 	}
 	dns, _ := flag(c.Args, "cert-dns-names")
 	if want := r.service(t).Name + "." + r.namespace + ".svc"; !slices.Contains(strings.Split(dns, ","), want) {
@@ -411,6 +478,18 @@ func (r rendered) checkRBAC(t *testing.T) {
 	if _, ok := flag(c.Args, "cert-dir"); ok {
 		t.Errorf("self-managed mode passes --cert-dir, a files-mode flag: %v", c.Args)
 	}
+	role = []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{secretName}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{lease}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
+		{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+	}
+	clusterRole = []rbacv1.PolicyRule{{
+		APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations", "validatingwebhookconfigurations"},
+		ResourceNames: slices.Compact([]string{mwc, vwc}), Verbs: []string{"get", "list", "watch", "update", "patch"},
+	}}
+	return role, clusterRole
 }
 
 // checkConfig: the ConfigMap holds a configuration egress-guard's own parser
@@ -449,6 +528,50 @@ func (r rendered) checkConfig(t *testing.T) {
 	}
 	if string(cfg.Enforcement) != r.want.enforcement {
 		t.Errorf("enforcement %s, want %s", cfg.Enforcement, r.want.enforcement)
+	}
+	if on := cfg.Audit.Every() > 0; on != (r.want.audit != "") || (on && cfg.Audit.ReportAPI != r.want.audit) {
+		t.Errorf("audit interval %q report API %q, want the audit %v with %q", cfg.Audit.Interval, cfg.Audit.ReportAPI, r.want.audit != "", r.want.audit)
+	}
+}
+
+// reportCRDFiles are the files of files/crds, by CRD name.
+var reportCRDFiles = map[string]string{
+	openReportsCRD:  "openreports.io_reports.yaml",
+	policyReportCRD: "wgpolicyk8s.io_policyreports.yaml",
+}
+
+// checkReportCRDs: the report CRDs asked for, each the file of files/crds
+// as published but for the annotation that keeps it on helm uninstall.
+func (r rendered) checkReportCRDs(t *testing.T) {
+	crds := r.objs.Kind("CustomResourceDefinition")
+	var names []string
+	for _, crd := range crds {
+		names = append(names, crd.GetName())
+	}
+	if !slices.Equal(slices.Sorted(slices.Values(names)), slices.Sorted(slices.Values(r.want.reportCRDs))) {
+		t.Errorf("CRDs %v, want %v", names, r.want.reportCRDs)
+	}
+	for _, crd := range crds {
+		file, ok := reportCRDFiles[crd.GetName()]
+		if !ok {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(env.chart, "files", "crds", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var published map[string]any
+		if err := yaml.Unmarshal(data, &published); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		got := crd.DeepCopy()
+		if policy := got.GetAnnotations()["helm.sh/resource-policy"]; policy != "keep" {
+			t.Errorf("CRD %s: helm.sh/resource-policy %q, want keep (helm uninstall would delete every report)", crd.GetName(), policy)
+		}
+		unstructured.RemoveNestedField(got.Object, "metadata", "annotations", "helm.sh/resource-policy")
+		if !reflect.DeepEqual(harness.Canonical(got.Object), harness.Canonical(published)) {
+			t.Errorf("CRD %s differs from files/crds/%s beyond the resource-policy annotation", crd.GetName(), file)
+		}
 	}
 }
 

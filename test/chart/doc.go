@@ -13,10 +13,12 @@
 //	TestRender          helm template of the same cases; assertions on what
 //	                    matters for safety (webhook rules, matchPolicy,
 //	                    namespaceSelector evaluated against namespaces,
-//	                    failurePolicy, RBAC per certificate mode, the
+//	                    failurePolicy, the exact RBAC of each combination
+//	                    of certificate mode, Events and audit, the
 //	                    EgressGuardConfig parsed by egress-guard's own
-//	                    parser), then every rendered object sent to the API
-//	                    server with kubectl apply --dry-run=server
+//	                    parser, the report CRDs as published), then every
+//	                    rendered object sent to the API server with kubectl
+//	                    apply --dry-run=server
 //	TestSchemaRejects   bad values fail helm template with a message naming
 //	                    the value
 //	TestCertManagerInstall
@@ -29,6 +31,17 @@
 //	                    the API server calls it through the chart's Service
 //	                    over verified TLS; then the failure policy with the
 //	                    webhook stopped, helm upgrade and helm uninstall
+//	TestSelfManagedInstall
+//	                    helm install in self-managed mode with Events and
+//	                    a 5s audit: egress-guard creates its Secret, writes
+//	                    the caBundle of both webhook configurations and
+//	                    serves the scenario through the Service; its Events
+//	                    and Reports appear; helm uninstall keeps the report
+//	                    CRD
+//
+// Where the pods mount a ServiceAccount token, egress-guard reaches the API
+// server as the chart's ServiceAccount, with a token from the TokenRequest
+// API: the chart's RBAC is all it has, and a call it refuses fails the test.
 //
 // kube-apiserver reaches the Service the way it does in a cluster: it
 // resolves the Service to its ClusterIP and dials it, verifying the serving

@@ -19,10 +19,14 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/egress-guard/egress-guard/test/harness"
@@ -64,7 +68,11 @@ func TestCertManagerInstall(t *testing.T) {
 		env.ensureNamespace(t, ns, nil)
 	}
 
-	inst := install(t, s)
+	// The report CRDs are the self-managed test's: a CRD kept by one release
+	// (helm.sh/resource-policy: keep) cannot be installed by another.
+	inst := install(t, s, release, releaseNamespace,
+		[]string{"Enforcement: deny", "Failure policy: Fail", "Certificates: cert-manager", "Events: on"},
+		"--set", "reports.crds.openreports=false")
 	startCertManagerController(t)
 	caPEM := inst.waitCertificates(t)
 
@@ -90,7 +98,13 @@ func TestCertManagerInstall(t *testing.T) {
 	}
 	waitWebhooksReached(t, g)
 
+	deleteScenarioAtEnd(t, s)
 	t.Run("scenario", func(t *testing.T) { applyScenario(t, s) })
+	t.Run("audit-lease", func(t *testing.T) {
+		// Events give serve API access, so it runs the audit's leader
+		// election (idle: no audit.interval) with the chart's Role.
+		inst.waitLeases(t, "audit-leader-election-id")
+	})
 	t.Run("never-policed", func(t *testing.T) {
 		for _, ns := range []string{"kube-system", releaseNamespace, optedOutNamespace} {
 			if r := applyServiceEntry(t, ns, "never-policed"); r.Err != nil {
@@ -170,32 +184,34 @@ func mustRoot(t *testing.T) string {
 
 // installation is the release as the API server stores it.
 type installation struct {
-	objs              harness.Objects // from helm get manifest
-	deployment        *appsv1.Deployment
-	service           *corev1.Service // read back, with its ClusterIP
-	serviceAddr       string          // ClusterIP:port
-	webhookConfigName string
-	serverName        string // what the API server verifies: <service>.<namespace>.svc
+	release, namespace string
+	objs               harness.Objects // from helm get manifest
+	deployment         *appsv1.Deployment
+	service            *corev1.Service // read back, with its ClusterIP
+	serviceAddr        string          // ClusterIP:port
+	webhookConfigName  string
+	serverName         string // what the API server verifies: <service>.<namespace>.svc
 }
 
-// install runs helm install with the scenario's configuration and a
-// platform policy as values, and reads the release back.
-func install(t *testing.T, s *harness.Scenario) *installation {
+// install runs helm install of release in namespace with the scenario's
+// configuration and a platform policy as values, then args, checks that
+// the notes say each of notes, and reads the release back.
+func install(t *testing.T, s *harness.Scenario, release, namespace string, notes []string, args ...string) *installation {
 	t.Helper()
 	values := installValues(t, s)
-	r := env.helmRun("install", release, env.chart, "--namespace", releaseNamespace, "-f", values)
+	r := env.helmRun(append([]string{"install", release, env.chart, "--namespace", namespace, "-f", values}, args...)...)
 	if r.Err != nil {
 		t.Fatalf("helm install failed:\n%s", r)
 	}
 	t.Cleanup(func() {
-		env.helmRun("uninstall", release, "--namespace", releaseNamespace, "--ignore-not-found")
+		env.helmRun("uninstall", release, "--namespace", namespace, "--ignore-not-found")
 	})
-	for _, note := range []string{"Enforcement: deny", "Failure policy: Fail", "Certificates: cert-manager"} {
+	for _, note := range notes {
 		if !strings.Contains(r.Stdout, note) {
 			t.Errorf("helm install's notes lack %q:\n%s", note, r)
 		}
 	}
-	m := env.helmRun("get", "manifest", release, "--namespace", releaseNamespace)
+	m := env.helmRun("get", "manifest", release, "--namespace", namespace)
 	if m.Err != nil {
 		t.Fatalf("helm get manifest failed:\n%s", m)
 	}
@@ -203,15 +219,15 @@ func install(t *testing.T, s *harness.Scenario) *installation {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst := &installation{objs: objs}
-	rendered := rendered{objs: objs, namespace: releaseNamespace}
+	inst := &installation{release: release, namespace: namespace, objs: objs}
+	rendered := rendered{objs: objs, namespace: namespace}
 	inst.deployment, _ = rendered.deployment(t)
 	svc := rendered.service(t)
-	if inst.service, err = env.Client.CoreV1().Services(releaseNamespace).Get(context.Background(), svc.Name, metav1.GetOptions{}); err != nil {
+	if inst.service, err = env.Client.CoreV1().Services(namespace).Get(context.Background(), svc.Name, metav1.GetOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	inst.serviceAddr = net.JoinHostPort(inst.service.Spec.ClusterIP, strconv.Itoa(int(inst.service.Spec.Ports[0].Port)))
-	inst.serverName = inst.service.Name + "." + releaseNamespace + ".svc"
+	inst.serverName = inst.service.Name + "." + namespace + ".svc"
 	inst.webhookConfigName = objs.Kind("ValidatingWebhookConfiguration")[0].GetName()
 	return inst
 }
@@ -264,14 +280,14 @@ func (inst *installation) waitCertificates(t *testing.T) (caPEM []byte) {
 	}
 	caSecretName, _, _ := unstructured.NestedString(issuer.Object, "spec", "ca", "secretName")
 
-	serving, err := env.WaitCertificate(ctx, releaseNamespace, servingName, waitTimeout)
+	serving, err := env.WaitCertificate(ctx, inst.namespace, servingName, waitTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := serving.Annotations["cert-manager.io/certificate-name"]; got != servingName {
 		t.Errorf("Secret %s: cert-manager.io/certificate-name %q, want %q (cainjector reads only a Secret its Certificate owns)", serving.Name, got, servingName)
 	}
-	caSecret, err := env.Client.CoreV1().Secrets(releaseNamespace).Get(ctx, caSecretName, metav1.GetOptions{})
+	caSecret, err := env.Client.CoreV1().Secrets(inst.namespace).Get(ctx, caSecretName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("the CA Issuer's Secret: %v", err)
 	}
@@ -294,18 +310,29 @@ func (inst *installation) waitCertificates(t *testing.T) (caPEM []byte) {
 // startGuard runs egress-guard as the Deployment's container would: its
 // arguments, with each mounted volume's content (read back from the API
 // server) in a local directory. The pod's ports become free ports on
-// 127.0.0.1.
+// 127.0.0.1. With a certificate directory (cert-manager mode) readiness is
+// checked over TLS against caPEM; without (self-managed) on the health
+// port. When the pod mounts its ServiceAccount token, serve
+// reaches the API server as that ServiceAccount, with a token from the
+// TokenRequest API as the kubelet would mount it: the chart's RBAC is all it
+// has. A call the RBAC refuses fails the test.
 func (inst *installation) startGuard(t *testing.T, caPEM []byte) *harness.Guard {
 	t.Helper()
 	mounts := inst.mountVolumes(t)
-	c := inst.deployment.Spec.Template.Spec.Containers[0]
-	certDir, _ := flag(c.Args, "cert-dir")
-	g, err := harness.StartGuard(context.Background(), harness.GuardOptions{
+	pod := inst.deployment.Spec.Template.Spec
+	c := pod.Containers[0]
+	opts := harness.GuardOptions{
 		Bin:         env.guardBin,
-		Certs:       &harness.Certs{Dir: localPath(t, mounts, certDir), CAPEM: caPEM, ServerName: inst.serverName},
 		LogPath:     filepath.Join(t.TempDir(), "egress-guard.log"),
 		CommandLine: func(g *harness.Guard) []string { return podArgs(t, c.Args, mounts, g) },
-	})
+	}
+	if certDir, ok := flag(c.Args, "cert-dir"); ok {
+		opts.Certs = &harness.Certs{Dir: localPath(t, mounts, certDir), CAPEM: caPEM, ServerName: inst.serverName}
+	}
+	if pod.AutomountServiceAccountToken != nil && *pod.AutomountServiceAccountToken {
+		opts.Kubeconfig = inst.serviceAccountKubeconfig(t, pod.ServiceAccountName)
+	}
+	g, err := harness.StartGuard(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,11 +341,67 @@ func (inst *installation) startGuard(t *testing.T, caPEM []byte) *harness.Guard 
 		if err := g.Stop(); err != nil {
 			t.Error(err)
 		}
+		if denied := forbidden(g); len(denied) > 0 {
+			t.Errorf("the chart's RBAC refused egress-guard %d calls:\n%s", len(denied), strings.Join(denied, "\n"))
+		}
 		if t.Failed() {
 			t.Logf("egress-guard output:\n%s", g.Logs(100))
 		}
 	})
 	return g
+}
+
+// forbidden returns the lines of the guard's output where the API server
+// refused a call of its ServiceAccount.
+func forbidden(g *harness.Guard) []string {
+	var out []string
+	for _, line := range strings.Split(g.Logs(100000), "\n") {
+		if strings.Contains(line, `is forbidden: User \"system:serviceaccount:`) || strings.Contains(line, `is forbidden: User "system:serviceaccount:`) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// serviceAccountKubeconfig writes a kubeconfig that reaches the API server
+// as the ServiceAccount, with a token from the TokenRequest API.
+func (inst *installation) serviceAccountKubeconfig(t *testing.T, serviceAccount string) string {
+	t.Helper()
+	tr, err := env.Client.CoreV1().ServiceAccounts(inst.namespace).CreateToken(context.Background(), serviceAccount,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("a token for ServiceAccount %s/%s: %v", inst.namespace, serviceAccount, err)
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["control-plane"] = &clientcmdapi.Cluster{Server: env.Config.Host, CertificateAuthorityData: env.Config.CAData}
+	kc.AuthInfos[serviceAccount] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	kc.Contexts["pod"] = &clientcmdapi.Context{Cluster: "control-plane", AuthInfo: serviceAccount, Namespace: inst.namespace}
+	kc.CurrentContext = "pod"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// waitLeases waits until the Leases the container's flags name (by flag
+// name) exist in the release namespace with a holder.
+func (inst *installation) waitLeases(t *testing.T, flags ...string) {
+	t.Helper()
+	for _, f := range flags {
+		name, ok := flag(inst.deployment.Spec.Template.Spec.Containers[0].Args, f)
+		if !ok {
+			t.Fatalf("the Deployment passes no --%s", f)
+		}
+		var last error
+		if !eventually(func() bool {
+			l, err := env.Client.CoordinationV1().Leases(inst.namespace).Get(context.Background(), name, metav1.GetOptions{})
+			last = err
+			return err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != ""
+		}) {
+			t.Errorf("Lease %s/%s (--%s) has no holder (%v)", inst.namespace, name, f, last)
+		}
+	}
 }
 
 // mountVolumes writes the content of the Deployment's ConfigMap and Secret
@@ -339,7 +422,7 @@ func (inst *installation) mountVolumes(t *testing.T) map[string]string {
 			}
 			switch {
 			case v.ConfigMap != nil:
-				cm, err := env.Client.CoreV1().ConfigMaps(releaseNamespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
+				cm, err := env.Client.CoreV1().ConfigMaps(inst.namespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
 				if err != nil {
 					t.Fatalf("volume %s: %v", v.Name, err)
 				}
@@ -348,7 +431,7 @@ func (inst *installation) mountVolumes(t *testing.T) map[string]string {
 					files[k] = []byte(s)
 				}
 			case v.Secret != nil:
-				secret, err := env.Client.CoreV1().Secrets(releaseNamespace).Get(ctx, v.Secret.SecretName, metav1.GetOptions{})
+				secret, err := env.Client.CoreV1().Secrets(inst.namespace).Get(ctx, v.Secret.SecretName, metav1.GetOptions{})
 				if err != nil {
 					t.Fatalf("volume %s: %v", v.Name, err)
 				}
@@ -585,6 +668,18 @@ func applyScenario(t *testing.T, s *harness.Scenario) {
 			t.Errorf("%s was changed:\n%v", d, got)
 		}
 	}
+}
+
+// deleteScenarioAtEnd deletes the scenario's stored objects when t ends, so
+// that the next installation's webhooks see them created again.
+func deleteScenarioAtEnd(t *testing.T, s *harness.Scenario) {
+	t.Cleanup(func() {
+		for _, d := range append(slices.Clone(s.Mutate), s.Compliant...) {
+			if r := env.kubectl("delete", "--ignore-not-found", "-f", d.Path); r.Err != nil {
+				t.Errorf("deleting %s:\n%s", d, r)
+			}
+		}
+	})
 }
 
 // storedSpec reads back the stored .spec of the document's object.

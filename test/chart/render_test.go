@@ -53,6 +53,10 @@ type want struct {
 	metrics       bool // metrics Service and ServiceMonitor
 	antiAffinity  string
 	pdb           string // "minAvailable=1", "maxUnavailable=1" or "" (none)
+	events        bool   // serve --events
+	audit         string // the report API of the periodic audit; "" = no audit
+	auditLease    string // audit.leaderElectionID
+	reportCRDs    []string
 }
 
 // defaults is what values.yaml says.
@@ -67,8 +71,17 @@ func defaults() want {
 		replicas:      3,
 		antiAffinity:  "soft",
 		pdb:           "minAvailable=1",
+		events:        true,
+		auditLease:    "egress-guard-audit",
+		reportCRDs:    []string{openReportsCRD},
 	}
 }
+
+// The report CRDs of files/crds.
+const (
+	openReportsCRD  = "reports.openreports.io"
+	policyReportCRD = "policyreports.wgpolicyk8s.io"
+)
 
 func with(change func(*want)) want {
 	w := defaults()
@@ -151,6 +164,41 @@ func renderCases() []renderCase {
 			want: with(func(w *want) { w.replicas, w.antiAffinity, w.pdb = 1, "hard", "maxUnavailable=1" }),
 		},
 		{
+			name: "audit-and-events",
+			set:  []string{"config.audit.interval=1h"},
+			want: with(func(w *want) { w.audit = "openreports" }),
+		},
+		{
+			name: "audit-without-events",
+			set:  []string{"config.audit.interval=5m", "config.audit.reportAPI=openreports", "events.enabled=false", "audit.leaderElectionID=eg-audit"},
+			want: with(func(w *want) { w.audit, w.events, w.auditLease = "openreports", false, "eg-audit" }),
+		},
+		{
+			name: "audit-with-wgpolicyk8s",
+			set: []string{
+				"config.audit.interval=30m", "config.audit.reportAPI=wgpolicyk8s",
+				"reports.crds.policyReport=true", "reports.crds.openreports=false",
+			},
+			want: with(func(w *want) { w.audit, w.reportCRDs = "wgpolicyk8s", []string{policyReportCRD} }),
+		},
+		{
+			name: "self-managed-audit-wgpolicyk8s",
+			set: []string{
+				"certificates.mode=self-managed", "config.audit.interval=2h30m", "config.audit.reportAPI=wgpolicyk8s",
+				"reports.crds.policyReport=true", "events.enabled=false",
+			},
+			want: with(func(w *want) {
+				w.mode, w.audit, w.events = "self-managed", "wgpolicyk8s", false
+				w.reportCRDs = []string{openReportsCRD, policyReportCRD}
+			}),
+		},
+		{
+			// Nothing calls the API: no RBAC, no token.
+			name: "events-off-audit-0s",
+			set:  []string{"events.enabled=false", "config.audit.interval=0s", "reports.crds.openreports=false"},
+			want: with(func(w *want) { w.events, w.reportCRDs = false, nil }),
+		},
+		{
 			name: "no-pdb-no-anti-affinity",
 			set:  []string{"podDisruptionBudget.enabled=false", "podAntiAffinity=none"},
 			want: with(func(w *want) { w.antiAffinity, w.pdb = "none", "" }),
@@ -221,6 +269,7 @@ func TestRender(t *testing.T) {
 			t.Run("policies", r.checkPolicies)
 			t.Run("deployment", r.checkDeployment)
 			t.Run("metrics", r.checkMetrics)
+			t.Run("report-crds", r.checkReportCRDs)
 			t.Run("dry-run", func(t *testing.T) { dryRun(t, objs, path) })
 		})
 	}
@@ -274,6 +323,15 @@ func TestSchemaRejects(t *testing.T) {
 		{"metrics.service.enabled=yes", []string{"/metrics/service/enabled", "want boolean"}},
 		{`policies.platform\.txt=package x`, []string{"/policies", "'platform.txt' not allowed"}},
 		{`policies.platform_test\.rego=package x`, []string{"/policies/platform_test.rego"}},
+		{"config.audit.reportAPI=kyverno", []string{"/config/audit/reportAPI", "'openreports', 'wgpolicyk8s'"}},
+		{"config.audit.interval=3600", []string{"/config/audit/interval", "want string"}},
+		{"config.audit.interval=1day", []string{"/config/audit/interval", "1day"}},
+		{"config.audit.every=1h", []string{"/config/audit", "'every' not allowed"}},
+		{"events.enabled=yes", []string{"/events/enabled", "want boolean"}},
+		{"audit.leaderElectionID=Audit_Lease", []string{"/audit/leaderElectionID", "Audit_Lease"}},
+		{"audit.interval=1h", []string{"/audit", "'interval' not allowed"}},
+		{"reports.crds.openreports=maybe", []string{"/reports/crds/openreports", "want boolean"}},
+		{"reports.crds.policyReports=true", []string{"/reports/crds", "'policyReports' not allowed"}},
 		{"replica=3", []string{"'replica' not allowed"}},
 		// Checks the schema cannot express, done by the templates.
 		{"shutdown.terminationGracePeriodSeconds=20", []string{"shutdown.terminationGracePeriodSeconds (20) must exceed"}},

@@ -66,6 +66,28 @@ app.kubernetes.io/component: webhook
 {{- define "egress-guard.selfManaged" -}}
 {{- if eq .Values.certificates.mode "self-managed" -}}true{{- end -}}
 {{- end -}}
+{{/*
+serve's periodic audit is on: config.audit.interval is set and not zero. The
+schema allows only Go durations (or "0") there, so any digit 1-9 makes it
+non-zero.
+*/}}
+{{- define "egress-guard.audit" -}}
+{{- $interval := toString ((.Values.config.audit | default dict).interval | default "") -}}
+{{- if regexMatch "[1-9]" $interval -}}true{{- end -}}
+{{- end -}}
+{{/* The report API the audit writes: openreports (serve's default) or wgpolicyk8s. */}}
+{{- define "egress-guard.reportAPI" -}}
+{{- (.Values.config.audit | default dict).reportAPI | default "openreports" -}}
+{{- end -}}
+{{/*
+The pods call the Kubernetes API: self-managed certificates, Events or the
+audit. serve then also runs the audit's leader election (idle while the audit
+is off, so that a reloaded configuration can turn it on), so the audit's
+Lease is granted whenever this is true.
+*/}}
+{{- define "egress-guard.apiAccess" -}}
+{{- if or (include "egress-guard.selfManaged" .) .Values.events.enabled (include "egress-guard.audit" .) -}}true{{- end -}}
+{{- end -}}
 {{/* The chart creates the self-signed CA chain: cert-manager mode without an issuerRef. */}}
 {{- define "egress-guard.ownCA" -}}
 {{- if and (include "egress-guard.certManager" .) (not .Values.certificates.certManager.issuerRef.name) -}}true{{- end -}}
@@ -161,4 +183,22 @@ failurePolicy: {{ .Values.webhook.failurePolicy }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) -}}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor selects the metrics Service" -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+A report CRD of files/crds, as published, with helm.sh/resource-policy: keep:
+helm uninstall (or turning the value off) leaves the CRD, and so every
+report in the cluster, in place. Called with (list $ "files/crds/<file>").
+*/}}
+{{- define "egress-guard.reportCRD" -}}
+{{- $root := index . 0 -}}
+{{- $file := index . 1 -}}
+{{- $crd := $root.Files.Get $file | fromYaml -}}
+{{- if or (ne ($crd.kind | default "") "CustomResourceDefinition") (hasKey $crd "Error") -}}
+{{- fail (printf "%s is not a CustomResourceDefinition" $file) -}}
+{{- end -}}
+{{- $annotations := $crd.metadata.annotations | default dict -}}
+{{- $_ := set $annotations "helm.sh/resource-policy" "keep" -}}
+{{- $_ := set $crd.metadata "annotations" $annotations -}}
+{{- toYaml $crd -}}
 {{- end -}}
