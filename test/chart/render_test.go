@@ -159,6 +159,19 @@ func renderCases() []renderCase {
 			want: defaults(),
 		},
 		{
+			name: "enforcement-overrides",
+			values: `config:
+  enforcement: deny
+  overrides:
+  - rules: [EGR202]
+    namespaces: [team-a]
+    action: dryrun
+  - namespaces: [team-b]
+    action: warn
+`,
+			want: defaults(),
+		},
+		{
 			name: "one-replica-hard-anti-affinity",
 			set:  []string{"replicas=1", "podAntiAffinity=hard", "podDisruptionBudget.minAvailable=null", "podDisruptionBudget.maxUnavailable=1", "topologySpread.enabled=false"},
 			want: with(func(w *want) { w.replicas, w.antiAffinity, w.pdb = 1, "hard", "maxUnavailable=1" }),
@@ -323,6 +336,10 @@ func TestSchemaRejects(t *testing.T) {
 		{"metrics.service.enabled=yes", []string{"/metrics/service/enabled", "want boolean"}},
 		{`policies.platform\.txt=package x`, []string{"/policies", "'platform.txt' not allowed"}},
 		{`policies.platform_test\.rego=package x`, []string{"/policies/platform_test.rego"}},
+		{"config.overrides[0].rules[0]=EGR202,config.overrides[0].action=block", []string{"/config/overrides/0/action", "'deny', 'warn', 'dryrun'"}},
+		{"config.overrides[0].rules[0]=egr202,config.overrides[0].action=warn", []string{"/config/overrides/0/rules/0", "egr202"}},
+		{"config.overrides[0].action=warn", []string{"/config/overrides/0"}},
+		{"config.overrides[0].rules[0]=EGR202", []string{"/config/overrides/0", "action"}},
 		{"config.audit.reportAPI=kyverno", []string{"/config/audit/reportAPI", "'openreports', 'wgpolicyk8s'"}},
 		{"config.audit.interval=3600", []string{"/config/audit/interval", "want string"}},
 		{"config.audit.interval=1day", []string{"/config/audit/interval", "1day"}},
