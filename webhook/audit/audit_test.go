@@ -255,3 +255,13 @@ func TestChartReportCRDMatchesModule(t *testing.T) {
 		t.Error("charts/egress-guard/files/crds/openreports.io_reports.yaml differs from the reports-api module's CRD: copy it again")
 	}
 }
+
+// A diff's text is escaped in the HTML report.
+func TestDiffHTMLEscapes(t *testing.T) {
+	got := string(diffHTML("--- a\n+++ b\n@@ -1 +1 @@\n-x: <script>\n+x: \"&\"\n ctx\n"))
+	want := `<span class="head">--- a</span><span class="head">+++ b</span><span class="hunk">@@ -1 +1 @@</span>` +
+		`<span class="del">-x: &lt;script&gt;</span><span class="add">+x: &#34;&amp;&#34;</span><span class="ctx"> ctx</span>`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
