@@ -30,6 +30,7 @@ func TestEvents(t *testing.T) {
 	}{
 		{"dryrun-enforcement", false, []string{"EgressGuardWouldPatch EGR303", "EgressGuardWouldDeny EGR303"}},
 		{"warn-enforcement", false, []string{"EgressGuardWarning EGR101"}},
+		{"warn-mutation", false, []string{"EgressGuardWarning EGR201", "EgressGuardWarning EGR201"}},
 		{"override-per-rule", false, []string{"EgressGuardWouldPatch EGR201", "EgressGuardWouldDeny EGR201"}},
 		{"dryrun-enforcement", true, nil},
 		{"vs-direct-patched", false, nil},

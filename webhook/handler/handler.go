@@ -88,6 +88,19 @@ func (h *Mutator) handle(ctx context.Context, req admission.Request) (admission.
 		}
 		resp = resp.WithWarnings(warnings...)
 		h.Log.V(1).Info("patched", "object", id, "intents", len(applied))
+		// A warn-action mutation is applied and, like a warn violation,
+		// recorded: audit annotation, log line, Event.
+		for _, intent := range applied {
+			if intent.Action != config.ActionWarn {
+				continue
+			}
+			if resp.AuditAnnotations == nil {
+				resp.AuditAnnotations = map[string]string{}
+			}
+			resp.AuditAnnotations["warn."+strings.ToLower(intent.Code)+".intent"] = mutators.Describe(intent)
+			h.Log.Info("warned", "object", id, "code", intent.Code, "action", intent.Action, "patched", mutators.Describe(intent), "dryRun", in.DryRun)
+			h.event(req, in, ReasonWarning, fmt.Sprintf("%s (warn, patched): %s", intent.Code, mutators.Describe(intent)))
+		}
 	} else {
 		// Nothing to apply: answer without an empty patch.
 		resp = admission.Allowed("")
@@ -99,7 +112,10 @@ func (h *Mutator) handle(ctx context.Context, req admission.Request) (admission.
 		if err != nil {
 			return h.fail(in, err)
 		}
-		resp.AuditAnnotations = map[string]string{"dryrun.patch": string(raw)}
+		if resp.AuditAnnotations == nil {
+			resp.AuditAnnotations = map[string]string{}
+		}
+		resp.AuditAnnotations["dryrun.patch"] = string(raw)
 		for _, intent := range m.Recorded() {
 			resp.AuditAnnotations["dryrun."+strings.ToLower(intent.Code)+".intent"] = mutators.Describe(intent)
 		}

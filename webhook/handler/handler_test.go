@@ -195,6 +195,15 @@ var cases = []handlerCase{{
 	validate:   want{allowed: true, decision: "dryrun", audit: []string{"dryrun.egr303.0"}, auditValues: []string{`"MUTUAL"`}},
 	violations: []string{"DestinationRule EGR303 dryrun"},
 }, {
+	// Under warn a mutation is applied, with a warning, and recorded.
+	name: "warn-mutation",
+	mutate: want{allowed: true, decision: "patched", patched: true,
+		warnings: []string{"egress-guard VirtualService default/test-com-direct: spec.http[0]: routed through the egress gateway"},
+		audit:    []string{"warn.egr201.intent"}, auditValues: []string{"routed through the egress gateway"}},
+	validate: want{allowed: true, decision: "allowed", warnings: []string{"egress-guard VirtualService default/test-com-direct: EGR201: spec.http[0].route[0].destination.host"},
+		audit: []string{"warn.egr201.0"}, auditValues: []string{"must go through the egress gateway"}},
+	violations: []string{"VirtualService EGR201 warn"},
+}, {
 	// One rule in dry run for the namespace: its mutation is recorded, not
 	// applied, and its violation admitted.
 	name: "override-per-rule",
