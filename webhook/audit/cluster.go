@@ -119,10 +119,19 @@ func toUnstructured(r *reportsv1alpha1.Report, api ReportAPI) (*unstructured.Uns
 	return u, nil
 }
 
-// WriteReports creates or updates one report per namespace, and deletes the
-// reports egress-guard wrote earlier in namespaces of scope ("" for all) that
-// no longer have audited objects: a new audit replaces the last one.
-func WriteReports(ctx context.Context, dyn dynamic.Interface, api ReportAPI, reps []reportsv1alpha1.Report, scope string) error {
+// Prune says which earlier reports WriteReports deletes.
+type Prune struct {
+	// Enabled deletes the reports egress-guard wrote earlier in namespaces
+	// of Scope that no longer have audited objects: right when the audit
+	// read the whole scope from the cluster, wrong for a few files.
+	Enabled bool
+	// Scope is a namespace, or "" for all.
+	Scope string
+}
+
+// WriteReports creates or updates one report per namespace, so that a new
+// audit replaces the last one, and prunes the stale ones as prune says.
+func WriteReports(ctx context.Context, dyn dynamic.Interface, api ReportAPI, reps []reportsv1alpha1.Report, prune Prune) error {
 	res := dyn.Resource(api.GVR())
 	keep := map[string]bool{}
 	for i := range reps {
@@ -148,7 +157,10 @@ func WriteReports(ctx context.Context, dyn dynamic.Interface, api ReportAPI, rep
 			return fmt.Errorf("updating report %s/%s: %w", want.GetNamespace(), want.GetName(), err)
 		}
 	}
-	old, err := res.Namespace(scope).List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + Source})
+	if !prune.Enabled {
+		return nil
+	}
+	old, err := res.Namespace(prune.Scope).List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + Source})
 	if err != nil {
 		return fmt.Errorf("listing earlier reports: %w", err)
 	}

@@ -167,7 +167,7 @@ func (p *Periodic) once(ctx context.Context) error {
 		return err
 	}
 	reps := Reports(a)
-	if err := WriteReports(ctx, p.dyn, ReportAPI(cfg.Audit.ReportAPI), reps, ""); err != nil {
+	if err := WriteReports(ctx, p.dyn, ReportAPI(cfg.Audit.ReportAPI), reps, Prune{Enabled: true}); err != nil {
 		return err
 	}
 	s := Summarize(a)

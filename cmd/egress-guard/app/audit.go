@@ -125,7 +125,10 @@ func (o *auditOptions) run(cmd *cobra.Command) error {
 		return usageError("%v", err)
 	}
 	if o.writeReports {
-		if err := audit.WriteReports(ctx, dyn, audit.ReportAPI(o.reportAPI), audit.Reports(a), o.namespace); err != nil {
+		// Reports of namespaces without objects left are pruned only after
+		// reading the cluster: files are no inventory of it.
+		prune := audit.Prune{Enabled: len(o.files) == 0, Scope: o.namespace}
+		if err := audit.WriteReports(ctx, dyn, audit.ReportAPI(o.reportAPI), audit.Reports(a), prune); err != nil {
 			return err
 		}
 	}
