@@ -25,7 +25,11 @@ import (
 	"github.com/egress-guard/egress-guard/webhook/config"
 )
 
-const auditNamespace = "audit-e2e"
+const (
+	auditNamespace = "audit-e2e"
+	// staleNamespace holds reports of an earlier audit and no objects.
+	staleNamespace = "audit-e2e-stale"
+)
 
 var (
 	reportsGVR       = schema.GroupVersionResource{Group: "openreports.io", Version: "v1alpha1", Resource: "reports"}
@@ -157,6 +161,28 @@ func TestAuditDryRunRollout(t *testing.T) {
 		t.Fatal("the enforcing check finds nothing")
 	}
 
+	// An earlier audit's reports in a namespace without objects now: stale.
+	env.ensureNamespace(t, staleNamespace)
+	for gvr, kind := range map[schema.GroupVersionResource]string{reportsGVR: "openreports.io/v1alpha1 Report", policyReportsGVR: "wgpolicyk8s.io/v1alpha2 PolicyReport"} {
+		apiVersion, k, _ := strings.Cut(kind, " ")
+		obj := &unstructured.Unstructured{}
+		obj.SetAPIVersion(apiVersion)
+		obj.SetKind(k)
+		obj.SetName("egress-guard")
+		obj.SetNamespace(staleNamespace)
+		obj.SetLabels(map[string]string{"app.kubernetes.io/managed-by": "egress-guard"})
+		if _, err := env.Dynamic.Resource(gvr).Namespace(staleNamespace).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("a stale %s: %v", k, err)
+		}
+	}
+
+	// An audit of files writes reports but prunes nothing: files are no
+	// inventory of the cluster.
+	runGuardCommand(t, "audit", "--kubeconfig", env.Kubeconfig, "-f", file, "--config", rollout, "--write-reports")
+	if _, err := env.Dynamic.Resource(reportsGVR).Namespace(staleNamespace).Get(ctx, "egress-guard", metav1.GetOptions{}); err != nil {
+		t.Errorf("an audit of files deleted the report of %s: %v", staleNamespace, err)
+	}
+
 	// The audit of the cluster, written as Reports.
 	out := runGuardCommand(t, "audit", "--kubeconfig", env.Kubeconfig, "-n", auditNamespace, "--config", rollout, "--write-reports", "-o", "json")
 	var a struct {
@@ -186,6 +212,14 @@ func TestAuditDryRunRollout(t *testing.T) {
 	first := waitReport(t, policyReportsGVR, auditNamespace, "", 60*time.Second)
 	compareFindings(t, "PolicyReport written by serve", reportFindings(t, first), want)
 	second := waitReport(t, policyReportsGVR, auditNamespace, first.GetResourceVersion(), 60*time.Second)
+	// The audit of the whole cluster prunes the stale report it writes the
+	// kind of; the other API's is left alone.
+	if _, err := env.Dynamic.Resource(policyReportsGVR).Namespace(staleNamespace).Get(ctx, "egress-guard", metav1.GetOptions{}); err == nil {
+		t.Errorf("serve's audit left the stale PolicyReport of %s", staleNamespace)
+	}
+	if _, err := env.Dynamic.Resource(reportsGVR).Namespace(staleNamespace).Get(ctx, "egress-guard", metav1.GetOptions{}); err != nil {
+		t.Errorf("serve's audit (PolicyReports) deleted the Report of %s: %v", staleNamespace, err)
+	}
 	if second.GetUID() != first.GetUID() {
 		t.Errorf("the second audit replaced the report (uid %s, then %s) instead of updating it", first.GetUID(), second.GetUID())
 	}
