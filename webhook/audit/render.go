@@ -113,7 +113,7 @@ var htmlTemplate string
 
 var htmlReport = template.Must(template.New("report").Funcs(template.FuncMap{
 	"diffHTML": diffHTML,
-	"ref":       func(o Object) string { return o.Kind + " " + o.Namespace + "/" + o.Name },
+	"ref":      func(o Object) string { return o.Kind + " " + o.Namespace + "/" + o.Name },
 }).Parse(htmlTemplate))
 
 func writeMarkdown(w io.Writer, a *Audit) error {
