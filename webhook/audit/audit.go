@@ -34,6 +34,8 @@ const (
 	Pass Outcome = "pass"
 	Fail Outcome = "fail"
 	Warn Outcome = "warn"
+	// Error: the object could not be evaluated.
+	Error Outcome = "error"
 )
 
 // Severity is a finding's severity, as OpenReports names them.
@@ -85,7 +87,10 @@ type Finding struct {
 type Result struct {
 	Object Object `json:"object"`
 	// Skipped says why the object was not evaluated (exempt namespace).
-	Skipped  string    `json:"skipped,omitempty"`
+	Skipped string `json:"skipped,omitempty"`
+	// Error says why the object could not be evaluated: it does not decode
+	// into its Istio type (the message names the field).
+	Error    string    `json:"error,omitempty"`
 	Findings []Finding `json:"findings"`
 	// Patch is the would-be patch of every mutation, dry runs included.
 	Patch []jsonpatch.Operation `json:"patch,omitempty"`
@@ -94,7 +99,7 @@ type Result struct {
 }
 
 // Compliant reports whether enforcement would leave the object alone.
-func (r *Result) Compliant() bool { return len(r.Findings) == 0 }
+func (r *Result) Compliant() bool { return len(r.Findings) == 0 && r.Error == "" }
 
 // Audit is the outcome of a run.
 type Audit struct {
@@ -120,7 +125,8 @@ type Options struct {
 
 // Run audits docs. The documents are the whole world: the ServiceEntries
 // among them are the inventory cross-object rules see. Results keep the
-// order of docs. An object that cannot be decoded is an error naming it.
+// order of docs. An object that cannot be decoded gets a result with its
+// Error (the API server would deny it); a policy that fails stops the run.
 func Run(ctx context.Context, e *engine.Engine, docs []check.Document, opts Options) (*Audit, error) {
 	workers := opts.Workers
 	if workers < 1 {
@@ -193,6 +199,9 @@ func auditOne(ctx context.Context, e *engine.Engine, d check.Document, strict bo
 	}
 	opts := guard.Options{Strict: strict}
 	m, err := guard.Mutate(ctx, e, req, opts)
+	if inputError(res, err) {
+		return res, nil
+	}
 	if err != nil {
 		return nil, wrap(d, err)
 	}
@@ -223,6 +232,9 @@ func auditOne(ctx context.Context, e *engine.Engine, d check.Document, strict bo
 		input = m.Input // nothing changed: the same input
 	}
 	dec, err := guard.ValidateInput(ctx, e, req, input, opts)
+	if inputError(res, err) {
+		return res, nil
+	}
 	if err != nil {
 		return nil, wrap(d, err)
 	}
@@ -242,6 +254,17 @@ func outcome(a config.Action) Outcome {
 		return Warn
 	}
 	return Fail
+}
+
+// inputError records err in res when the object could not be decoded.
+func inputError(res *Result, err error) bool {
+	var ie *guard.InputError
+	if !errors.As(err, &ie) {
+		return false
+	}
+	res.Error = ie.Error()
+	res.Findings, res.Patch, res.Diff = []Finding{}, nil, ""
+	return true
 }
 
 func wrap(d check.Document, err error) error {

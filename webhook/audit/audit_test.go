@@ -265,3 +265,42 @@ func TestDiffHTMLEscapes(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
+
+// An object that does not decode is an error result naming the field; the
+// others are audited.
+func TestAuditErrorResult(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(scenarios, "000-http-mtls-origination")
+	docs := readDocs(t, dir)
+	bad, err := check.NewDocument("extra:1", []byte(`{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"bad","namespace":"default"},"spec":{"hosts":["test.com"],"ports":[{"number":"eighty","name":"http","protocol":"HTTP"}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs = append(docs, bad)
+	a, err := Run(ctx, loadConfig(t, filepath.Join(dir, "config.yaml"), nil), docs, Options{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := a.Results[len(a.Results)-1]
+	if !strings.Contains(last.Error, "ServiceEntry default/bad") || !strings.Contains(last.Error, "spec.ports[0].number") || len(last.Findings) != 0 {
+		t.Errorf("the undecodable object: %+v", last)
+	}
+	s := Summarize(a)
+	if s.Errors != 1 || s.WithFindings == 0 {
+		t.Errorf("summary %+v", s)
+	}
+	reps := Reports(a)
+	var found bool
+	for _, r := range reps[0].Results {
+		if r.Result == "error" && len(r.Subjects) == 1 && r.Subjects[0].Name == "bad" && strings.Contains(r.Description, "spec.ports[0].number") {
+			found = true
+		}
+	}
+	if !found || reps[0].Summary.Error != 1 {
+		t.Errorf("no error result for the undecodable object: %+v", reps[0].Summary)
+	}
+	var html bytes.Buffer
+	if err := Write(&html, FormatHTML, a); err != nil || !strings.Contains(html.String(), `data-error>could not be evaluated: `) {
+		t.Errorf("the HTML report does not show the error: %v", err)
+	}
+}

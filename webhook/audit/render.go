@@ -120,8 +120,8 @@ func writeMarkdown(w io.Writer, a *Audit) error {
 	s := Summarize(a)
 	var b strings.Builder
 	fmt.Fprintf(&b, "# egress-guard audit\n\nGenerated %s; default enforcement `%s`.\n\n", a.Generated.Format("2006-01-02 15:04:05 MST"), a.Enforcement)
-	fmt.Fprintf(&b, "%d objects audited: %d compliant, %d that enforcement would deny or change (%d failing and %d warning findings), %d skipped.\n\n",
-		s.Objects, s.Compliant, s.WithFindings, s.Fail, s.Warn, s.Skipped)
+	fmt.Fprintf(&b, "%d objects audited: %d compliant, %d that enforcement would deny or change (%d failing and %d warning findings), %d that could not be evaluated, %d skipped.\n\n",
+		s.Objects, s.Compliant, s.WithFindings, s.Fail, s.Warn, s.Errors, s.Skipped)
 	b.WriteString("| namespace | objects | compliant | with findings | findings by rule |\n|---|---|---|---|---|\n")
 	for _, ns := range s.Namespaces {
 		var rules []string
@@ -134,6 +134,9 @@ func writeMarkdown(w io.Writer, a *Audit) error {
 		fmt.Fprintf(&b, "\n## Namespace %s\n", ns.Namespace)
 		for _, r := range ns.Results {
 			fmt.Fprintf(&b, "\n### %s %s/%s\n\n", r.Object.Kind, r.Object.Namespace, r.Object.Name)
+			if r.Error != "" {
+				fmt.Fprintf(&b, "- could not be evaluated: %s\n", mdEscape(r.Error))
+			}
 			for _, f := range r.Findings {
 				field := ""
 				if f.Field != "" {

@@ -42,6 +42,14 @@ func Reports(a *Audit) []reportsv1alpha1.Report {
 			APIVersion: r.Object.APIVersion, Kind: r.Object.Kind,
 			Namespace: r.Object.Namespace, Name: r.Object.Name, UID: types.UID(r.Object.UID),
 		}}
+		if r.Error != "" {
+			rep.Results = append(rep.Results, reportsv1alpha1.ReportResult{
+				Source: Source, Policy: PassPolicy, Result: reportsv1alpha1.Result(Error), Severity: reportsv1alpha1.ResultSeverity(High),
+				Timestamp: ts, Scored: true, Subjects: subject, Description: r.Error,
+			})
+			rep.Summary.Error++
+			continue
+		}
 		if r.Compliant() {
 			rep.Results = append(rep.Results, reportsv1alpha1.ReportResult{
 				Source: Source, Policy: PassPolicy, Result: reportsv1alpha1.Result(Pass), Severity: reportsv1alpha1.ResultSeverity(Info),

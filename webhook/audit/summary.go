@@ -8,10 +8,12 @@ type Summary struct {
 	Skipped   int `json:"skipped"`
 	Compliant int `json:"compliant"`
 	// WithFindings are the objects enforcement would deny or change.
-	WithFindings int                `json:"withFindings"`
-	Fail         int                `json:"fail"`
-	Warn         int                `json:"warn"`
-	Namespaces   []NamespaceSummary `json:"namespaces"`
+	WithFindings int `json:"withFindings"`
+	Fail         int `json:"fail"`
+	Warn         int `json:"warn"`
+	// Errors are the objects that could not be evaluated.
+	Errors     int                `json:"errors"`
+	Namespaces []NamespaceSummary `json:"namespaces"`
 }
 
 // NamespaceSummary counts one namespace's objects and findings per rule.
@@ -20,6 +22,7 @@ type NamespaceSummary struct {
 	Objects      int         `json:"objects"`
 	Compliant    int         `json:"compliant"`
 	WithFindings int         `json:"withFindings"`
+	Errors       int         `json:"errors"`
 	Rules        []RuleCount `json:"rules"`
 }
 
@@ -49,6 +52,11 @@ func Summarize(a *Audit) Summary {
 			byRule[r.Object.Namespace] = map[string]*RuleCount{}
 		}
 		ns.Objects++
+		if r.Error != "" {
+			s.Errors++
+			ns.Errors++
+			continue
+		}
 		if r.Compliant() {
 			s.Compliant++
 			ns.Compliant++

@@ -175,7 +175,7 @@ func progress(w io.Writer) func(done, total int) {
 
 func writeAuditSummary(w io.Writer, a *audit.Audit, o *auditOptions) {
 	s := audit.Summarize(a)
-	fmt.Fprintf(w, "%d objects: %d compliant, %d that enforcement would deny or change, %d skipped\n", s.Objects, s.Compliant, s.WithFindings, s.Skipped)
+	fmt.Fprintf(w, "%d objects: %d compliant, %d that enforcement would deny or change, %d that could not be evaluated, %d skipped\n", s.Objects, s.Compliant, s.WithFindings, s.Errors, s.Skipped)
 	for _, ns := range s.Namespaces {
 		fmt.Fprintf(w, "  %s: %d objects, %d with findings", ns.Namespace, ns.Objects, ns.WithFindings)
 		for _, rc := range ns.Rules {
@@ -184,6 +184,9 @@ func writeAuditSummary(w io.Writer, a *audit.Audit, o *auditOptions) {
 		fmt.Fprintln(w)
 	}
 	for _, r := range a.Results {
+		if r.Error != "" {
+			fmt.Fprintf(w, "error %s %s/%s: %s\n", r.Object.Kind, r.Object.Namespace, r.Object.Name, r.Error)
+		}
 		for _, f := range r.Findings {
 			fmt.Fprintf(w, "%-4s %s %s %s/%s (%s): %s\n", f.Outcome, f.Code, r.Object.Kind, r.Object.Namespace, r.Object.Name, f.Action, f.Message)
 		}
