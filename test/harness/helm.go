@@ -40,15 +40,9 @@ func (h *Helm) Run(ctx context.Context, args ...string) Result {
 	if h.Kubeconfig != "" {
 		cmd.Env = append(cmd.Env, "KUBECONFIG="+h.Kubeconfig)
 	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	start := time.Now()
-	err := cmd.Run()
-	if err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("%w (%w)", err, ctx.Err())
-	}
-	return Result{Cmd: "helm", Args: args, Stdout: stdout.String(), Stderr: stderr.String(), Err: err, Took: time.Since(start)}
+	r := runCommand(ctx, cmd, args)
+	r.Cmd = "helm"
+	return r
 }
 
 // Objects are the documents of a multi-document YAML stream, such as the

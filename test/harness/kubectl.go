@@ -34,6 +34,12 @@ func (c *ControlPlane) Kubectl(ctx context.Context, stdin []byte, args ...string
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
+	return runCommand(ctx, cmd, args)
+}
+
+// runCommand runs cmd, whose context is ctx, and returns its output and how
+// it ended; args are the arguments to show.
+func runCommand(ctx context.Context, cmd *exec.Cmd, args []string) Result {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
