@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/egress-guard/egress-guard/webhook/config"
@@ -298,4 +299,40 @@ func storeDoc(t *testing.T, e *Engine, ref string) map[string]any {
 		t.Fatalf("%s: %v %v", ref, rs, err)
 	}
 	return rs[0].Expressions[0].Value.(map[string]any)
+}
+
+// The input conversion gives the value OPA's own JSON decoding gives, with
+// metadata.managedFields left out at the top level only.
+func TestInputMatchesOPADecoding(t *testing.T) {
+	docs := []string{
+		`{"metadata":{"name":"n","labels":{"a\u00e9\"b":"\u2028x\\y"}},"spec":{"hosts":["a.com"],"n":[1,-0,2.5e3,12345678901234567890,1E-2],"t":true,"f":false,"z":null,"e":{},"l":[]}}`,
+		`{"spec":{"metadata":{"managedFields":[1]}},"managedFields":"top"}`,
+		`[1,"x",{"k":[]}]`,
+		`"just a string"`,
+	}
+	for _, doc := range docs {
+		got, err := toValue([]byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v", doc, err)
+		}
+		want, err := ast.ValueFromReader(strings.NewReader(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Compare(want) != 0 {
+			t.Errorf("%s:\ngot  %v\nwant %v", doc, got, want)
+		}
+	}
+	got, err := toValue([]byte(`{"metadata":{"name":"n","managedFields":[{"manager":"m"}]},"spec":{}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"metadata": {"name": "n"}, "spec": {}}`; got.String() != want {
+		t.Errorf("managedFields: got %v, want %s", got, want)
+	}
+	for _, bad := range []string{`{"n":NaN}`, `{"n":1.2.3}`, `{"n":-Inf}`, "{\"s\":\"a\tb\"}", `{"a":1,}`, `{"a":1} x`} {
+		if _, err := toValue([]byte(bad)); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
 }

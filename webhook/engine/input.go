@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/util"
+	"github.com/valyala/fastjson"
 )
 
 // Request is the admission request as the policies see it (input).
@@ -61,18 +61,63 @@ func Input(r Request) (*Prepared, error) {
 	return &Prepared{Kind: r.Kind, Namespace: r.Namespace, Value: ast.NewObject(items...)}, nil
 }
 
-// toValue converts a JSON document into OPA's value, leaving out
+// parsers are reused across conversions: a parser keeps its buffers.
+var parsers fastjson.ParserPool
+
+// toValue converts a JSON document into OPA's value in one pass, leaving out
 // metadata.managedFields: the API server's field ownership bookkeeping is
 // often larger than the spec and no policy needs it.
 func toValue(raw []byte) (ast.Value, error) {
-	var doc any
-	if err := util.NewJSONDecoder(bytes.NewReader(raw)).Decode(&doc); err != nil {
+	// The parser is lenient (NaN, "1.2.3"); the validator is not.
+	if err := fastjson.ValidateBytes(raw); err != nil {
 		return nil, err
 	}
-	if obj, ok := doc.(map[string]any); ok {
-		if meta, ok := obj["metadata"].(map[string]any); ok {
-			delete(meta, "managedFields")
-		}
+	p := parsers.Get()
+	defer parsers.Put(p)
+	doc, err := p.ParseBytes(raw)
+	if err != nil {
+		return nil, err
 	}
-	return ast.InterfaceToValue(doc)
+	return convert(doc, 0), nil
+}
+
+// convert builds the value of v; depth counts the objects above v, so that
+// metadata.managedFields is recognised at the top level only.
+func convert(v *fastjson.Value, depth int) ast.Value {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o := v.GetObject()
+		items := make([][2]*ast.Term, 0, o.Len())
+		o.Visit(func(key []byte, x *fastjson.Value) {
+			var val ast.Value
+			if depth == 1 && string(key) == "managedFields" {
+				return
+			}
+			if depth == 0 && string(key) == "metadata" {
+				val = convert(x, 1)
+			} else {
+				val = convert(x, 2)
+			}
+			items = append(items, [2]*ast.Term{ast.StringTerm(string(key)), ast.NewTerm(val)})
+		})
+		return ast.NewObject(items...)
+	case fastjson.TypeArray:
+		a := v.GetArray()
+		terms := make([]*ast.Term, len(a))
+		for i, x := range a {
+			terms[i] = ast.NewTerm(convert(x, 2))
+		}
+		return ast.NewArray(terms...)
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		return ast.String(string(b))
+	case fastjson.TypeNumber:
+		return ast.Number(v.MarshalTo(nil))
+	case fastjson.TypeTrue:
+		return ast.Boolean(true)
+	case fastjson.TypeFalse:
+		return ast.Boolean(false)
+	default:
+		return ast.Null{}
+	}
 }
