@@ -12,6 +12,7 @@ import (
 
 	"github.com/golang/protobuf/jsonpb" //nolint:staticcheck // the Istio API types marshal with it
 	"github.com/golang/protobuf/proto"  //nolint:staticcheck // the Istio API types are generated for it
+	"github.com/valyala/fastjson"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/runtime/protoimpl"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -76,13 +77,15 @@ func Decode(kind string, raw []byte, strict bool) (client.Object, error) {
 	if obj == nil {
 		return nil, fmt.Errorf("kind %q is not one of %s", kind, strings.Join(Kinds, ", "))
 	}
-	var env envelope
-	errs, err := kjson.UnmarshalStrict(raw, &env)
-	if err != nil {
-		return nil, fmt.Errorf("not a valid object: %s", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	if strict && len(errs) > 0 {
-		return nil, fmt.Errorf("%s", strings.TrimPrefix(errs[0].Error(), "json: "))
+	env, ok := split(raw, strict)
+	if !ok {
+		errs, err := kjson.UnmarshalStrict(raw, &env)
+		if err != nil {
+			return nil, fmt.Errorf("not a valid object: %s", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		if strict && len(errs) > 0 {
+			return nil, fmt.Errorf("%s", strings.TrimPrefix(errs[0].Error(), "json: "))
+		}
 	}
 	if err := decodeMeta(&env, obj, strict); err != nil {
 		return nil, err
@@ -94,6 +97,56 @@ func Decode(kind string, raw []byte, strict bool) (client.Object, error) {
 		}
 	}
 	return obj, nil
+}
+
+var parsers fastjson.ParserPool
+
+// split cuts raw into its envelope in one pass. It declines (ok false) in
+// strict mode and for anything but valid JSON of an object with string (or
+// null) apiVersion and kind, each top-level field once: the full decoder
+// then explains what is wrong.
+func split(raw []byte, strict bool) (env envelope, ok bool) {
+	if strict || fastjson.ValidateBytes(raw) != nil {
+		return env, false
+	}
+	p := parsers.Get()
+	defer parsers.Put(p)
+	doc, err := p.ParseBytes(raw)
+	if err != nil || doc.Type() != fastjson.TypeObject {
+		return env, false
+	}
+	ok = true
+	seen := map[string]bool{}
+	doc.GetObject().Visit(func(key []byte, v *fastjson.Value) {
+		k := string(key)
+		switch k {
+		case "apiVersion", "kind", "metadata", "spec":
+			ok = ok && !seen[k]
+			seen[k] = true
+		}
+		switch k {
+		case "apiVersion", "kind":
+			var s string
+			switch v.Type() {
+			case fastjson.TypeString:
+				b, _ := v.StringBytes()
+				s = string(b)
+			case fastjson.TypeNull:
+			default:
+				ok = false
+			}
+			if k == "kind" {
+				env.Kind = s
+			} else {
+				env.APIVersion = s
+			}
+		case "metadata":
+			env.Metadata = v.MarshalTo(nil)
+		case "spec":
+			env.Spec = v.MarshalTo(nil)
+		}
+	})
+	return env, ok
 }
 
 func decodeMeta(env *envelope, obj client.Object, strict bool) error {
@@ -135,12 +188,25 @@ func Marshal(obj client.Object) ([]byte, error) {
 		return nil, err
 	}
 	apiVersion, kind := obj.GetObjectKind().GroupVersionKind().ToAPIVersionAndKind()
-	return json.Marshal(struct {
-		APIVersion string          `json:"apiVersion"`
-		Kind       string          `json:"kind"`
-		Metadata   json.RawMessage `json:"metadata"`
-		Spec       json.RawMessage `json:"spec"`
-	}{apiVersion, kind, meta, json.RawMessage(spec)})
+	av, err := json.Marshal(apiVersion)
+	if err != nil {
+		return nil, err
+	}
+	k, err := json.Marshal(kind)
+	if err != nil {
+		return nil, err
+	}
+	// The parts are JSON already: joined, not encoded again.
+	out := make([]byte, 0, len(av)+len(k)+len(meta)+len(spec)+48)
+	out = append(out, `{"apiVersion":`...)
+	out = append(out, av...)
+	out = append(out, `,"kind":`...)
+	out = append(out, k...)
+	out = append(out, `,"metadata":`...)
+	out = append(out, meta...)
+	out = append(out, `,"spec":`...)
+	out = append(out, spec...)
+	return append(out, '}'), nil
 }
 
 // ID names an object for messages: Kind namespace/name.

@@ -88,6 +88,11 @@ func (r *answer) failure() (int, string) {
 	if r.code != 0 && r.code != http.StatusOK {
 		return 0, ""
 	}
+	// Every answer tied to a request carries its non-empty uid; only an
+	// answer that may lack one is worth decoding.
+	if !bytes.Contains(r.body.Bytes(), []byte(`"uid":""`)) && bytes.Contains(r.body.Bytes(), []byte(`"uid":"`)) {
+		return 0, ""
+	}
 	if err := json.Unmarshal(r.body.Bytes(), &review); err != nil || review.Response == nil {
 		return 0, ""
 	}
