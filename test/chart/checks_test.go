@@ -331,14 +331,16 @@ func volumeAt(d *appsv1.Deployment, c *corev1.Container, dir string) *corev1.Vol
 //	                           ClusterRole <fullname> (the two webhook
 //	                           configurations, by name)
 //	events                     ClusterRole <fullname>-events (core Events)
+//	inventory                  ClusterRole <fullname>-inventory (get, list
+//	                           and watch ServiceEntries)
 //	audit                      ClusterRole <fullname>-audit (list the Istio
 //	                           objects, write the reports of one API)
-//	any of the three           Role <fullname>-audit (the audit's Lease and
+//	any of them                Role <fullname>-audit (the audit's Lease and
 //	                           its leader election's Events): serve runs the
 //	                           audit's election whenever it reaches the API
 //
-// With none of them (cert-manager mode, events off, no audit): no RBAC and
-// no token.
+// With none of them (cert-manager mode, events and inventory off, no audit):
+// no RBAC and no token.
 func (r rendered) checkRBAC(t *testing.T) {
 	d, c := r.deployment(t)
 	var sa corev1.ServiceAccount
@@ -347,9 +349,9 @@ func (r rendered) checkRBAC(t *testing.T) {
 		t.Errorf("Deployment runs as ServiceAccount %q, the chart's is %q", d.Spec.Template.Spec.ServiceAccountName, sa.Name)
 	}
 	selfManaged := r.want.mode == "self-managed"
-	api := selfManaged || r.want.events || r.want.audit != ""
+	api := selfManaged || r.want.events || r.want.inventory || r.want.audit != ""
 	if mount := d.Spec.Template.Spec.AutomountServiceAccountToken; mount == nil || *mount != api {
-		t.Errorf("automountServiceAccountToken %v, want %v (self-managed %v, events %v, audit %q)", mount, api, selfManaged, r.want.events, r.want.audit)
+		t.Errorf("automountServiceAccountToken %v, want %v (self-managed %v, events %v, inventory %v, audit %q)", mount, api, selfManaged, r.want.events, r.want.inventory, r.want.audit)
 	}
 	if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
 		t.Errorf("ServiceAccount %s: automountServiceAccountToken %v, want false (the pods choose)", sa.Name, sa.AutomountServiceAccountToken)
@@ -358,6 +360,9 @@ func (r rendered) checkRBAC(t *testing.T) {
 	// The flags that name what the rules grant.
 	if events := slices.Contains(c.Args, "--events"); events != r.want.events {
 		t.Errorf("--events passed: %v, want %v: %v", events, r.want.events, c.Args)
+	}
+	if inventory := slices.Contains(c.Args, "--inventory"); inventory != r.want.inventory {
+		t.Errorf("--inventory passed: %v, want %v: %v", inventory, r.want.inventory, c.Args)
 	}
 	leNamespace, hasLENamespace := flag(c.Args, "leader-election-namespace")
 	auditLease, hasAuditLease := flag(c.Args, "audit-leader-election-id")
@@ -383,6 +388,11 @@ func (r rendered) checkRBAC(t *testing.T) {
 	if r.want.events {
 		wantClusterRoles[sa.Name+"-events"] = []rbacv1.PolicyRule{
 			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+		}
+	}
+	if r.want.inventory {
+		wantClusterRoles[sa.Name+"-inventory"] = []rbacv1.PolicyRule{
+			{APIGroups: []string{"networking.istio.io"}, Resources: []string{"serviceentries"}, Verbs: []string{"get", "list", "watch"}},
 		}
 	}
 	if r.want.audit != "" {

@@ -54,6 +54,7 @@ type want struct {
 	antiAffinity  string
 	pdb           string // "minAvailable=1", "maxUnavailable=1" or "" (none)
 	events        bool   // serve --events
+	inventory     bool   // serve --inventory
 	audit         string // the report API of the periodic audit; "" = no audit
 	auditLease    string // audit.leaderElectionID
 	reportCRDs    []string
@@ -72,6 +73,7 @@ func defaults() want {
 		antiAffinity:  "soft",
 		pdb:           "minAvailable=1",
 		events:        true,
+		inventory:     true,
 		auditLease:    "egress-guard-audit",
 		reportCRDs:    []string{openReportsCRD},
 	}
@@ -207,9 +209,14 @@ func renderCases() []renderCase {
 		},
 		{
 			// Nothing calls the API: no RBAC, no token.
-			name: "events-off-audit-0s",
-			set:  []string{"events.enabled=false", "config.audit.interval=0s", "reports.crds.openreports=false"},
-			want: with(func(w *want) { w.events, w.reportCRDs = false, nil }),
+			name: "events-off-inventory-off-audit-0s",
+			set:  []string{"events.enabled=false", "inventory.enabled=false", "config.audit.interval=0s", "reports.crds.openreports=false"},
+			want: with(func(w *want) { w.events, w.inventory, w.reportCRDs = false, false, nil }),
+		},
+		{
+			name: "inventory-only",
+			set:  []string{"events.enabled=false", "config.audit.interval=0s"},
+			want: with(func(w *want) { w.events = false }),
 		},
 		{
 			name: "no-pdb-no-anti-affinity",
@@ -345,6 +352,7 @@ func TestSchemaRejects(t *testing.T) {
 		{"config.audit.interval=1day", []string{"/config/audit/interval", "1day"}},
 		{"config.audit.every=1h", []string{"/config/audit", "'every' not allowed"}},
 		{"events.enabled=yes", []string{"/events/enabled", "want boolean"}},
+		{"inventory.enabled=yes", []string{"/inventory/enabled", "want boolean"}},
 		{"audit.leaderElectionID=Audit_Lease", []string{"/audit/leaderElectionID", "Audit_Lease"}},
 		{"audit.interval=1h", []string{"/audit", "'interval' not allowed"}},
 		{"reports.crds.openreports=maybe", []string{"/reports/crds/openreports", "want boolean"}},

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,14 @@ type Holder struct {
 
 	current atomic.Pointer[engine.Engine]
 	digest  [32]byte
+
+	// mu orders the engine builds of file reloads and inventory updates, so
+	// that an older build never replaces a newer one.
+	mu sync.Mutex
+	// inventory is the cluster's, as last given to Refresh.
+	inventory engine.Inventory
+	// inventoryReady is set by the first Refresh.
+	inventoryReady atomic.Bool
 }
 
 // Get returns the engine in force.
@@ -46,8 +55,39 @@ func (h *Holder) Checker() healthz.Checker {
 	}
 }
 
+// InventoryChecker is ready once an engine holds the cluster's inventory.
+func (h *Holder) InventoryChecker() healthz.Checker {
+	return func(*http.Request) error {
+		if !h.inventoryReady.Load() {
+			return errors.New("ServiceEntries not synced yet")
+		}
+		return nil
+	}
+}
+
+// Refresh puts in force an engine with the configuration and policies in
+// force and the cluster's inventory inv.
+func (h *Holder) Refresh(ctx context.Context, inv engine.Inventory) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cur := h.current.Load()
+	if cur == nil {
+		return errors.New("no configuration loaded")
+	}
+	e, err := engine.New(ctx, engine.Options{Config: cur.Config(), PolicyDirs: h.policyDirs, Inventory: inv})
+	if err != nil {
+		return err
+	}
+	h.inventory = inv
+	h.current.Store(e)
+	h.inventoryReady.Store(true)
+	return nil
+}
+
 // Load builds an engine from the files and puts it in force.
 func (h *Holder) Load(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	digest, err := h.sum()
 	if err != nil {
 		return err
@@ -61,7 +101,7 @@ func (h *Holder) Load(ctx context.Context) error {
 			return err
 		}
 	}
-	e, err := engine.New(ctx, engine.Options{Config: cfg, PolicyDirs: h.policyDirs})
+	e, err := engine.New(ctx, engine.Options{Config: cfg, PolicyDirs: h.policyDirs, Inventory: h.inventory})
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/egress-guard/egress-guard/webhook/audit"
 	"github.com/egress-guard/egress-guard/webhook/config"
 	"github.com/egress-guard/egress-guard/webhook/handler"
+	"github.com/egress-guard/egress-guard/webhook/inventory"
 	"github.com/egress-guard/egress-guard/webhook/metrics"
 )
 
@@ -75,6 +76,9 @@ type Options struct {
 	// Events records Events on objects for warn and dryrun decisions
 	// (needs REST).
 	Events bool
+	// Inventory keeps the cluster's ServiceEntries as data.inventory (needs
+	// REST); /readyz waits for their first sync.
+	Inventory bool
 	// LeaderElectionNamespace and AuditLeaderElectionID name the audit's
 	// Lease (namespace default: the pod's).
 	LeaderElectionNamespace string
@@ -140,6 +144,17 @@ func Run(ctx context.Context, o Options) error {
 		"policies":    holder.Checker(),
 		"certificate": func(*http.Request) error { return o.Certs.Healthy() },
 	}}
+	var watcher *inventory.Watcher
+	if o.Inventory {
+		if o.REST == nil {
+			return errors.New("the inventory needs API access")
+		}
+		var err error
+		if watcher, err = inventory.New(o.REST); err != nil {
+			return err
+		}
+		ready.Checks["inventory"] = holder.InventoryChecker()
+	}
 	live := &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}
 	srv.Register(HealthzPath, http.StripPrefix(HealthzPath, live))
 	srv.Register(ReadyzPath, http.StripPrefix(ReadyzPath, ready))
@@ -148,6 +163,10 @@ func Run(ctx context.Context, o Options) error {
 	g.Go(func() error { return o.Certs.Start(ctx) })
 	g.Go(func() error { return srv.Start(ctx) })
 	g.Go(func() error { holder.Watch(ctx, o.ReloadInterval); return nil })
+	if watcher != nil {
+		g.Go(func() error { return watcher.Start(ctx) })
+		g.Go(func() error { followInventory(ctx, watcher, holder, log.WithName("inventory")); return nil })
+	}
 	if o.REST != nil && o.LeaderElectionNamespace == "" && !inCluster() && holder.Get().Config().Audit.Every() == 0 {
 		log.Info("no periodic audit: outside a cluster it needs --leader-election-namespace")
 	} else if o.REST != nil {
@@ -195,6 +214,30 @@ func Run(ctx context.Context, o Options) error {
 		return nil
 	}
 	return err
+}
+
+// followInventory puts in force an engine with the cluster's ServiceEntries
+// after the first sync and after every change (many changes at once give one
+// build).
+func followInventory(ctx context.Context, w *inventory.Watcher, h *Holder, log logr.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.Changes():
+		}
+		inv, err := w.Snapshot(ctx)
+		if err == nil {
+			err = h.Refresh(ctx, inv)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error(err, "updating the inventory; keeping the last one")
+			}
+			continue
+		}
+		log.V(1).Info("inventory updated", "serviceEntries", len(inv.ServiceEntries))
+	}
 }
 
 // inCluster reports whether serve runs in a pod, where the Leases default to

@@ -80,13 +80,13 @@ non-zero.
 {{- (.Values.config.audit | default dict).reportAPI | default "openreports" -}}
 {{- end -}}
 {{/*
-The pods call the Kubernetes API: self-managed certificates, Events or the
-audit. serve then also runs the audit's leader election (idle while the audit
-is off, so that a reloaded configuration can turn it on), so the audit's
-Lease is granted whenever this is true.
+The pods call the Kubernetes API: self-managed certificates, Events, the
+inventory or the audit. serve then also runs the audit's leader election (idle
+while the audit is off, so that a reloaded configuration can turn it on), so
+the audit's Lease is granted whenever this is true.
 */}}
 {{- define "egress-guard.apiAccess" -}}
-{{- if or (include "egress-guard.selfManaged" .) .Values.events.enabled (include "egress-guard.audit" .) -}}true{{- end -}}
+{{- if or (include "egress-guard.selfManaged" .) .Values.events.enabled .Values.inventory.enabled (include "egress-guard.audit" .) -}}true{{- end -}}
 {{- end -}}
 {{/* The chart creates the self-signed CA chain: cert-manager mode without an issuerRef. */}}
 {{- define "egress-guard.ownCA" -}}

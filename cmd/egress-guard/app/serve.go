@@ -17,11 +17,11 @@ import (
 )
 
 // apiAccess gives serve a client configuration when something needs the API
-// server: self-managed certificates, --events, an explicit --kubeconfig, or
-// the configuration's periodic audit. With one, serve also runs the audit
+// server: self-managed certificates, --events, --inventory, an explicit --kubeconfig,
+// or the configuration's periodic audit. With one, serve also runs the audit
 // loop (idle while audit.interval is 0).
 func apiAccess(cmd *cobra.Command, o *server.Options, cf *certFlags) error {
-	need := cf.mode == certsSelfManaged || o.Events || cmd.Flags().Changed("kubeconfig")
+	need := cf.mode == certsSelfManaged || o.Events || o.Inventory || cmd.Flags().Changed("kubeconfig")
 	if !need {
 		cfg, err := loadConfig(o.ConfigFile)
 		if err != nil {
@@ -87,6 +87,7 @@ func newServeCommand() *cobra.Command {
 	f.IntVar(&o.Port, "port", 9443, "webhook server port")
 	cf.bind(f)
 	f.BoolVar(&o.Events, "events", false, "record Kubernetes Events on objects for warn and dry-run decisions")
+	f.BoolVar(&o.Inventory, "inventory", false, "keep the cluster's ServiceEntries as the policies' inventory (list and watch on serviceentries); /readyz waits for their first sync")
 	f.StringVar(&o.AuditLeaderElectionID, "audit-leader-election-id", audit.DefaultLeaderElectionID, "name of the Lease of the replica that runs the periodic audit (audit.interval in the config)")
 	f.StringVar(&o.ConfigFile, "config", "", "EgressGuardConfig file (default: the embedded default)")
 	f.StringArrayVar(&o.PolicyDirs, "policies", nil, "directory of platform .rego policies (repeatable)")

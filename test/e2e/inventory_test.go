@@ -1,0 +1,93 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const inventoryNamespace = "inventory-apps"
+
+// serve --inventory: a MESH_EXTERNAL ServiceEntry anywhere in the cluster,
+// here in an exempt namespace, makes its host external for the rules of
+// every other object; once it is deleted the host is a cluster name again.
+func TestInventory(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cfg := write("config.yaml", `apiVersion: egressguard.io/v1alpha1
+kind: EgressGuardConfig
+gateway: {namespace: istio-system, service: istio-egressgateway, gateway: istio-system/egress-gateway}
+exemptNamespaces: [kube-system, istio-system]
+allow:
+- hosts: [test.com]
+`)
+	se := write("se.yaml", `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: legacy-db, namespace: istio-system}
+spec:
+  hosts: [legacy-db]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports:
+  - {number: 3306, name: mysql, protocol: TCP}
+`)
+	vs := write("vs.yaml", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: legacy-db, namespace: `+inventoryNamespace+`}
+spec:
+  hosts: [legacy-db]
+  tcp:
+  - route:
+    - destination: {host: legacy-db, port: {number: 3306}}
+`)
+	env.ensureNamespace(t, "istio-system")
+	env.ensureNamespace(t, inventoryNamespace)
+	t.Cleanup(func() {
+		env.kubectl("delete", "--ignore-not-found", "-f", se)
+		env.kubectl("delete", "--ignore-not-found", "-f", vs)
+	})
+
+	g := env.startGuard(t, cfg, "", "--inventory")
+	env.useGuard(t, g)
+	dryRun := func() error {
+		if r := env.kubectl("apply", "--dry-run=server", "-f", vs); r.Err != nil {
+			return errors.New(r.Output())
+		}
+		return nil
+	}
+
+	// A name without dots is a cluster name: nothing to say.
+	if err := dryRun(); err != nil {
+		t.Fatalf("before the ServiceEntry, the VirtualService is refused: %v", err)
+	}
+
+	if r := env.kubectl("apply", "-f", se); r.Err != nil {
+		t.Fatalf("the ServiceEntry in the exempt namespace is refused:\n%s", r)
+	}
+	eventually(t, 30*time.Second, "the ServiceEntry makes legacy-db external", func() error {
+		err := dryRun()
+		switch {
+		case err == nil:
+			return errors.New("the VirtualService is admitted")
+		case !strings.Contains(err.Error(), "EGR202") || !strings.Contains(err.Error(), `external host "legacy-db" is not allowed`):
+			t.Fatalf("the VirtualService is refused for another reason: %v", err)
+		}
+		return nil
+	})
+	if r := env.kubectl("delete", "-f", se); r.Err != nil {
+		t.Fatalf("deleting the ServiceEntry:\n%s", r)
+	}
+	eventually(t, 30*time.Second, "deleting the ServiceEntry makes legacy-db a cluster name again", dryRun)
+}
