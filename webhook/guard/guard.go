@@ -152,7 +152,7 @@ func Validate(ctx context.Context, e *engine.Engine, req engine.Request, opts Op
 // (nil: built here), e.g. by Mutate when it changed nothing.
 func ValidateInput(ctx context.Context, e *engine.Engine, req engine.Request, input *engine.Prepared, opts Options) (*Decision, error) {
 	id := object.ID(req.Kind, req.Namespace, req.Name)
-	if _, err := object.Decode(req.Kind, req.Object, opts.Strict); err != nil {
+	if err := object.Check(req.Kind, req.Object, opts.Strict); err != nil {
 		return nil, &InputError{ID: id, Err: err}
 	}
 	if input == nil {

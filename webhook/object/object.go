@@ -73,6 +73,19 @@ type envelope struct {
 // before admission; files given to the CLI are not pruned). Errors name the
 // field where the decoder can tell.
 func Decode(kind string, raw []byte, strict bool) (client.Object, error) {
+	return decode(kind, raw, strict, true)
+}
+
+// Check reports whether raw decodes into the typed object of kind, as Decode
+// would, without keeping the object. Lenient checking leaves the metadata
+// to the API server, which decodes it itself before admission and never
+// sends malformed metadata; strict checking (files) checks it too.
+func Check(kind string, raw []byte, strict bool) error {
+	_, err := decode(kind, raw, strict, strict)
+	return err
+}
+
+func decode(kind string, raw []byte, strict, meta bool) (client.Object, error) {
 	obj := New(kind)
 	if obj == nil {
 		return nil, fmt.Errorf("kind %q is not one of %s", kind, strings.Join(Kinds, ", "))
@@ -87,8 +100,10 @@ func Decode(kind string, raw []byte, strict bool) (client.Object, error) {
 			return nil, fmt.Errorf("%s", strings.TrimPrefix(errs[0].Error(), "json: "))
 		}
 	}
-	if err := decodeMeta(&env, obj, strict); err != nil {
-		return nil, err
+	if meta {
+		if err := decodeMeta(&env, obj, strict); err != nil {
+			return nil, err
+		}
 	}
 	if len(env.Spec) > 0 && !bytes.Equal(env.Spec, []byte("null")) {
 		u := protojson.UnmarshalOptions{DiscardUnknown: !strict}

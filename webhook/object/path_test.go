@@ -45,3 +45,27 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 		t.Errorf("lenient decoding ignores unknown fields (the API server prunes them): %v", err)
 	}
 }
+
+// Check gives Decode's verdict on the spec; lenient checking leaves the
+// metadata to the API server.
+func TestCheck(t *testing.T) {
+	badSpec := `{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"s"},"spec":{"hosts":"a.com"}}`
+	for _, strict := range []bool{false, true} {
+		if err := Check(ServiceEntry, []byte(badSpec), strict); err == nil || !strings.Contains(err.Error(), "spec.hosts") {
+			t.Errorf("strict %v: %v", strict, err)
+		}
+	}
+	badMeta := `{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"s","labels":{"a":1}},"spec":{"hosts":["a.com"]}}`
+	if err := Check(ServiceEntry, []byte(badMeta), false); err != nil {
+		t.Errorf("lenient: %v", err)
+	}
+	if err := Check(ServiceEntry, []byte(badMeta), true); err == nil || !strings.Contains(err.Error(), "metadata") {
+		t.Errorf("strict: %v", err)
+	}
+	if _, err := Decode(ServiceEntry, []byte(badMeta), false); err == nil || !strings.Contains(err.Error(), "metadata") {
+		t.Errorf("decoding needs the metadata: %v", err)
+	}
+	if err := Check("Gateway", []byte(badSpec), false); err == nil {
+		t.Error("unknown kind accepted")
+	}
+}
