@@ -41,10 +41,11 @@ func Skip(cfg *config.Config, group, kind, namespace string) string {
 type MutateResult struct {
 	// Intents are every mutation the policies ask for, each with its action.
 	Intents []engine.Intent
-	// Original is the object in Istio's JSON shape; Mutated is the object
-	// after the intents whose action is deny or warn; WouldBe is the object
-	// after every intent, dry runs included. They are equal when nothing
-	// changes.
+	// Original is the object's spec as {"spec": ...} in Istio's JSON shape
+	// (what the mutators change; a diff of two patches the whole object);
+	// Mutated is the spec after the intents whose action is deny or warn;
+	// WouldBe is the spec after every intent, dry runs included. They are
+	// equal when nothing changes.
 	Original []byte
 	Mutated  []byte
 	WouldBe  []byte
@@ -107,15 +108,17 @@ func Mutate(ctx context.Context, e *engine.Engine, req engine.Request, opts Opti
 	return res, nil
 }
 
-// apply decodes the object of req and applies intents to it. It returns the
-// object before and after, in Istio's JSON shape.
+// apply decodes the spec of req's object and applies intents to it. It
+// returns the spec before and after, as {"spec": ...} in Istio's JSON shape.
 func apply(req engine.Request, intents []engine.Intent, opts Options) (before, after []byte, err error) {
 	id := object.ID(req.Kind, req.Namespace, req.Name)
-	obj, err := object.Decode(req.Kind, req.Object, opts.Strict)
+	obj, err := object.DecodeSpec(req.Kind, req.Object, opts.Strict)
 	if err != nil {
 		return nil, nil, &InputError{ID: id, Err: err}
 	}
-	if before, err = object.Marshal(obj); err != nil {
+	obj.SetNamespace(req.Namespace)
+	obj.SetName(req.Name)
+	if before, err = object.MarshalSpec(obj); err != nil {
 		return nil, nil, err
 	}
 	if len(intents) == 0 {
@@ -124,7 +127,7 @@ func apply(req engine.Request, intents []engine.Intent, opts Options) (before, a
 	if err := mutators.Apply(obj, intents); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", id, err)
 	}
-	if after, err = object.Marshal(obj); err != nil {
+	if after, err = object.MarshalSpec(obj); err != nil {
 		return nil, nil, err
 	}
 	return before, after, nil

@@ -68,18 +68,19 @@ type envelope struct {
 	Status     json.RawMessage `json:"status"`
 }
 
-// Decode decodes raw JSON into the typed object of kind. Strict decoding also
-// rejects fields the Istio type does not have (the API server prunes those
-// before admission; files given to the CLI are not pruned). Errors name the
-// field where the decoder can tell.
-func Decode(kind string, raw []byte, strict bool) (client.Object, error) {
-	return decode(kind, raw, strict, true)
+// DecodeSpec decodes the spec of raw JSON into the typed object of kind; the
+// metadata is left out (the mutators work on the spec; callers set the name
+// and namespace). Strict decoding also rejects fields the Istio type does not
+// have (the API server prunes those before admission; files given to the CLI
+// are not pruned). Errors name the field where the decoder can tell.
+func DecodeSpec(kind string, raw []byte, strict bool) (client.Object, error) {
+	return decode(kind, raw, strict, false)
 }
 
-// Check reports whether raw decodes into the typed object of kind, as Decode
-// would, without keeping the object. Lenient checking leaves the metadata
-// to the API server, which decodes it itself before admission and never
-// sends malformed metadata; strict checking (files) checks it too.
+// Check reports whether raw decodes into the typed object of kind. Strict
+// checking (files) covers the metadata too; lenient checking leaves it to
+// the API server, which decodes it itself before admission and never sends
+// malformed metadata.
 func Check(kind string, raw []byte, strict bool) error {
 	_, err := decode(kind, raw, strict, strict)
 	return err
@@ -191,37 +192,15 @@ func Spec(obj client.Object) proto.Message {
 	return nil
 }
 
-// Marshal writes the object in Istio's JSON shape (status left out: the
-// guard never reads or writes it).
-func Marshal(obj client.Object) ([]byte, error) {
+// MarshalSpec writes the spec of the object in Istio's JSON shape, as
+// {"spec": ...}: a diff of two such documents patches the spec of the whole
+// object.
+func MarshalSpec(obj client.Object) ([]byte, error) {
 	spec, err := (&jsonpb.Marshaler{OrigName: false}).MarshalToString(Spec(obj))
 	if err != nil {
 		return nil, err
 	}
-	meta, err := json.Marshal(objectMeta(obj))
-	if err != nil {
-		return nil, err
-	}
-	apiVersion, kind := obj.GetObjectKind().GroupVersionKind().ToAPIVersionAndKind()
-	av, err := json.Marshal(apiVersion)
-	if err != nil {
-		return nil, err
-	}
-	k, err := json.Marshal(kind)
-	if err != nil {
-		return nil, err
-	}
-	// The parts are JSON already: joined, not encoded again.
-	out := make([]byte, 0, len(av)+len(k)+len(meta)+len(spec)+48)
-	out = append(out, `{"apiVersion":`...)
-	out = append(out, av...)
-	out = append(out, `,"kind":`...)
-	out = append(out, k...)
-	out = append(out, `,"metadata":`...)
-	out = append(out, meta...)
-	out = append(out, `,"spec":`...)
-	out = append(out, spec...)
-	return append(out, '}'), nil
+	return []byte(`{"spec":` + spec + `}`), nil
 }
 
 // ID names an object for messages: Kind namespace/name.

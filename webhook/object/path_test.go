@@ -34,19 +34,19 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			kind := strings.Split(strings.Split(tc.raw, `"kind":"`)[1], `"`)[0]
-			_, err := Decode(kind, []byte(tc.raw), tc.strict)
+			err := Check(kind, []byte(tc.raw), tc.strict)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want %q", err, tc.want)
 			}
 		})
 	}
 	raw := `{"apiVersion":"networking.istio.io/v1beta1","kind":"DestinationRule","metadata":{"name":"d"},"spec":{"host":"a","trafficPolicy":{"tlz":{}}}}`
-	if _, err := Decode(DestinationRule, []byte(raw), false); err != nil {
+	if _, err := DecodeSpec(DestinationRule, []byte(raw), false); err != nil {
 		t.Errorf("lenient decoding ignores unknown fields (the API server prunes them): %v", err)
 	}
 }
 
-// Check gives Decode's verdict on the spec; lenient checking leaves the
+// Check and DecodeSpec agree on the spec; lenient checking leaves the
 // metadata to the API server.
 func TestCheck(t *testing.T) {
 	badSpec := `{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"s"},"spec":{"hosts":"a.com"}}`
@@ -62,8 +62,8 @@ func TestCheck(t *testing.T) {
 	if err := Check(ServiceEntry, []byte(badMeta), true); err == nil || !strings.Contains(err.Error(), "metadata") {
 		t.Errorf("strict: %v", err)
 	}
-	if _, err := Decode(ServiceEntry, []byte(badMeta), false); err == nil || !strings.Contains(err.Error(), "metadata") {
-		t.Errorf("decoding needs the metadata: %v", err)
+	if _, err := DecodeSpec(ServiceEntry, []byte(badSpec), false); err == nil || !strings.Contains(err.Error(), "spec.hosts") {
+		t.Errorf("DecodeSpec: %v", err)
 	}
 	if err := Check("Gateway", []byte(badSpec), false); err == nil {
 		t.Error("unknown kind accepted")
