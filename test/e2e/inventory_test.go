@@ -4,11 +4,16 @@ package e2e
 
 import (
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egress-guard/egress-guard/test/harness"
 )
 
 const inventoryNamespace = "inventory-apps"
@@ -72,6 +77,7 @@ spec:
 	if err := dryRun(); err != nil {
 		t.Fatalf("before the ServiceEntry, the VirtualService is refused: %v", err)
 	}
+	before := inventoryGauge(t, g)
 
 	if r := env.kubectl("apply", "-f", se); r.Err != nil {
 		t.Fatalf("the ServiceEntry in the exempt namespace is refused:\n%s", r)
@@ -86,8 +92,41 @@ spec:
 		}
 		return nil
 	})
+	if got := inventoryGauge(t, g); got != before+1 {
+		t.Errorf("egress_guard_inventory_service_entries %v after the ServiceEntry, want %v", got, before+1)
+	}
+
 	if r := env.kubectl("delete", "-f", se); r.Err != nil {
 		t.Fatalf("deleting the ServiceEntry:\n%s", r)
 	}
 	eventually(t, 30*time.Second, "deleting the ServiceEntry makes legacy-db a cluster name again", dryRun)
+	if got := inventoryGauge(t, g); got != before {
+		t.Errorf("egress_guard_inventory_service_entries %v after the deletion, want %v", got, before)
+	}
+}
+
+// inventoryGauge reads egress_guard_inventory_service_entries from g's
+// metrics.
+func inventoryGauge(t *testing.T, g *harness.Guard) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + g.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "egress_guard_inventory_service_entries "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no egress_guard_inventory_service_entries in the metrics:\n%s", body)
+	return 0
 }

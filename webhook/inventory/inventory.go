@@ -96,7 +96,7 @@ func (w *Watcher) Start(ctx context.Context) error {
 		return ctx.Err()
 	}
 	w.synced.Store(true)
-	w.changed <- struct{}{}
+	notify()
 	return <-errc
 }
 

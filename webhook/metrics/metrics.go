@@ -15,6 +15,8 @@ type Metrics struct {
 	mutations  *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	reloads    *prometheus.CounterVec
+	inventory  prometheus.Gauge
+	updates    *prometheus.CounterVec
 }
 
 // New registers the metrics with reg.
@@ -41,8 +43,16 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "egress_guard_policy_reloads_total",
 			Help: "Reloads of the configuration and policies, by result (success, failure).",
 		}, []string{"result"}),
+		inventory: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "egress_guard_inventory_service_entries",
+			Help: "ServiceEntries in the policies' inventory in force (serve --inventory).",
+		}),
+		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egress_guard_inventory_updates_total",
+			Help: "Engines rebuilt with a new inventory, by result (success, failure).",
+		}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.violations, m.mutations, m.duration, m.reloads)
+	reg.MustRegister(m.requests, m.violations, m.mutations, m.duration, m.reloads, m.inventory, m.updates)
 	return m
 }
 
@@ -63,10 +73,20 @@ func (m *Metrics) Mutation(kind, intentType, code, action string) {
 }
 
 // Reload records a reload attempt.
-func (m *Metrics) Reload(ok bool) {
+func (m *Metrics) Reload(ok bool) { m.reloads.WithLabelValues(result(ok)).Inc() }
+
+// InventoryUpdate records an inventory update: its ServiceEntries when it
+// took effect.
+func (m *Metrics) InventoryUpdate(serviceEntries int, ok bool) {
+	m.updates.WithLabelValues(result(ok)).Inc()
 	if ok {
-		m.reloads.WithLabelValues("success").Inc()
-		return
+		m.inventory.Set(float64(serviceEntries))
 	}
-	m.reloads.WithLabelValues("failure").Inc()
+}
+
+func result(ok bool) string {
+	if ok {
+		return "success"
+	}
+	return "failure"
 }

@@ -76,10 +76,12 @@ func (h *Holder) Refresh(ctx context.Context, inv engine.Inventory) error {
 	}
 	e, err := engine.New(ctx, engine.Options{Config: cur.Config(), PolicyDirs: h.policyDirs, Inventory: inv})
 	if err != nil {
+		h.metrics.InventoryUpdate(0, false)
 		return err
 	}
 	h.inventory = inv
 	h.current.Store(e)
+	h.metrics.InventoryUpdate(len(inv.ServiceEntries), true)
 	h.inventoryReady.Store(true)
 	return nil
 }
