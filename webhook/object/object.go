@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/golang/protobuf/jsonpb" //nolint:staticcheck // the Istio API types marshal with it
 	"github.com/golang/protobuf/proto"  //nolint:staticcheck // the Istio API types are generated for it
 	"github.com/valyala/fastjson"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -192,15 +191,20 @@ func Spec(obj client.Object) proto.Message {
 	return nil
 }
 
-// MarshalSpec writes the spec of the object in Istio's JSON shape, as
-// {"spec": ...}: a diff of two such documents patches the spec of the whole
-// object.
+// MarshalSpec writes the spec of the object in Istio's JSON shape (the
+// protobuf JSON mapping: lowerCamelCase names, enums by name, unset fields
+// left out), as {"spec": ...}: a diff of two such documents patches the
+// spec of the whole object. The bytes are for diffing, not for display: the
+// encoder's spacing is its own.
 func MarshalSpec(obj client.Object) ([]byte, error) {
-	spec, err := (&jsonpb.Marshaler{OrigName: false}).MarshalToString(Spec(obj))
+	spec, err := protojson.Marshal(protoimpl.X.ProtoMessageV2Of(Spec(obj)))
 	if err != nil {
 		return nil, err
 	}
-	return []byte(`{"spec":` + spec + `}`), nil
+	out := make([]byte, 0, len(spec)+10)
+	out = append(out, `{"spec":`...)
+	out = append(out, spec...)
+	return append(out, '}'), nil
 }
 
 // ID names an object for messages: Kind namespace/name.
