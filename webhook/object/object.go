@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/golang/protobuf/proto"  //nolint:staticcheck // the Istio API types are generated for it
+	"github.com/golang/protobuf/proto" //nolint:staticcheck // the Istio API types are generated for it
 	"github.com/valyala/fastjson"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/runtime/protoimpl"
