@@ -30,8 +30,8 @@ func TestRouteViaGatewayHTTPWithoutMatch(t *testing.T) {
 		Hosts: []string{"a.com"},
 		Http: []*networking.HTTPRoute{{
 			Route: []*networking.HTTPRouteDestination{
-				{Destination: &networking.Destination{Host: "a.com"}, Weight: 70},
-				{Destination: &networking.Destination{Host: "b.com", Port: &networking.PortSelector{Number: 8080}}, Weight: 30},
+				{Destination: &networking.Destination{Host: "a.com"}, Weight: 70, Headers: headers("x-to", "a")},
+				{Destination: &networking.Destination{Host: "b.com", Port: &networking.PortSelector{Number: 8080}}, Weight: 30, Headers: headers("x-to", "b")},
 			},
 		}},
 	})
@@ -57,6 +57,41 @@ func TestRouteViaGatewayHTTPWithoutMatch(t *testing.T) {
 	}
 	if gw.Route[1].Destination.Port.Number != 8080 || gw.Route[1].Weight != 30 {
 		t.Errorf("target port 0 keeps the destination's port: %v", gw.Route[1])
+	}
+	// Several destinations: the gateway chooses, so each keeps its header
+	// operations there, and the mesh leg has none.
+	if mesh.Route[0].Headers != nil {
+		t.Errorf("mesh leg destination headers: %v", mesh.Route[0].Headers)
+	}
+	for i, want := range []string{"a", "b"} {
+		if got := gw.Route[i].GetHeaders().GetRequest().GetSet()["x-to"]; got != want {
+			t.Errorf("gateway leg destination %d: header x-to %q, want %q", i, got, want)
+		}
+	}
+}
+
+func headers(name, value string) *networking.Headers {
+	return &networking.Headers{Request: &networking.Headers_HeaderOperations{Set: map[string]string{name: value}}}
+}
+
+// One destination: its header operations stay with the sidecar, on the mesh
+// leg.
+func TestRouteViaGatewayOneDestinationHeaders(t *testing.T) {
+	obj := vs(&networking.VirtualService{
+		Hosts: []string{"a.com"},
+		Http: []*networking.HTTPRoute{{
+			Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "a.com"}, Headers: headers("x-to", "a")}},
+		}},
+	})
+	if err := Apply(obj, []engine.Intent{route("http", 80, 443)}); err != nil {
+		t.Fatal(err)
+	}
+	mesh, gw := obj.Spec.Http[0], obj.Spec.Http[1]
+	if got := mesh.Route[0].GetHeaders().GetRequest().GetSet()["x-to"]; got != "a" {
+		t.Errorf("mesh leg: header x-to %q", got)
+	}
+	if gw.Route[0].Headers != nil {
+		t.Errorf("gateway leg: headers applied twice: %v", gw.Route[0].Headers)
 	}
 }
 

@@ -118,6 +118,9 @@ func httpLegs(r *networking.HTTPRoute, in engine.Intent) (*networking.HTTPRoute,
 	if len(meshLeg.Match) == 0 {
 		meshLeg.Match = []*networking.HTTPMatchRequest{{Gateways: []string{mesh}}}
 	}
+	// A destination's header operations follow the choice of destination:
+	// with one destination, on the mesh leg; with several, the gateway picks
+	// one, and each keeps its own on the gateway leg.
 	meshDest := &networking.HTTPRouteDestination{Destination: gatewayDestination(in)}
 	if len(r.Route) == 1 {
 		meshDest.Headers = r.Route[0].Headers
@@ -145,7 +148,11 @@ func httpLegs(r *networking.HTTPRoute, in engine.Intent) (*networking.HTTPRoute,
 		if err != nil {
 			return nil, nil, err
 		}
-		gatewayLeg.Route = append(gatewayLeg.Route, &networking.HTTPRouteDestination{Destination: up, Weight: d.Weight})
+		gd := &networking.HTTPRouteDestination{Destination: up, Weight: d.Weight}
+		if len(r.Route) > 1 {
+			gd.Headers = d.Headers
+		}
+		gatewayLeg.Route = append(gatewayLeg.Route, gd)
 	}
 	return meshLeg, gatewayLeg, nil
 }
