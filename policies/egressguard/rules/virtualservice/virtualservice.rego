@@ -117,6 +117,27 @@ _destination_problem(section, i, j, d) := [field, sprintf("%s: port %d of extern
 	field := sprintf("spec.%s[%d].route[%d].destination.port.number", [section, i, j])
 }
 
+# EGR203: a mesh route that mirrors traffic to an external host. The copy
+# leaves from the sidecar, straight to the host, not through the egress
+# gateway; no mutation fixes it.
+deny contains {
+	"code": "EGR203",
+	"field": field,
+	"message": sprintf("%s: mesh traffic mirrored to external host %q bypasses the egress gateway %q", [field, host, lib.gateway_host]),
+} if {
+	some i, route in _vs.spec.http
+	lib.mesh_route(_vs, route)
+	some [field, host] in _mirrors(i, route)
+	lib.external(host)
+	not lib.is_gateway_host(host, _ns)
+}
+
+# _mirrors(i, route): [field, host] of every mirror destination of route i.
+_mirrors(i, route) := array.concat(
+	[[sprintf("spec.http[%d].mirror.host", [i]), route.mirror.host] | route.mirror.host],
+	[[sprintf("spec.http[%d].mirrors[%d].destination.host", [i, k]), m.destination.host] | some k, m in route.mirrors],
+)
+
 # route_via_gateway: a mesh route whose destinations are all allowed external
 # hosts goes direct; it can be split into a mesh leg to the gateway and a
 # gateway leg to the hosts. It fixes EGR201, whose action it takes (a dry run

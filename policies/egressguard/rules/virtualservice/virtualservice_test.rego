@@ -323,6 +323,46 @@ test_no_intent_for_gateway_leg_only if {
 	_intents("default", {"hosts": ["test.com"], "http": [{"route": [_dest(_gw, 80)]}]}) == set()
 }
 
+test_egr203_mirror_to_external_host if {
+	spec := object.union(_legs_http, {"http": [
+		object.union(_legs_http.http[0], {"mirror": {"host": "copy.example.com"}, "mirrors": [
+			{"destination": {"host": "reviews.default.svc.cluster.local"}},
+			{"destination": {"host": "test.com", "port": {"number": 443}}, "percentage": {"value": 5}},
+		]}),
+		_legs_http.http[1],
+	]})
+	{v | some v in _deny("default", spec); v.code == "EGR203"} == {
+		{
+			"code": "EGR203",
+			"field": "spec.http[0].mirror.host",
+			"message": `spec.http[0].mirror.host: mesh traffic mirrored to external host "copy.example.com" bypasses the egress gateway "istio-egressgateway.istio-system.svc.cluster.local"`,
+		},
+		{
+			"code": "EGR203",
+			"field": "spec.http[0].mirrors[1].destination.host",
+			"message": `spec.http[0].mirrors[1].destination.host: mesh traffic mirrored to external host "test.com" bypasses the egress gateway "istio-egressgateway.istio-system.svc.cluster.local"`,
+		},
+	}
+}
+
+test_egr203_mirror_at_the_gateway_or_in_cluster_allowed if {
+	# From the gateway leg, the copy leaves through the gateway; to a cluster
+	# name or the gateway Service, it never leaves.
+	spec := object.union(_legs_http, {"http": [
+		object.union(_legs_http.http[0], {"mirror": {"host": "reviews"}, "mirrors": [{"destination": {"host": _gw}}]}),
+		object.union(_legs_http.http[1], {"mirror": {"host": "copy.example.com"}}),
+	]})
+	not "EGR203" in _codes("default", spec)
+}
+
+test_egr203_direct_route_split_keeps_the_mirror_denied if {
+	# The mesh leg of a split keeps the route's mirror: the object stays
+	# denied after mutation.
+	spec := {"hosts": ["test.com"], "http": [{"route": [_dest("test.com", 80)], "mirror": {"host": "copy.example.com"}}]}
+	"EGR203" in _codes("default", spec)
+	count(_intents("default", spec)) == 1
+}
+
 test_two_legs_are_compliant_and_idempotent if {
 	every spec in [_legs_http, _legs_tls, _legs_tcp] {
 		_deny("default", spec) == set()
