@@ -327,6 +327,7 @@ func TestSchemaRejects(t *testing.T) {
 		{"config.enforcement=block", []string{"/config/enforcement", "'deny', 'warn', 'dryrun'"}},
 		{"config.allow[0].hosts[0]=Not_A_Host", []string{"/config/allow/0/hosts/0", "Not_A_Host"}},
 		{"config.allow[0].hosts[0]=a.com,config.allow[0].origination.mode=PLAIN,config.allow[0].origination.port=443", []string{"/config/allow/0/origination/mode", "'SIMPLE', 'MUTUAL'"}},
+		{"config.allow[0].hosts[0]=a.com,config.allow[0].addresses[0]=ingress.example.com", []string{"/config/allow/0/addresses/0", "ingress.example.com"}},
 		{"config.gateway.ports.http=70000", []string{"/config/gateway/ports/http", "maximum"}},
 		{"config.exemptNamespaces[0]=Kube_System", []string{"/config/exemptNamespaces/0", "Kube_System"}},
 		{"config.unknownField=1", []string{"/config", "'unknownField' not allowed"}},

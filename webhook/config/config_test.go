@@ -69,6 +69,11 @@ func TestParseErrorsNameFieldAndValue(t *testing.T) {
 		{"origination port outside ports", "allow:\n- hosts: [a.com]\n  ports: [80]\n  origination: {mode: SIMPLE, port: 443}\n", []string{"allow[0].origination.port", "443"}},
 		{"gateway ref", "gateway: {gateway: no-slash}\n", []string{"gateway.gateway", "no-slash"}},
 		{"service account", "allow:\n- hosts: [a.com]\n  serviceAccounts: [sleep]\n", []string{"allow[0].serviceAccounts[0]", "sleep"}},
+		{"address", "allow:\n- hosts: [a.com]\n  addresses: [a.com]\n", []string{"allow[0].addresses[0]", `"a.com"`, "IP address or a CIDR"}},
+		{"address zone", "allow:\n- hosts: [a.com]\n  addresses: [\"fe80::1%eth0\"]\n", []string{"allow[0].addresses[0]", "fe80::1%eth0"}},
+		{"cidr host bits", "allow:\n- hosts: [a.com]\n  addresses: [203.0.113.7/24]\n", []string{"allow[0].addresses[0]", "203.0.113.7/24", "203.0.113.0/24"}},
+		{"cidr length", "allow:\n- hosts: [a.com]\n  addresses: [203.0.113.0/33]\n", []string{"allow[0].addresses[0]", "203.0.113.0/33"}},
+		{"duplicate address", "allow:\n- hosts: [a.com]\n  addresses: [192.0.2.1, 192.0.2.1]\n", []string{"allow[0].addresses[1]", "192.0.2.1"}},
 		{"wrong kind", "kind: Other\n", []string{"kind", "Other"}},
 		{"no hosts", "allow:\n- ports: [80]\n", []string{"allow[0].hosts"}},
 		{"override without scope", "overrides:\n- action: warn\n", []string{"overrides[0]", "rules or namespaces"}},
@@ -96,6 +101,16 @@ func TestParseErrorsNameFieldAndValue(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestParseAddresses(t *testing.T) {
+	c, err := Parse([]byte("apiVersion: egressguard.io/v1alpha1\nkind: EgressGuardConfig\nallow:\n- hosts: [a.com]\n  addresses: [192.0.2.10, 203.0.113.0/24, \"2001:db8::/32\", \"2001:db8::1\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Allow[0].Addresses, ","); got != "192.0.2.10,203.0.113.0/24,2001:db8::/32,2001:db8::1" {
+		t.Errorf("addresses are kept as written: %s", got)
 	}
 }
 

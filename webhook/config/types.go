@@ -153,6 +153,10 @@ type AllowEntry struct {
 	Namespaces []string `json:"namespaces,omitempty"`
 	// ServiceAccounts restricts the source identities, as namespace/name.
 	ServiceAccounts []string `json:"serviceAccounts,omitempty"`
+	// Addresses are the IP addresses and CIDR ranges a MESH_EXTERNAL
+	// ServiceEntry may give as endpoints of these hosts; absent means none
+	// (an endpoint must then be a DNS name the allow list covers).
+	Addresses []string `json:"addresses,omitempty"`
 	// GatewaySubset is the subset of the gateway Service the mesh leg targets.
 	GatewaySubset string `json:"gatewaySubset,omitempty"`
 	// Origination makes the gateway originate TLS upstream.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -140,6 +141,17 @@ func validateAllow(a *AllowEntry, p *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(sp, sa, "must be namespace/name of a ServiceAccount"))
 		}
 	}
+	seenAddr := map[string]bool{}
+	for i, addr := range a.Addresses {
+		ap := p.Child("addresses").Index(i)
+		if msg := address(addr); msg != "" {
+			errs = append(errs, field.Invalid(ap, addr, msg))
+		}
+		if seenAddr[addr] {
+			errs = append(errs, field.Duplicate(ap, addr))
+		}
+		seenAddr[addr] = true
+	}
 	if a.GatewaySubset != "" {
 		for _, msg := range validation.IsDNS1123Label(a.GatewaySubset) {
 			errs = append(errs, field.Invalid(p.Child("gatewaySubset"), a.GatewaySubset, msg))
@@ -177,6 +189,24 @@ func validateAllow(a *AllowEntry, p *field.Path) field.ErrorList {
 		}
 	}
 	return errs
+}
+
+// address returns why a is not an IP address or a CIDR range, or "".
+func address(a string) string {
+	if !strings.Contains(a, "/") {
+		if ip, err := netip.ParseAddr(a); err != nil || ip.Zone() != "" {
+			return "must be an IP address or a CIDR range such as 203.0.113.0/24"
+		}
+		return ""
+	}
+	prefix, err := netip.ParsePrefix(a)
+	if err != nil {
+		return "must be an IP address or a CIDR range such as 203.0.113.0/24"
+	}
+	if prefix.Masked() != prefix {
+		return fmt.Sprintf("the bits after the prefix length must be zero (%s)", prefix.Masked())
+	}
+	return ""
 }
 
 // HostPattern returns why h is not an exact DNS name or a "*." wildcard, or "".

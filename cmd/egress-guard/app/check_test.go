@@ -67,8 +67,8 @@ func TestCheckJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
-	if len(rep.Results) != 7 {
-		t.Fatalf("want 7 results, got %d", len(rep.Results))
+	if len(rep.Results) != 8 {
+		t.Fatalf("want 8 results, got %d", len(rep.Results))
 	}
 	vs := rep.Results[0]
 	if vs.Kind != "VirtualService" || !vs.Allowed || !vs.Mutated || len(vs.Patch) == 0 || vs.Object["spec"] == nil {
@@ -78,7 +78,11 @@ func TestCheckJSON(t *testing.T) {
 	if se.Allowed || len(se.Violations) != 1 || se.Violations[0].Code != "EGR101" || se.Violations[0].Field != "spec.hosts[0]" || se.Violations[0].Action != "deny" {
 		t.Errorf("denied ServiceEntry: %+v", se)
 	}
-	mirrored := rep.Results[6]
+	elsewhere := rep.Results[4]
+	if elsewhere.Name != "test-com-elsewhere" || elsewhere.Allowed || len(elsewhere.Violations) != 1 || elsewhere.Violations[0].Code != "EGR103" || elsewhere.Violations[0].Field != "spec.endpoints[0].address" {
+		t.Errorf("denied ServiceEntry pointing an allowed host elsewhere: %+v", elsewhere)
+	}
+	mirrored := rep.Results[7]
 	if mirrored.Name != "test-com-mirrored" || mirrored.Allowed || len(mirrored.Violations) != 1 || mirrored.Violations[0].Code != "EGR203" || mirrored.Violations[0].Field != "spec.http[0].mirror.host" {
 		t.Errorf("denied mirroring VirtualService: %+v", mirrored)
 	}

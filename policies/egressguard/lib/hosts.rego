@@ -67,6 +67,30 @@ _port_ok(found, port) if {
 	port in entry.ports
 }
 
+# endpoint_allowed(address, host, ns): a ServiceEntry in ns may send the
+# traffic of host, an allowed external host, to address: a DNS name the allow
+# list covers for ns, or an IP address inside the addresses of an entry that
+# covers host for ns.
+endpoint_allowed(address, _, ns) if {
+	not _is_ip(address)
+	allowed_host(address, ns)
+}
+
+endpoint_allowed(address, host, ns) if {
+	_is_ip(address)
+	some entry in entries(host, ns)
+	some cidr in object.get(entry, "addresses", [])
+	net.cidr_contains(_as_cidr(cidr), address)
+}
+
+_is_ip(address) if net.cidr_is_valid(concat("", [address, "/32"]))
+
+_as_cidr(a) := a if contains(a, "/")
+
+else := concat("", [a, "/128"]) if contains(a, ":")
+
+else := concat("", [a, "/32"])
+
 # The origination entry for host in ns, if any.
 origination(host, ns) := _first_origination(entries(host, ns))
 

@@ -1,5 +1,5 @@
 # ServiceEntry rules: an entry that registers an external host is allowed only
-# for hosts and ports the platform allows in the object's namespace.
+# for hosts, ports and endpoints the platform allows in the object's namespace.
 package egressguard.rules.serviceentry
 
 import data.egressguard.lib
@@ -32,4 +32,23 @@ deny contains {
 	lib.allowed_host(host, _ns)
 	some i, p in object.get(_se.spec, "ports", [])
 	not lib.allowed_port(host, p.number, _ns)
+}
+
+# EGR103: an endpoint of an allowed MESH_EXTERNAL host that the allow list does
+# not name: the entry would send the host's traffic to another destination.
+deny contains {
+	"code": "EGR103",
+	"field": sprintf("spec.endpoints[%d].address", [i]),
+	"message": sprintf("spec.endpoints[%d].address: endpoint %q of external host %q is not allowed for namespace %q", [i, address, min(refused), _ns]),
+} if {
+	_external
+	some i, endpoint in object.get(_se.spec, "endpoints", [])
+	address := object.get(endpoint, "address", "")
+	address != ""
+	refused := {host |
+		some host in _se.spec.hosts
+		lib.allowed_host(host, _ns)
+		not lib.endpoint_allowed(address, host, _ns)
+	}
+	count(refused) > 0
 }

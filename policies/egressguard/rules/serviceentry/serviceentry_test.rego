@@ -20,7 +20,9 @@ _config := {
 	"exemptNamespaces": ["kube-system", "istio-system"],
 	"clusterDomain": "cluster.local",
 	"allow": [
-		{"hosts": ["test.com"], "ports": [80, 443], "namespaces": ["default"]},
+		{"hosts": ["test.com"], "ports": [80, 443], "namespaces": ["default"], "addresses": ["192.0.2.10", "203.0.113.0/24", "2001:db8::/32"]},
+		{"hosts": ["db.example"], "namespaces": ["team-a"], "addresses": ["198.51.100.0/24"]},
+		{"hosts": ["db.example"], "namespaces": ["team-b"]},
 		{"hosts": ["*.wikipedia.org"], "ports": [443]},
 		{"hosts": ["istio.io"]},
 	],
@@ -125,4 +127,64 @@ test_other_kinds_ignored if {
 		with data.config as _config
 		with data.inventory as {"serviceEntries": []}
 	out == set()
+}
+
+_static(hosts, addresses) := {
+	"hosts": hosts,
+	"location": "MESH_EXTERNAL",
+	"resolution": "STATIC",
+	"endpoints": [{"address": a} | some a in addresses],
+}
+
+test_egr103_listed_addresses if {
+	_deny("default", _static(["test.com"], ["192.0.2.10", "203.0.113.77", "2001:db8::5"])) == set()
+}
+
+test_egr103_unlisted_address if {
+	_deny("default", _static(["test.com"], ["192.0.2.10", "198.51.100.7"])) == {{
+		"code": "EGR103",
+		"field": "spec.endpoints[1].address",
+		"message": `spec.endpoints[1].address: endpoint "198.51.100.7" of external host "test.com" is not allowed for namespace "default"`,
+	}}
+	_codes("default", _static(["test.com"], ["2001:db9::1"])) == {"EGR103"}
+}
+
+test_egr103_entry_without_addresses if {
+	_codes("any", _static(["en.wikipedia.org"], ["192.0.2.10"])) == {"EGR103"}
+}
+
+test_egr103_addresses_of_the_namespace_entry_only if {
+	_deny("team-a", _static(["db.example"], ["198.51.100.5"])) == set()
+	_codes("team-b", _static(["db.example"], ["198.51.100.5"])) == {"EGR103"}
+}
+
+test_egr103_every_host_must_allow_the_address if {
+	_deny("default", _static(["test.com", "istio.io"], ["192.0.2.10"])) == {{
+		"code": "EGR103",
+		"field": "spec.endpoints[0].address",
+		"message": `spec.endpoints[0].address: endpoint "192.0.2.10" of external host "istio.io" is not allowed for namespace "default"`,
+	}}
+}
+
+test_egr103_dns_endpoint if {
+	_deny("default", object.union(_static(["test.com"], ["istio.io"]), {"resolution": "DNS"})) == set()
+	_deny("default", object.union(_static(["test.com"], ["test.com"]), {"resolution": "DNS"})) == set()
+	_deny("default", object.union(_static(["test.com"], ["proxy.evil.example"]), {"resolution": "DNS"})) == {{
+		"code": "EGR103",
+		"field": "spec.endpoints[0].address",
+		"message": `spec.endpoints[0].address: endpoint "proxy.evil.example" of external host "test.com" is not allowed for namespace "default"`,
+	}}
+}
+
+test_egr103_unix_socket if {
+	_codes("default", _static(["test.com"], ["unix:///var/run/proxy.sock"])) == {"EGR103"}
+}
+
+test_egr103_endpoint_without_address if {
+	_deny("default", object.union(_static(["test.com"], []), {"endpoints": [{"network": "remote", "locality": "us-east"}]})) == set()
+}
+
+test_egr103_only_for_allowed_external_hosts if {
+	_codes("default", _static(["evil.example"], ["198.51.100.7"])) == {"EGR101"}
+	_deny("default", object.union(_static(["evil.example"], ["198.51.100.7"]), {"location": "MESH_INTERNAL"})) == set()
 }
