@@ -67,8 +67,8 @@ func TestCheckJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
-	if len(rep.Results) != 8 {
-		t.Fatalf("want 8 results, got %d", len(rep.Results))
+	if len(rep.Results) != 9 {
+		t.Fatalf("want 9 results, got %d", len(rep.Results))
 	}
 	vs := rep.Results[0]
 	if vs.Kind != "VirtualService" || !vs.Allowed || !vs.Mutated || len(vs.Patch) == 0 || vs.Object["spec"] == nil {
@@ -85,6 +85,10 @@ func TestCheckJSON(t *testing.T) {
 	mirrored := rep.Results[7]
 	if mirrored.Name != "test-com-mirrored" || mirrored.Allowed || len(mirrored.Violations) != 1 || mirrored.Violations[0].Code != "EGR203" || mirrored.Violations[0].Field != "spec.http[0].mirror.host" {
 		t.Errorf("denied mirroring VirtualService: %+v", mirrored)
+	}
+	subset := rep.Results[8]
+	if subset.Name != "test-com-weak-subset" || subset.Allowed || subset.Mutated || len(subset.Violations) != 1 || subset.Violations[0].Field != "spec.subsets[0].trafficPolicy.tls.mode" {
+		t.Errorf("denied DestinationRule with a weak subset: %+v", subset)
 	}
 }
 

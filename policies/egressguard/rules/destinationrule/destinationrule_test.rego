@@ -246,3 +246,63 @@ test_egr303_port_level_setting_without_tls if {
 test_egr303_field_without_traffic_policy if {
 	_fields("default", {"host": "test.com"}, "EGR303") == {"spec.trafficPolicy.tls.mode"}
 }
+
+test_egr303_first_port_level_setting_of_a_port if {
+	weak_first := {"host": "test.com", "trafficPolicy": {"portLevelSettings": [
+		{"port": {"number": 443}, "tls": {"mode": "SIMPLE"}},
+		{"port": {"number": 443}, "tls": _mutual},
+	]}}
+	_fields("default", weak_first, "EGR303") == {"spec.trafficPolicy.portLevelSettings[0].tls.mode"}
+	strong_first := {"host": "test.com", "trafficPolicy": {"portLevelSettings": [
+		{"port": {"number": 443}, "tls": _mutual},
+		{"port": {"number": 443}, "tls": {"mode": "SIMPLE"}},
+	]}}
+	_deny("default", strong_first) == set()
+	_intents("default", strong_first) == set()
+}
+
+_with_subset(subset_policy) := {"host": "test.com", "trafficPolicy": {"tls": _mutual}, "subsets": [
+	{"name": "v1", "labels": {"version": "v1"}},
+	{"name": "v2", "labels": {"version": "v2"}, "trafficPolicy": subset_policy},
+]}
+
+test_egr303_subset_tls_weaker if {
+	_deny("default", _with_subset({"tls": {"mode": "SIMPLE", "sni": "test.com"}})) == {{
+		"code": "EGR303",
+		"field": "spec.subsets[1].trafficPolicy.tls.mode",
+		"message": `spec.subsets[1].trafficPolicy.tls.mode: tls mode "SIMPLE" on port 443 of external host "test.com" is weaker than the required "MUTUAL"`,
+	}}
+
+	# The destination's TLS is complete: only the subset is at fault, and no
+	# mutation of the destination fixes it.
+	_intents("default", _with_subset({"tls": {"mode": "SIMPLE"}})) == set()
+}
+
+test_egr303_subset_port_level_setting if {
+	spec := _with_subset({
+		"tls": _mutual,
+		"portLevelSettings": [
+			{"port": {"number": 80}, "tls": _mutual},
+			{"port": {"number": 443}, "loadBalancer": {"simple": "ROUND_ROBIN"}},
+		],
+	})
+
+	# A port-level setting without tls means no TLS on that port.
+	_deny("default", spec) == {{
+		"code": "EGR303",
+		"field": "spec.subsets[1].trafficPolicy.portLevelSettings[1].tls.mode",
+		"message": `spec.subsets[1].trafficPolicy.portLevelSettings[1].tls.mode: tls mode "DISABLE" on port 443 of external host "test.com" is weaker than the required "MUTUAL"`,
+	}}
+}
+
+test_egr303_subset_overrides_a_weak_destination if {
+	# The subset's own TLS is strong enough; the destination's is reported.
+	spec := {"host": "test.com", "trafficPolicy": {"tls": {"mode": "SIMPLE"}}, "subsets": [{"name": "v1", "trafficPolicy": {"tls": _mutual}}]}
+	_fields("default", spec, "EGR303") == {"spec.trafficPolicy.tls.mode"}
+}
+
+test_egr303_subset_inherits if {
+	_deny("default", _with_subset({"loadBalancer": {"simple": "LEAST_REQUEST"}})) == set()
+	_deny("default", _with_subset({"tls": _mutual})) == set()
+	_deny("default", _with_subset({"portLevelSettings": [{"port": {"number": 80}, "tls": {"mode": "SIMPLE"}}]})) == set()
+}
