@@ -52,3 +52,17 @@ deny contains {
 	}
 	count(refused) > 0
 }
+
+# EGR103: endpoints taken from the workloads a selector picks (WorkloadEntries,
+# pods) cannot be checked against the allow list; Istio documents the field
+# for MESH_INTERNAL entries only.
+deny contains {
+	"code": "EGR103",
+	"field": "spec.workloadSelector",
+	"message": sprintf("spec.workloadSelector: external host %q would take its endpoints from the workloads the selector picks, which the allow list cannot check; list them in spec.endpoints", [min(allowed)]),
+} if {
+	_external
+	_se.spec.workloadSelector
+	allowed := {host | some host in _se.spec.hosts; lib.allowed_host(host, _ns)}
+	count(allowed) > 0
+}

@@ -188,3 +188,14 @@ test_egr103_only_for_allowed_external_hosts if {
 	_codes("default", _static(["evil.example"], ["198.51.100.7"])) == {"EGR101"}
 	_deny("default", object.union(_static(["evil.example"], ["198.51.100.7"]), {"location": "MESH_INTERNAL"})) == set()
 }
+
+test_egr103_workload_selector if {
+	spec := {"hosts": ["test.com"], "location": "MESH_EXTERNAL", "resolution": "STATIC", "workloadSelector": {"labels": {"app": "relay"}}}
+	_deny("default", spec) == {{
+		"code": "EGR103",
+		"field": "spec.workloadSelector",
+		"message": `spec.workloadSelector: external host "test.com" would take its endpoints from the workloads the selector picks, which the allow list cannot check; list them in spec.endpoints`,
+	}}
+	_deny("default", object.union(spec, {"location": "MESH_INTERNAL"})) == set()
+	_codes("default", object.union(spec, {"hosts": ["evil.example"]})) == {"EGR101"}
+}
