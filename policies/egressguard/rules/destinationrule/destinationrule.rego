@@ -59,42 +59,50 @@ deny contains {
 # replaces the traffic policy's entirely (Istio does not inherit destination
 # level settings into port-level ones, and uses the first setting of a port),
 # else the traffic policy's.
-_effective(port) := tls if {
-	tls := _port_level("spec.trafficPolicy", _dr.spec.trafficPolicy, port)
+_effective(port) := [sprintf("spec.trafficPolicy.portLevelSettings[%d].tls", [i]), object.get(_dr.spec.trafficPolicy.portLevelSettings[i], "tls", {})] if {
+	i := [j | some j, pls in _dr.spec.trafficPolicy.portLevelSettings; pls.port.number == port][0]
 } else := ["spec.trafficPolicy.tls", _dr.spec.trafficPolicy.tls] if {
 	_dr.spec.trafficPolicy.tls
 } else := ["spec.trafficPolicy.tls", {}]
 
 # _port_level(path, policy, port): [path, tls] of the policy's first
 # port-level setting for port.
-_port_level(path, policy, port) := [sprintf("%s.portLevelSettings[%d].tls", [path, found[0]]), object.get(policy.portLevelSettings[found[0]], "tls", {})] if {
-	found := [i | some i, pls in policy.portLevelSettings; pls.port.number == port]
-	count(found) > 0
+_port_level(path, policy, port) := [sprintf("%s.portLevelSettings[%d].tls", [path, i]), object.get(policy.portLevelSettings[i], "tls", {})] if {
+	i := [j | some j, pls in policy.portLevelSettings; pls.port.number == port][0]
 }
 
-# _subset_tls(k, port): the TLS subset k puts in force on port instead of the
-# destination's: its own port-level setting for the port, else its traffic
-# policy's tls (Istio merges a subset's policy over the destination's). A
-# subset with neither uses the destination's.
-_subset_tls(k, port) := tls if {
-	tls := _port_level(sprintf("spec.subsets[%d].trafficPolicy", [k]), _dr.spec.subsets[k].trafficPolicy, port)
-} else := [sprintf("spec.subsets[%d].trafficPolicy.tls", [k]), _dr.spec.subsets[k].trafficPolicy.tls] if {
-	_dr.spec.subsets[k].trafficPolicy.tls
+# _subset_tls(k, subset, port): the TLS subset k puts in force on port instead
+# of the destination's: its own port-level setting for the port, else its
+# traffic policy's tls (Istio merges a subset's policy over the destination's).
+# A subset with neither uses the destination's.
+_subset_tls(k, subset, port) := tls if {
+	tls := _port_level(sprintf("spec.subsets[%d].trafficPolicy", [k]), subset.trafficPolicy, port)
+} else := [sprintf("spec.subsets[%d].trafficPolicy.tls", [k]), subset.trafficPolicy.tls] if {
+	subset.trafficPolicy.tls
 }
-
-# _in_force(port): every [path, tls] that traffic to port may use.
-_in_force(port) := {_effective(port)} | {tls | some k, _ in object.get(_dr.spec, "subsets", []); tls := _subset_tls(k, port)}
 
 # EGR303: weaker TLS than the origination the platform set for the host, for
-# the destination or one of its subsets.
-deny contains {
+# the destination or for one of its subsets.
+deny contains violation if {
+	_host in lib.external_hosts
+	o := lib.request_origination[_host]
+	[path, tls] := _effective(o.port)
+	violation := _weaker(o, path, tls)
+}
+
+deny contains violation if {
+	some k, subset in _dr.spec.subsets
+	_host in lib.external_hosts
+	o := lib.request_origination[_host]
+	[path, tls] := _subset_tls(k, subset, o.port)
+	violation := _weaker(o, path, tls)
+}
+
+_weaker(o, path, tls) := {
 	"code": "EGR303",
 	"field": field,
 	"message": sprintf("%s: tls mode %q on port %d of external host %q is weaker than the required %q", [field, mode, o.port, _host, o.mode]),
 } if {
-	_host in lib.external_hosts
-	o := lib.request_origination[_host]
-	some [path, tls] in _in_force(o.port)
 	mode := object.get(tls, "mode", "DISABLE")
 	lib.tls_strength(mode) < lib.tls_strength(o.mode)
 	field := concat(".", [path, "mode"])
