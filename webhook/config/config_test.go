@@ -69,6 +69,7 @@ func TestParseErrorsNameFieldAndValue(t *testing.T) {
 		{"origination port outside ports", "allow:\n- hosts: [a.com]\n  ports: [80]\n  origination: {mode: SIMPLE, port: 443}\n", []string{"allow[0].origination.port", "443"}},
 		{"gateway ref", "gateway: {gateway: no-slash}\n", []string{"gateway.gateway", "no-slash"}},
 		{"service account", "allow:\n- hosts: [a.com]\n  serviceAccounts: [sleep]\n", []string{"allow[0].serviceAccounts[0]", "sleep"}},
+		{"duplicate host", "allow:\n- hosts: [a.com, a.com]\n", []string{"allow[0].hosts[1]", "Duplicate", "a.com"}},
 		{"address", "allow:\n- hosts: [a.com]\n  addresses: [a.com]\n", []string{"allow[0].addresses[0]", `"a.com"`, "IP address or a CIDR"}},
 		{"address zone", "allow:\n- hosts: [a.com]\n  addresses: [\"fe80::1%eth0\"]\n", []string{"allow[0].addresses[0]", "fe80::1%eth0"}},
 		{"cidr host bits", "allow:\n- hosts: [a.com]\n  addresses: [203.0.113.7/24]\n", []string{"allow[0].addresses[0]", "203.0.113.7/24", "203.0.113.0/24"}},

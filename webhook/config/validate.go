@@ -117,17 +117,7 @@ func validateAllow(a *AllowEntry, p *field.Path) field.ErrorList {
 	if len(a.Hosts) == 0 {
 		errs = append(errs, field.Required(p.Child("hosts"), "at least one host"))
 	}
-	seen := map[string]bool{}
-	for i, h := range a.Hosts {
-		hp := p.Child("hosts").Index(i)
-		if err := HostPattern(h); err != "" {
-			errs = append(errs, field.Invalid(hp, h, err))
-		}
-		if seen[h] {
-			errs = append(errs, field.Duplicate(hp, h))
-		}
-		seen[h] = true
-	}
+	errs = append(errs, uniqueValid(p.Child("hosts"), a.Hosts, HostPattern)...)
 	for i, n := range a.Ports {
 		errs = append(errs, port(p.Child("ports").Index(i), n)...)
 	}
@@ -141,17 +131,7 @@ func validateAllow(a *AllowEntry, p *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(sp, sa, "must be namespace/name of a ServiceAccount"))
 		}
 	}
-	seenAddr := map[string]bool{}
-	for i, addr := range a.Addresses {
-		ap := p.Child("addresses").Index(i)
-		if msg := address(addr); msg != "" {
-			errs = append(errs, field.Invalid(ap, addr, msg))
-		}
-		if seenAddr[addr] {
-			errs = append(errs, field.Duplicate(ap, addr))
-		}
-		seenAddr[addr] = true
-	}
+	errs = append(errs, uniqueValid(p.Child("addresses"), a.Addresses, address)...)
 	if a.GatewaySubset != "" {
 		for _, msg := range validation.IsDNS1123Label(a.GatewaySubset) {
 			errs = append(errs, field.Invalid(p.Child("gatewaySubset"), a.GatewaySubset, msg))
@@ -187,6 +167,23 @@ func validateAllow(a *AllowEntry, p *field.Path) field.ErrorList {
 				errs = append(errs, field.Invalid(op.Child("sni"), o.SNI, msg))
 			}
 		}
+	}
+	return errs
+}
+
+// uniqueValid checks each value with problem (which returns why a value is
+// invalid, or "") and that no value appears twice.
+func uniqueValid(p *field.Path, values []string, problem func(string) string) field.ErrorList {
+	var errs field.ErrorList
+	seen := map[string]bool{}
+	for i, v := range values {
+		if msg := problem(v); msg != "" {
+			errs = append(errs, field.Invalid(p.Index(i), v, msg))
+		}
+		if seen[v] {
+			errs = append(errs, field.Duplicate(p.Index(i), v))
+		}
+		seen[v] = true
 	}
 	return errs
 }
