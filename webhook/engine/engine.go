@@ -21,6 +21,7 @@ import (
 
 	"github.com/egress-guard/egress-guard/policies"
 	"github.com/egress-guard/egress-guard/webhook/config"
+	"github.com/egress-guard/egress-guard/webhook/engine/vm"
 )
 
 // RulesPackage is the package every rule module lives under.
@@ -104,7 +105,22 @@ type Options struct {
 	// PolicyDirs hold the platform's own .rego files (compiled with the pack).
 	PolicyDirs []string
 	Inventory  Inventory
+	// Evaluator picks how queries run: EvaluatorIR (the default) or
+	// EvaluatorTopdown.
+	Evaluator string
 }
+
+// Evaluators. EvaluatorIR runs the plans OPA's planner compiles the policies
+// into (package vm); a query whose plan it cannot run falls back to topdown,
+// and Engine.Fallbacks says which and why. EvaluatorTopdown runs every query
+// with OPA's interpreter.
+const (
+	EvaluatorIR      = "ir"
+	EvaluatorTopdown = "topdown"
+)
+
+// Evaluators lists the valid Options.Evaluator values.
+var Evaluators = []string{EvaluatorIR, EvaluatorTopdown}
 
 // Engine holds the compiled policies and prepared queries. It is safe for
 // concurrent use and never changes; reloads build a new Engine.
@@ -115,13 +131,24 @@ type Engine struct {
 	all     queries
 	byKind  map[string]*queries
 	modules []string
-	// store holds data (config and inventory) for the queries.
-	store storage.Store
+	// store holds data (config and inventory) for topdown; data is the same
+	// document for the IR evaluator.
+	store     storage.Store
+	data      ast.Value
+	fallbacks []string
 }
 
 type queries struct {
-	violations rego.PreparedEvalQuery
-	intents    rego.PreparedEvalQuery
+	violations query
+	intents    query
+}
+
+// query is a prepared query: its plan when the IR evaluator runs it, else
+// topdown's prepared query.
+type query struct {
+	topdown rego.PreparedEvalQuery
+	program *vm.Program
+	plan    string
 }
 
 // Kinds the engine dispatches on: the package egressguard.rules.<lowercase
@@ -148,22 +175,38 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if compiler.Compile(parsed); compiler.Failed() {
 		return nil, fmt.Errorf("compiling policies: %w", compiler.Errors)
 	}
-	store, err := newStore(opts.Config, opts.Inventory)
+	switch opts.Evaluator {
+	case "", EvaluatorIR, EvaluatorTopdown:
+	default:
+		return nil, fmt.Errorf("engine: unknown evaluator %q (want one of %s)", opts.Evaluator, strings.Join(Evaluators, ", "))
+	}
+	doc, err := dataDocument(opts.Config, opts.Inventory)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: opts.Config, byKind: map[string]*queries{}, store: store}
+	data, err := ast.InterfaceToValue(doc)
+	if err != nil {
+		return nil, err
+	}
+	store := inmem.NewFromObjectWithOpts(doc, inmem.OptReturnASTValuesOnRead(true))
+	e := &Engine{cfg: opts.Config, byKind: map[string]*queries{}, store: store, data: data}
 	for _, m := range modules {
 		e.modules = append(e.modules, m.name)
 	}
 	prepare := func(pkg string) (*queries, error) {
 		qs := &queries{}
-		for q, dst := range map[string]*rego.PreparedEvalQuery{pkg + ".violations": &qs.violations, pkg + ".intents": &qs.intents} {
+		for q, dst := range map[string]*query{pkg + ".violations": &qs.violations, pkg + ".intents": &qs.intents} {
 			pq, err := rego.New(rego.Query(q), rego.Compiler(compiler), rego.Store(store)).PrepareForEval(ctx)
 			if err != nil {
 				return nil, fmt.Errorf("preparing %s: %w", q, err)
 			}
-			*dst = pq
+			dst.topdown = pq
+			if opts.Evaluator == EvaluatorTopdown {
+				continue
+			}
+			if err := e.plan(ctx, compiler, q, dst); err != nil {
+				return nil, err
+			}
 		}
 		return qs, nil
 	}
@@ -179,6 +222,33 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	return e, nil
 }
+
+// plan compiles q for the IR evaluator. A plan it cannot run leaves the
+// query to topdown, and is recorded.
+func (e *Engine) plan(ctx context.Context, compiler *ast.Compiler, q string, dst *query) error {
+	pol, err := vm.Plan(ctx, rego.Query(q), rego.Compiler(compiler))
+	if err != nil {
+		return fmt.Errorf("planning %s: %w", q, err)
+	}
+	prog, err := vm.Compile(pol)
+	if errors.Is(err, vm.ErrUnsupported) {
+		e.fallbacks = append(e.fallbacks, fmt.Sprintf("%s: %v", q, err))
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("compiling the plan of %s: %w", q, err)
+	}
+	plans := prog.Plans()
+	if len(plans) != 1 {
+		return fmt.Errorf("the plan of %s has %d entry points", q, len(plans))
+	}
+	dst.program, dst.plan = prog, plans[0]
+	return nil
+}
+
+// Fallbacks lists the queries the IR evaluator could not run, with the
+// reason; topdown evaluates them.
+func (e *Engine) Fallbacks() []string { return e.fallbacks }
 
 func (e *Engine) queries(kind string) *queries {
 	if q, ok := e.byKind[kind]; ok {
@@ -242,7 +312,7 @@ func (e *Engine) Modules() []string { return e.modules }
 
 // Violations evaluates the rules against input.
 func (e *Engine) Violations(ctx context.Context, input *Prepared) ([]Violation, error) {
-	set, err := eval(ctx, &e.queries(input.Kind).violations, input.Value)
+	set, err := e.eval(ctx, &e.queries(input.Kind).violations, input.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +343,7 @@ func (e *Engine) Violations(ctx context.Context, input *Prepared) ([]Violation, 
 
 // Intents evaluates the mutation intents for input.
 func (e *Engine) Intents(ctx context.Context, input *Prepared) ([]Intent, error) {
-	set, err := eval(ctx, &e.queries(input.Kind).intents, input.Value)
+	set, err := e.eval(ctx, &e.queries(input.Kind).intents, input.Value)
 	if err != nil || len(set) == 0 {
 		return nil, err
 	}
@@ -294,7 +364,40 @@ func (e *Engine) Intents(ctx context.Context, input *Prepared) ([]Intent, error)
 	return out, nil
 }
 
-func eval(ctx context.Context, q *rego.PreparedEvalQuery, input ast.Value) ([]any, error) {
+func (e *Engine) eval(ctx context.Context, q *query, input ast.Value) ([]any, error) {
+	if q.program == nil {
+		return evalTopdown(ctx, &q.topdown, input)
+	}
+	rs, err := q.program.Eval(ctx, q.plan, input, e.data)
+	if err != nil {
+		return nil, fmt.Errorf("evaluating policies: %w", err)
+	}
+	// A result binds the query's one expression to its value.
+	var value *ast.Term
+	var n int
+	rs.Foreach(func(r *ast.Term) {
+		if obj, ok := r.Value.(ast.Object); ok {
+			obj.Foreach(func(_, v *ast.Term) { value, n = v, n+1 })
+		}
+	})
+	switch {
+	case n == 0:
+		return nil, nil
+	case n > 1:
+		return nil, fmt.Errorf("policy query returned %d values", n)
+	}
+	if _, ok := value.Value.(ast.Set); !ok {
+		return nil, fmt.Errorf("policy result is not a set: %v", value)
+	}
+	x, err := ast.JSON(value.Value)
+	if err != nil {
+		return nil, fmt.Errorf("policy result: %w", err)
+	}
+	set, _ := x.([]any)
+	return set, nil
+}
+
+func evalTopdown(ctx context.Context, q *rego.PreparedEvalQuery, input ast.Value) ([]any, error) {
 	rs, err := q.Eval(ctx, rego.EvalParsedInput(input))
 	if err != nil {
 		return nil, fmt.Errorf("evaluating policies: %w", err)
@@ -323,7 +426,9 @@ func validAction(a config.Action) bool {
 	return false
 }
 
-func newStore(cfg *config.Config, inv Inventory) (storage.Store, error) {
+// dataDocument is the policies' data: the configuration with values derived
+// from it, and the inventory.
+func dataDocument(cfg *config.Config, inv Inventory) (map[string]any, error) {
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -355,7 +460,7 @@ func newStore(cfg *config.Config, inv Inventory) (storage.Store, error) {
 	if err := json.Unmarshal(raw, &data); err != nil {
 		return nil, err
 	}
-	return inmem.NewFromObjectWithOpts(data, inmem.OptReturnASTValuesOnRead(true)), nil
+	return data, nil
 }
 
 type module struct {

@@ -1,0 +1,422 @@
+// Package vm evaluates Rego compiled by OPA's planner: the intermediate
+// representation (IR, package ir) that OPA's Wasm compiler also takes. It
+// runs the plan's statements directly on OPA's values and calls OPA's own
+// built-in functions, so a decision costs a few lookups and calls instead of
+// a walk of topdown's unification machinery.
+//
+// Compile checks every statement and built-in of a plan first: a plan it
+// cannot run (a dynamic call, an unknown built-in) is an error, and the
+// caller evaluates that query with topdown instead.
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/ir"
+	"github.com/open-policy-agent/opa/v1/topdown"
+)
+
+// Statement results of exec: a block ran to its end (completed), a function
+// returned (returned), or a block was left early; n >= 0 means "leave n more
+// enclosing blocks" (an undefined statement leaves its own block: 0).
+const (
+	completed = -1
+	returned  = -2
+)
+
+// Program is a compiled plan set, safe for concurrent evaluation.
+type Program struct {
+	plans   map[string][][]ir.Stmt
+	funcs   []*function
+	files   []string
+	strings []*ast.Term
+	// locals a plan's frame needs.
+	planLocals int
+}
+
+type function struct {
+	name   string
+	index  int
+	params []ir.Local
+	ret    ir.Local
+	locals int
+	blocks [][]ir.Stmt
+	// memo: a function of input and data alone (a rule without arguments)
+	// is evaluated once per evaluation, as OPA's Wasm runtime does.
+	memo bool
+}
+
+// Statements this package substitutes for the IR's, resolved at compile time.
+type (
+	callFunc struct {
+		ir.Location
+		fn     *function
+		args   []ir.Operand
+		result ir.Local
+	}
+	callBuiltin struct {
+		ir.Location
+		name   string
+		fn     topdown.BuiltinFunc
+		args   []ir.Operand
+		result ir.Local
+		loc    *ast.Location
+	}
+	makeConst struct {
+		ir.Location
+		value  *ast.Term
+		target ir.Local
+	}
+	blockStmt struct {
+		ir.Location
+		blocks [][]ir.Stmt
+	}
+	scanStmt struct {
+		ir.Location
+		source, key, value ir.Local
+		body               []ir.Stmt
+	}
+	notStmt struct {
+		ir.Location
+		body []ir.Stmt
+	}
+	withStmt struct {
+		ir.Location
+		local ir.Local
+		path  []*ast.Term
+		value ir.Operand
+		body  []ir.Stmt
+	}
+)
+
+// ErrUnsupported marks a plan that uses what this package does not run.
+var ErrUnsupported = errors.New("unsupported by the IR evaluator")
+
+// Compile resolves a planned policy's functions, built-ins and constants.
+func Compile(pol *ir.Policy) (*Program, error) {
+	c := &compiler{byName: map[string]*function{}, builtins: map[string]topdown.BuiltinFunc{}}
+	if pol.Static != nil {
+		for _, s := range pol.Static.Strings {
+			c.strings = append(c.strings, ast.StringTerm(s.Value))
+		}
+		for _, f := range pol.Static.Files {
+			c.files = append(c.files, f.Value)
+		}
+		for _, b := range pol.Static.BuiltinFuncs {
+			fn := topdown.GetBuiltin(b.Name)
+			if fn == nil {
+				return nil, fmt.Errorf("%w: built-in %s", ErrUnsupported, b.Name)
+			}
+			c.builtins[b.Name] = fn
+		}
+	}
+	p := &Program{plans: map[string][][]ir.Stmt{}, files: c.files, strings: c.strings}
+	if pol.Funcs != nil {
+		for i, f := range pol.Funcs.Funcs {
+			fn := &function{name: f.Name, index: i, params: f.Params, ret: f.Return, memo: len(f.Params) == 2}
+			c.byName[f.Name] = fn
+			p.funcs = append(p.funcs, fn)
+		}
+		for i, f := range pol.Funcs.Funcs {
+			fn := p.funcs[i]
+			c.max = int(fn.ret)
+			for _, l := range fn.params {
+				c.local(l)
+			}
+			for _, b := range f.Blocks {
+				stmts, err := c.block(b)
+				if err != nil {
+					return nil, fmt.Errorf("function %s: %w", f.Name, err)
+				}
+				fn.blocks = append(fn.blocks, stmts)
+			}
+			fn.locals = c.max + 1
+		}
+	}
+	if pol.Plans != nil {
+		for _, pl := range pol.Plans.Plans {
+			c.max = int(ir.Data)
+			var blocks [][]ir.Stmt
+			for _, b := range pl.Blocks {
+				stmts, err := c.block(b)
+				if err != nil {
+					return nil, fmt.Errorf("plan %s: %w", pl.Name, err)
+				}
+				blocks = append(blocks, stmts)
+			}
+			p.plans[pl.Name] = blocks
+			p.planLocals = max(p.planLocals, c.max+1)
+		}
+	}
+	return p, nil
+}
+
+type compiler struct {
+	strings  []*ast.Term
+	files    []string
+	byName   map[string]*function
+	builtins map[string]topdown.BuiltinFunc
+	max      int
+}
+
+func (c *compiler) local(l ir.Local) ir.Local {
+	c.max = max(c.max, int(l))
+	return l
+}
+
+func (c *compiler) operand(o ir.Operand) (ir.Operand, error) {
+	switch v := o.Value.(type) {
+	case ir.Local:
+		c.local(v)
+		return o, nil
+	case ir.StringIndex:
+		if int(v) >= len(c.strings) {
+			return o, fmt.Errorf("string constant %d out of range", v)
+		}
+		return o, nil
+	case ir.Bool:
+		return o, nil
+	}
+	return o, fmt.Errorf("%w: operand %T", ErrUnsupported, o.Value)
+}
+
+func (c *compiler) operands(ops []ir.Operand) ([]ir.Operand, error) {
+	out := make([]ir.Operand, len(ops))
+	for i, o := range ops {
+		var err error
+		if out[i], err = c.operand(o); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (c *compiler) location(l ir.Location) *ast.Location {
+	loc := &ast.Location{Row: l.Row, Col: l.Col}
+	if l.File >= 0 && l.File < len(c.files) {
+		loc.File = c.files[l.File]
+	}
+	return loc
+}
+
+// block copies an IR block, substituting resolved statements and checking
+// every operand.
+func (c *compiler) block(b *ir.Block) ([]ir.Stmt, error) {
+	if b == nil {
+		return nil, nil
+	}
+	out := make([]ir.Stmt, 0, len(b.Stmts))
+	for _, s := range b.Stmts {
+		n, err := c.stmt(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func (c *compiler) stmt(s ir.Stmt) (ir.Stmt, error) {
+	var err error
+	switch s := s.(type) {
+	case *ir.CallStmt:
+		args, err := c.operands(s.Args)
+		if err != nil {
+			return nil, err
+		}
+		c.local(s.Result)
+		if fn, ok := c.byName[s.Func]; ok {
+			if len(args) != len(fn.params) {
+				return nil, fmt.Errorf("call of %s with %d arguments, want %d", fn.name, len(args), len(fn.params))
+			}
+			return &callFunc{Location: s.Location, fn: fn, args: args, result: s.Result}, nil
+		}
+		if fn, ok := c.builtins[s.Func]; ok {
+			return &callBuiltin{Location: s.Location, name: s.Func, fn: fn, args: args, result: s.Result, loc: c.location(s.Location)}, nil
+		}
+		return nil, fmt.Errorf("%w: call of unknown function %s", ErrUnsupported, s.Func)
+	case *ir.MakeNumberRefStmt:
+		if s.Index >= len(c.strings) {
+			return nil, fmt.Errorf("number constant %d out of range", s.Index)
+		}
+		return &makeConst{Location: s.Location, value: ast.NewTerm(ast.Number(c.strings[s.Index].Value.(ast.String))), target: c.local(s.Target)}, nil
+	case *ir.MakeNumberIntStmt:
+		return &makeConst{Location: s.Location, value: ast.InternedTerm(int(s.Value)), target: c.local(s.Target)}, nil
+	case *ir.AssignIntStmt:
+		return &makeConst{Location: s.Location, value: ast.InternedTerm(int(s.Value)), target: c.local(s.Target)}, nil
+	case *ir.MakeNullStmt:
+		return &makeConst{Location: s.Location, value: ast.NullTerm(), target: c.local(s.Target)}, nil
+	case *ir.BlockStmt:
+		out := &blockStmt{Location: s.Location}
+		for _, b := range s.Blocks {
+			stmts, err := c.block(b)
+			if err != nil {
+				return nil, err
+			}
+			out.blocks = append(out.blocks, stmts)
+		}
+		return out, nil
+	case *ir.ScanStmt:
+		body, err := c.block(s.Block)
+		return &scanStmt{Location: s.Location, source: c.local(s.Source), key: c.local(s.Key), value: c.local(s.Value), body: body}, err
+	case *ir.NotStmt:
+		body, err := c.block(s.Block)
+		return &notStmt{Location: s.Location, body: body}, err
+	case *ir.WithStmt:
+		out := &withStmt{Location: s.Location, local: c.local(s.Local)}
+		for _, i := range s.Path {
+			if i < 0 || i >= len(c.strings) {
+				return nil, fmt.Errorf("with path constant %d out of range", i)
+			}
+			out.path = append(out.path, c.strings[i])
+		}
+		if out.value, err = c.operand(s.Value); err != nil {
+			return nil, err
+		}
+		out.body, err = c.block(s.Block)
+		return out, err
+	case *ir.AssignVarStmt:
+		s2 := *s
+		s2.Source, err = c.operand(s.Source)
+		c.local(s.Target)
+		return &s2, err
+	case *ir.AssignVarOnceStmt:
+		s2 := *s
+		s2.Source, err = c.operand(s.Source)
+		c.local(s.Target)
+		return &s2, err
+	case *ir.DotStmt:
+		s2 := *s
+		if s2.Source, err = c.operand(s.Source); err != nil {
+			return nil, err
+		}
+		s2.Key, err = c.operand(s.Key)
+		c.local(s.Target)
+		return &s2, err
+	case *ir.LenStmt:
+		s2 := *s
+		s2.Source, err = c.operand(s.Source)
+		c.local(s.Target)
+		return &s2, err
+	case *ir.EqualStmt:
+		s2 := *s
+		if s2.A, err = c.operand(s.A); err != nil {
+			return nil, err
+		}
+		s2.B, err = c.operand(s.B)
+		return &s2, err
+	case *ir.NotEqualStmt:
+		s2 := *s
+		if s2.A, err = c.operand(s.A); err != nil {
+			return nil, err
+		}
+		s2.B, err = c.operand(s.B)
+		return &s2, err
+	case *ir.IsArrayStmt:
+		s2 := *s
+		s2.Source, err = c.operand(s.Source)
+		return &s2, err
+	case *ir.IsObjectStmt:
+		s2 := *s
+		s2.Source, err = c.operand(s.Source)
+		return &s2, err
+	case *ir.IsSetStmt:
+		s2 := *s
+		s2.Source, err = c.operand(s.Source)
+		return &s2, err
+	case *ir.ArrayAppendStmt:
+		s2 := *s
+		s2.Value, err = c.operand(s.Value)
+		c.local(s.Array)
+		return &s2, err
+	case *ir.SetAddStmt:
+		s2 := *s
+		s2.Value, err = c.operand(s.Value)
+		c.local(s.Set)
+		return &s2, err
+	case *ir.ObjectInsertStmt:
+		s2 := *s
+		if s2.Key, err = c.operand(s.Key); err != nil {
+			return nil, err
+		}
+		s2.Value, err = c.operand(s.Value)
+		c.local(s.Object)
+		return &s2, err
+	case *ir.ObjectInsertOnceStmt:
+		s2 := *s
+		if s2.Key, err = c.operand(s.Key); err != nil {
+			return nil, err
+		}
+		s2.Value, err = c.operand(s.Value)
+		c.local(s.Object)
+		return &s2, err
+	case *ir.ObjectMergeStmt:
+		c.local(s.A)
+		c.local(s.B)
+		c.local(s.Target)
+		return s, nil
+	case *ir.IsDefinedStmt:
+		c.local(s.Source)
+		return s, nil
+	case *ir.IsUndefinedStmt:
+		c.local(s.Source)
+		return s, nil
+	case *ir.ResetLocalStmt:
+		c.local(s.Target)
+		return s, nil
+	case *ir.MakeArrayStmt:
+		c.local(s.Target)
+		return s, nil
+	case *ir.MakeObjectStmt:
+		c.local(s.Target)
+		return s, nil
+	case *ir.MakeSetStmt:
+		c.local(s.Target)
+		return s, nil
+	case *ir.ReturnLocalStmt:
+		c.local(s.Source)
+		return s, nil
+	case *ir.ResultSetAddStmt:
+		c.local(s.Value)
+		return s, nil
+	case *ir.BreakStmt, *ir.NopStmt:
+		return s, nil
+	}
+	return nil, fmt.Errorf("%w: statement %T", ErrUnsupported, s)
+}
+
+// Plans names the program's plans.
+func (p *Program) Plans() []string {
+	out := make([]string, 0, len(p.plans))
+	for name := range p.plans {
+		out = append(out, name)
+	}
+	return out
+}
+
+// Eval runs a plan on input and data and returns its result set: one object
+// per result, binding the query's variables.
+func (p *Program) Eval(ctx context.Context, plan string, input, data ast.Value) (ast.Set, error) {
+	blocks, ok := p.plans[plan]
+	if !ok {
+		return nil, fmt.Errorf("no plan %q", plan)
+	}
+	st := &state{ctx: ctx, prog: p, results: ast.NewSet()}
+	st.memo = append(st.memo, make([]memoEntry, len(p.funcs)))
+	locals := make([]*ast.Term, p.planLocals)
+	if input != nil {
+		locals[ir.Input] = ast.NewTerm(input)
+	}
+	if data != nil {
+		locals[ir.Data] = ast.NewTerm(data)
+	}
+	for _, b := range blocks {
+		if _, err := st.exec(locals, b); err != nil {
+			return nil, err
+		}
+	}
+	return st.results, nil
+}

@@ -1,0 +1,237 @@
+package vm_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
+
+	"github.com/egress-guard/egress-guard/policies"
+	"github.com/egress-guard/egress-guard/webhook/engine/vm"
+)
+
+func compile(t *testing.T, modules map[string]string) *ast.Compiler {
+	t.Helper()
+	parsed := map[string]*ast.Module{}
+	for name, src := range modules {
+		m, err := ast.ParseModuleWithOpts(name, src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed[name] = m
+	}
+	c := ast.NewCompiler()
+	if c.Compile(parsed); c.Failed() {
+		t.Fatal(c.Errors)
+	}
+	return c
+}
+
+// run evaluates query with the VM; it returns the query's value (nil when
+// undefined).
+func run(t *testing.T, c *ast.Compiler, query string, input, data ast.Value) (*ast.Term, error) {
+	t.Helper()
+	pol, err := vm.Plan(t.Context(), rego.Query(query), rego.Compiler(c))
+	if err != nil {
+		t.Fatalf("planning %s: %v", query, err)
+	}
+	p, err := vm.Compile(pol)
+	if err != nil {
+		t.Fatalf("compiling %s: %v", query, err)
+	}
+	plans := p.Plans()
+	if len(plans) != 1 {
+		t.Fatalf("plans: %v", plans)
+	}
+	rs, err := p.Eval(t.Context(), plans[0], input, data)
+	if err != nil {
+		return nil, err
+	}
+	var out []*ast.Term
+	rs.Foreach(func(r *ast.Term) {
+		r.Value.(ast.Object).Foreach(func(_, v *ast.Term) { out = append(out, v) })
+	})
+	switch len(out) {
+	case 0:
+		return nil, nil
+	case 1:
+		return out[0], nil
+	}
+	t.Fatalf("%s: %d results", query, len(out))
+	return nil, nil
+}
+
+// topdownValue evaluates query with OPA's interpreter.
+func topdownValue(t *testing.T, c *ast.Compiler, query string, input, data ast.Value) (*ast.Term, error) {
+	t.Helper()
+	opts := []func(*rego.Rego){rego.Query(query), rego.Compiler(c)}
+	if data != nil {
+		opts = append(opts, rego.ParsedInput(input))
+	}
+	pq, err := rego.New(opts...).PrepareForEval(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := pq.Eval(t.Context(), rego.EvalParsedInput(input))
+	if err != nil || len(rs) == 0 {
+		return nil, err
+	}
+	v, err := ast.InterfaceToValue(rs[0].Expressions[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ast.NewTerm(v), nil
+}
+
+// TestRegoTests runs every test rule of the embedded pack through the VM:
+// each must hold, as it does under `opa test`.
+func TestRegoTests(t *testing.T) {
+	modules := map[string]string{}
+	err := fs.WalkDir(policies.FS, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".rego") {
+			return err
+		}
+		src, err := fs.ReadFile(policies.FS, path)
+		modules[path] = string(src)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := compile(t, modules)
+	var tests []string
+	for _, m := range c.Modules {
+		for _, r := range m.Rules {
+			name := r.Head.Name.String()
+			if strings.HasPrefix(name, "test_") {
+				tests = append(tests, m.Package.Path.String()+"."+name)
+			}
+		}
+	}
+	sort.Strings(tests)
+	if len(tests) < 100 {
+		t.Fatalf("found %d test rules", len(tests))
+	}
+	for _, q := range tests {
+		t.Run(strings.TrimPrefix(q, "data.egressguard."), func(t *testing.T) {
+			v, err := run(t, c, q, nil, ast.NewObject())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v == nil || !v.Equal(ast.BooleanTerm(true)) {
+				t.Fatalf("%s = %v, want true", q, v)
+			}
+		})
+	}
+}
+
+// TestSemantics compares the VM with topdown on constructs whose control
+// flow the planner compiles into nested blocks and breaks.
+func TestSemantics(t *testing.T) {
+	const pkg = `package t
+
+import rego.v1
+
+`
+	cases := []struct {
+		name, rules, query string
+		input              string
+	}{
+		{"every", `p if every x in input.xs { x > 0 }`, "data.t.p", `{"xs": [1, 2]}`},
+		{"every fails", `p if every x in input.xs { x > 1 }`, "data.t.p", `{"xs": [1, 2]}`},
+		{"every over an object", `p if every k, v in input.o { k != v }`, "data.t.p", `{"o": {"a": "b"}}`},
+		{"not", `p if not input.a`, "data.t.p", `{"b": 1}`},
+		{"not on false", `p if not input.a`, "data.t.p", `{"a": false}`},
+		{"not defined", `p if not input.a`, "data.t.p", `{"a": 1}`},
+		{"else", "p := 1 if input.a == 1\nelse := 2 if input.a == 2\nelse := 3", "data.t.p", `{"a": 2}`},
+		{"else default", "p := 1 if input.a == 1\nelse := 3", "data.t.p", `{"a": 9}`},
+		{"default", "default p := false\np if input.a", "data.t.p", `{}`},
+		{"partial set", `s contains x if { some x in input.xs; x != "b" }`, "data.t.s", `{"xs": ["a", "b", "c"]}`},
+		{"partial object", `o[k] := v if { some k, v in input.o; v > 1 }`, "data.t.o", `{"o": {"a": 1, "b": 2}}`},
+		{"array comprehension", `p := [x | some x in input.xs; x > 1]`, "data.t.p", `{"xs": [1, 2, 3]}`},
+		{"set comprehension", `p := {x | some x in input.xs}`, "data.t.p", `{"xs": [1, 1, 2]}`},
+		{"object comprehension", `p := {k: 1 | some k in input.xs}`, "data.t.p", `{"xs": ["a", "b"]}`},
+		{"functions", "f(x) := x + 1 if x > 0\nf(x) := 0 if x <= 0\np := [f(1), f(-1)]", "data.t.p", `{}`},
+		{"function undefined", "f(x) := x if x > 0\np := f(-1)", "data.t.p", `{}`},
+		{"builtin error is undefined", `p := to_number(input.s)`, "data.t.p", `{"s": "x"}`},
+		{"sprintf", `p := sprintf("%s:%d", [input.s, input.n])`, "data.t.p", `{"s": "a", "n": 3}`},
+		{"membership", `p if "b" in input.xs`, "data.t.p", `{"xs": ["a", "b"]}`},
+		{"set lookup", `s := {"a", "b"}` + "\n" + `p := s["a"]`, "data.t.p", `{}`},
+		{"array index", `p := input.xs[1]`, "data.t.p", `{"xs": ["a", "b"]}`},
+		{"array index out of range", `p := input.xs[5]`, "data.t.p", `{"xs": ["a"]}`},
+		{"dot on a scalar", `p := input.s.x`, "data.t.p", `{"s": "a"}`},
+		{"numbers compare by value", `p if input.a == 1`, "data.t.p", `{"a": 1.0}`},
+		{"nested every", `p if every x in input.xs { every y in x { y != 0 } }`, "data.t.p", `{"xs": [[1], [2, 0]]}`},
+		{"with input", "q if input.a == 1\np if q with input as {\"a\": 1}", "data.t.p", `{"a": 2}`},
+		{"with data", "q := data.cfg.x\np := x if x := q with data.cfg.x as 5", "data.t.p", `{}`},
+		{"count", `p := count(input.xs)`, "data.t.p", `{"xs": [1, 2, 3]}`},
+		{"object.get", `p := object.get(input, ["a", "b"], "d")`, "data.t.p", `{"a": {}}`},
+		{"unification", `p := y if [_, y] = input.xs`, "data.t.p", `{"xs": [1, 2]}`},
+		{"some in nested", `p contains [x, y] if { some x in input.xs; some y in input.ys; x < y }`, "data.t.p", `{"xs": [1, 3], "ys": [2, 4]}`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := compile(t, map[string]string{"t.rego": pkg + tc.rules})
+			input := ast.MustParseTerm(tc.input).Value
+			want, wantErr := topdownValue(t, c, tc.query, input, nil)
+			got, err := run(t, c, tc.query, input, ast.NewObject())
+			if (err != nil) != (wantErr != nil) {
+				t.Fatalf("error %v, topdown's %v", err, wantErr)
+			}
+			if got != nil {
+				// as rego's results: sets become arrays
+				js, err := ast.JSON(got.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				v, err := ast.InterfaceToValue(js)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = ast.NewTerm(v)
+			}
+			if (got == nil) != (want == nil) || (got != nil && !got.Equal(want)) {
+				t.Fatalf("%s = %v, topdown's %v", tc.query, got, want)
+			}
+		})
+	}
+}
+
+// TestConflict: a complete rule with two values is an evaluation error that
+// names the rule's place, as in topdown.
+func TestConflict(t *testing.T) {
+	c := compile(t, map[string]string{"t.rego": "package t\n\np := x if some x in input.xs\n"})
+	_, err := run(t, c, "data.t.p", ast.MustParseTerm(`{"xs": [1, 2]}`).Value, ast.NewObject())
+	var te *topdown.Error
+	if !errors.As(err, &te) || te.Code != topdown.ConflictErr || te.Location == nil || te.Location.File != "t.rego" {
+		t.Fatalf("error: %#v", err)
+	}
+	_, err = topdownValue(t, c, "data.t.p", ast.MustParseTerm(`{"xs": [1, 2]}`).Value, nil)
+	if !errors.As(err, &te) || te.Code != topdown.ConflictErr {
+		t.Fatalf("topdown's error: %v", err)
+	}
+}
+
+// TestCancel: a cancelled context stops a long evaluation.
+func TestCancel(t *testing.T) {
+	c := compile(t, map[string]string{"t.rego": "package t\n\np := count([1 | some x in numbers.range(1, 100000); x > 0])\n"})
+	pol, err := vm.Plan(t.Context(), rego.Query("data.t.p"), rego.Compiler(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := vm.Compile(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := p.Eval(ctx, p.Plans()[0], ast.NewObject(), ast.NewObject()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("error: %v", err)
+	}
+}
