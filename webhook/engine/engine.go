@@ -318,13 +318,9 @@ func (e *Engine) Violations(ctx context.Context, input *Prepared) ([]Violation, 
 	}
 	out := make([]Violation, 0, len(set))
 	for _, x := range set {
-		m, ok := x.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("policy returned a violation that is not an object: %v", x)
-		}
-		v := Violation{Code: str(m["code"]), Message: str(m["message"]), Field: str(m["field"]), Action: config.Action(str(m["action"]))}
-		if v.Code == "" || v.Message == "" {
-			return nil, fmt.Errorf("policy returned a violation without code or message: %v", x)
+		v, err := decodeViolation(x)
+		if err != nil {
+			return nil, err
 		}
 		if v.Action != "" && !validAction(v.Action) {
 			return nil, fmt.Errorf("policy rule %s returned unknown action %q", v.Code, v.Action)
@@ -347,13 +343,13 @@ func (e *Engine) Intents(ctx context.Context, input *Prepared) ([]Intent, error)
 	if err != nil || len(set) == 0 {
 		return nil, err
 	}
-	raw, err := json.Marshal(set)
-	if err != nil {
-		return nil, err
-	}
-	var out []Intent
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return nil, fmt.Errorf("policy returned a malformed intent: %w", err)
+	out := make([]Intent, 0, len(set))
+	for _, x := range set {
+		in, err := decodeIntent(x)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, in)
 	}
 	for i := range out {
 		if out[i].Action != "" && !validAction(out[i].Action) {
@@ -364,9 +360,42 @@ func (e *Engine) Intents(ctx context.Context, input *Prepared) ([]Intent, error)
 	return out, nil
 }
 
-func (e *Engine) eval(ctx context.Context, q *query, input ast.Value) ([]any, error) {
+// eval runs a query and returns the elements of the set it yields.
+func (e *Engine) eval(ctx context.Context, q *query, input ast.Value) ([]*ast.Term, error) {
+	value, err := e.evalValue(ctx, q, input)
+	if err != nil || value == nil {
+		return nil, err
+	}
+	set, ok := value.Value.(ast.Set)
+	if !ok {
+		return nil, fmt.Errorf("policy result is not a set: %v", value)
+	}
+	return set.Slice(), nil
+}
+
+func (e *Engine) evalValue(ctx context.Context, q *query, input ast.Value) (*ast.Term, error) {
 	if q.program == nil {
-		return evalTopdown(ctx, &q.topdown, input)
+		rs, err := q.topdown.Eval(ctx, rego.EvalParsedInput(input))
+		if err != nil {
+			return nil, fmt.Errorf("evaluating policies: %w", err)
+		}
+		if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+			return nil, nil
+		}
+		// Sets come back as arrays.
+		arr, ok := rs[0].Expressions[0].Value.([]any)
+		if !ok {
+			return nil, fmt.Errorf("policy result is not a set: %T", rs[0].Expressions[0].Value)
+		}
+		set := ast.NewSet()
+		for _, x := range arr {
+			v, err := ast.InterfaceToValue(x)
+			if err != nil {
+				return nil, err
+			}
+			set.Add(ast.NewTerm(v))
+		}
+		return ast.NewTerm(set), nil
 	}
 	rs, err := q.program.Eval(ctx, q.plan, input, e.data)
 	if err != nil {
@@ -380,41 +409,10 @@ func (e *Engine) eval(ctx context.Context, q *query, input ast.Value) ([]any, er
 			obj.Foreach(func(_, v *ast.Term) { value, n = v, n+1 })
 		}
 	})
-	switch {
-	case n == 0:
-		return nil, nil
-	case n > 1:
+	if n > 1 {
 		return nil, fmt.Errorf("policy query returned %d values", n)
 	}
-	if _, ok := value.Value.(ast.Set); !ok {
-		return nil, fmt.Errorf("policy result is not a set: %v", value)
-	}
-	x, err := ast.JSON(value.Value)
-	if err != nil {
-		return nil, fmt.Errorf("policy result: %w", err)
-	}
-	set, _ := x.([]any)
-	return set, nil
-}
-
-func evalTopdown(ctx context.Context, q *rego.PreparedEvalQuery, input ast.Value) ([]any, error) {
-	rs, err := q.Eval(ctx, rego.EvalParsedInput(input))
-	if err != nil {
-		return nil, fmt.Errorf("evaluating policies: %w", err)
-	}
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		return nil, nil
-	}
-	set, ok := rs[0].Expressions[0].Value.([]any)
-	if !ok {
-		return nil, fmt.Errorf("policy result is not a set: %T", rs[0].Expressions[0].Value)
-	}
-	return set, nil
-}
-
-func str(x any) string {
-	s, _ := x.(string)
-	return s
+	return value, nil
 }
 
 func validAction(a config.Action) bool {

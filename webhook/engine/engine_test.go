@@ -119,26 +119,38 @@ func TestInputRejectsBadJSON(t *testing.T) {
 }
 
 // BenchmarkEvaluate measures one admission's policy work: the input
-// conversion and both queries.
+// conversion, and both queries with each evaluator.
 func BenchmarkEvaluate(b *testing.B) {
 	ctx := context.Background()
-	e, err := New(ctx, Options{Config: testConfig(b)})
-	if err != nil {
-		b.Fatal(err)
-	}
 	req := request("VirtualService", directVS)
-	b.ReportAllocs()
-	for b.Loop() {
-		in, err := Input(req)
-		if err != nil {
-			b.Fatal(err)
+	b.Run("input", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Input(req); err != nil {
+				b.Fatal(err)
+			}
 		}
-		if _, err := e.Intents(ctx, in); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := e.Violations(ctx, in); err != nil {
-			b.Fatal(err)
-		}
+	})
+	for _, ev := range Evaluators {
+		b.Run(ev, func(b *testing.B) {
+			e, err := New(ctx, Options{Config: testConfig(b), Evaluator: ev})
+			if err != nil {
+				b.Fatal(err)
+			}
+			in, err := Input(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Intents(ctx, in); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := e.Violations(ctx, in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

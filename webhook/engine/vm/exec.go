@@ -21,16 +21,69 @@ type state struct {
 	// memo holds the results of argument-free functions; a with statement
 	// pushes a fresh frame, as the values it replaces change them.
 	memo [][]memoEntry
-	// stack backs the functions' local frames.
+	// stack backs the functions' local frames; frame is the plan's.
 	stack []*ast.Term
+	frame []*ast.Term
 	ret   *ast.Term
 	// built-in calls
-	bctx    *topdown.BuiltinContext
-	args    []*ast.Term
-	out     *ast.Term
-	onOut   func(*ast.Term) error
-	steps   int
-	started time.Time
+	bctx  *topdown.BuiltinContext
+	args  []*ast.Term
+	out   *ast.Term
+	onOut func(*ast.Term) error
+	steps int
+	// scan callbacks, made once: see scan.
+	loop     loop
+	eachPair func(k, v *ast.Term) bool
+	eachElem func(t *ast.Term) bool
+}
+
+func newState() *state {
+	st := &state{results: ast.NewSet()}
+	st.eachPair = st.each
+	st.eachElem = func(t *ast.Term) bool { return st.each(t, t) }
+	st.onOut = func(t *ast.Term) error {
+		st.out = t
+		return nil
+	}
+	return st
+}
+
+// pushMemo starts a memo frame, reusing an earlier one's memory.
+func (st *state) pushMemo() {
+	n, i := len(st.prog.funcs), len(st.memo)
+	if i < cap(st.memo) {
+		st.memo = st.memo[:i+1]
+		if cap(st.memo[i]) >= n {
+			st.memo[i] = st.memo[i][:n]
+			return
+		}
+	} else {
+		st.memo = append(st.memo, nil)
+	}
+	st.memo[i] = make([]memoEntry, n)
+}
+
+func (st *state) popMemo() {
+	i := len(st.memo) - 1
+	clear(st.memo[i])
+	st.memo = st.memo[:i]
+}
+
+// reset readies a state for the pool: it keeps the buffers, drops every
+// value.
+func (st *state) reset() {
+	st.ctx, st.prog, st.ret, st.out, st.bctx = nil, nil, nil, nil, nil
+	st.results = nil
+	for len(st.memo) > 0 {
+		st.popMemo()
+	}
+	clear(st.stack[:cap(st.stack)])
+	st.stack = st.stack[:0]
+	clear(st.args[:cap(st.args)])
+	st.args = st.args[:0]
+	clear(st.frame)
+	st.loop = loop{}
+	st.steps = 0
 }
 
 type memoEntry struct {
@@ -261,36 +314,28 @@ func (st *state) exec(locals []*ast.Term, stmts []ir.Stmt) (int, error) {
 // A body left with one level more than its own (break 1) ends the scan; more
 // leave the blocks around it.
 func (st *state) scan(locals []*ast.Term, s *scanStmt) (int, error) {
-	var r int
-	var err error
-	each := func(k, v *ast.Term) bool {
-		if st.steps++; st.steps%checkEvery == 0 {
-			if err = st.ctx.Err(); err != nil {
-				return true
-			}
-		}
-		locals[s.key], locals[s.value] = k, v
-		r, err = st.exec(locals, s.body)
-		return err != nil || r == returned || r >= 1
-	}
 	src := locals[s.source]
 	if src == nil {
 		return completed, nil
 	}
+	// The iteration callbacks are made once per state; the loop's own
+	// variables live in st.loop, saved and restored around nested scans.
+	saved := st.loop
+	st.loop = loop{locals: locals, stmt: s, r: completed}
 	switch c := src.Value.(type) {
 	case *ast.Array:
 		for i := 0; i < c.Len(); i++ {
-			if each(ast.InternedTerm(i), c.Elem(i)) {
+			if st.each(ast.InternedTerm(i), c.Elem(i)) {
 				break
 			}
 		}
 	case ast.Object:
-		c.Until(each)
+		c.Until(st.eachPair)
 	case ast.Set:
-		c.Until(func(t *ast.Term) bool { return each(t, t) })
-	default:
-		return completed, nil
+		c.Until(st.eachElem)
 	}
+	r, err := st.loop.r, st.loop.err
+	st.loop = saved
 	switch {
 	case err != nil || r == returned:
 		return r, err
@@ -298,6 +343,28 @@ func (st *state) scan(locals []*ast.Term, s *scanStmt) (int, error) {
 		return r - 2, nil
 	}
 	return completed, nil
+}
+
+// loop is the state of the innermost scan.
+type loop struct {
+	locals []*ast.Term
+	stmt   *scanStmt
+	r      int
+	err    error
+}
+
+// each runs the innermost scan's body for one element; true stops the scan.
+func (st *state) each(k, v *ast.Term) bool {
+	if st.steps++; st.steps%checkEvery == 0 {
+		if st.loop.err = st.ctx.Err(); st.loop.err != nil {
+			return true
+		}
+	}
+	l := st.loop
+	l.locals[l.stmt.key], l.locals[l.stmt.value] = k, v
+	r, err := st.exec(l.locals, l.stmt.body)
+	st.loop.r, st.loop.err = r, err
+	return err != nil || r == returned || r >= 1
 }
 
 func (st *state) with(locals []*ast.Term, s *withStmt) (int, error) {
@@ -309,9 +376,9 @@ func (st *state) with(locals []*ast.Term, s *withStmt) (int, error) {
 		return 0, nil
 	}
 	locals[s.local] = upsert(saved, s.path, v)
-	st.memo = append(st.memo, make([]memoEntry, len(st.prog.funcs)))
+	st.pushMemo()
 	r, err := st.exec(locals, s.body)
-	st.memo = st.memo[:len(st.memo)-1]
+	st.popMemo()
 	locals[s.local] = saved
 	return r, err
 }
@@ -399,18 +466,6 @@ func (st *state) callFunc(locals []*ast.Term, s *callFunc) (*ast.Term, error) {
 }
 
 func (st *state) callBuiltin(locals []*ast.Term, s *callBuiltin) (*ast.Term, error) {
-	if st.bctx == nil {
-		st.started = time.Now()
-		st.bctx = &topdown.BuiltinContext{
-			Context: st.ctx,
-			Time:    ast.NewTerm(ast.Number(strconv.FormatInt(st.started.UnixNano(), 10))),
-			Cache:   builtins.Cache{},
-		}
-		st.onOut = func(t *ast.Term) error {
-			st.out = t
-			return nil
-		}
-	}
 	st.args = st.args[:0]
 	for _, a := range s.args {
 		v := st.read(locals, a)
@@ -420,9 +475,22 @@ func (st *state) callBuiltin(locals []*ast.Term, s *callBuiltin) (*ast.Term, err
 		st.args = append(st.args, v)
 	}
 	st.out = nil
-	bctx := *st.bctx
-	bctx.Location = s.loc
-	if err := s.fn(bctx, st.args, st.onOut); err != nil {
+	var err error
+	if s.bare {
+		err = s.fn(s.bctx, st.args, st.onOut)
+	} else {
+		if st.bctx == nil {
+			st.bctx = &topdown.BuiltinContext{
+				Context: st.ctx,
+				Time:    ast.NewTerm(ast.Number(strconv.FormatInt(time.Now().UnixNano(), 10))),
+				Cache:   builtins.Cache{},
+			}
+		}
+		bctx := *st.bctx
+		bctx.Location = s.loc
+		err = s.fn(bctx, st.args, st.onOut)
+	}
+	if err != nil {
 		var halt topdown.Halt
 		if errors.As(err, &halt) {
 			return nil, halt.Err

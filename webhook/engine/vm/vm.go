@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
@@ -35,6 +36,7 @@ type Program struct {
 	strings []*ast.Term
 	// locals a plan's frame needs.
 	planLocals int
+	states     sync.Pool
 }
 
 type function struct {
@@ -64,6 +66,10 @@ type (
 		args   []ir.Operand
 		result ir.Local
 		loc    *ast.Location
+		// bare: the built-in needs no context (ast.Builtin.CanSkipBctx);
+		// it gets bctx, which holds only the call's place.
+		bare bool
+		bctx topdown.BuiltinContext
 	}
 	makeConst struct {
 		ir.Location
@@ -114,6 +120,7 @@ func Compile(pol *ir.Policy) (*Program, error) {
 		}
 	}
 	p := &Program{plans: map[string][][]ir.Stmt{}, files: c.files, strings: c.strings}
+	p.states.New = func() any { return newState() }
 	if pol.Funcs != nil {
 		for i, f := range pol.Funcs.Funcs {
 			fn := &function{name: f.Name, index: i, params: f.Params, ret: f.Return, memo: len(f.Params) == 2}
@@ -235,7 +242,12 @@ func (c *compiler) stmt(s ir.Stmt) (ir.Stmt, error) {
 			return &callFunc{Location: s.Location, fn: fn, args: args, result: s.Result}, nil
 		}
 		if fn, ok := c.builtins[s.Func]; ok {
-			return &callBuiltin{Location: s.Location, name: s.Func, fn: fn, args: args, result: s.Result, loc: c.location(s.Location)}, nil
+			loc := c.location(s.Location)
+			decl, ok := ast.BuiltinMap[s.Func]
+			return &callBuiltin{
+				Location: s.Location, name: s.Func, fn: fn, args: args, result: s.Result, loc: loc,
+				bare: ok && decl.CanSkipBctx, bctx: topdown.BuiltinContext{Location: loc},
+			}, nil
 		}
 		return nil, fmt.Errorf("%w: call of unknown function %s", ErrUnsupported, s.Func)
 	case *ir.MakeNumberRefStmt:
@@ -404,9 +416,17 @@ func (p *Program) Eval(ctx context.Context, plan string, input, data ast.Value) 
 	if !ok {
 		return nil, fmt.Errorf("no plan %q", plan)
 	}
-	st := &state{ctx: ctx, prog: p, results: ast.NewSet()}
-	st.memo = append(st.memo, make([]memoEntry, len(p.funcs)))
-	locals := make([]*ast.Term, p.planLocals)
+	st := p.states.Get().(*state)
+	defer func() {
+		st.reset()
+		p.states.Put(st)
+	}()
+	st.ctx, st.prog, st.results = ctx, p, ast.NewSet()
+	st.pushMemo()
+	if cap(st.frame) < p.planLocals {
+		st.frame = make([]*ast.Term, p.planLocals)
+	}
+	locals := st.frame[:p.planLocals]
 	if input != nil {
 		locals[ir.Input] = ast.NewTerm(input)
 	}

@@ -1,0 +1,118 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/egress-guard/egress-guard/webhook/config"
+)
+
+// record reads the fields of an object a policy returned, checking their
+// types; the first wrong one is kept in err.
+type record struct {
+	obj  ast.Object
+	what string
+	err  error
+}
+
+func newRecord(t *ast.Term, what string) (*record, error) {
+	obj, ok := t.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("policy returned %s that is not an object: %v", what, t)
+	}
+	return &record{obj: obj, what: what}, nil
+}
+
+func (r *record) get(key string) *ast.Term {
+	return r.obj.Get(ast.InternedTerm(key))
+}
+
+func (r *record) fail(key string, v *ast.Term, want string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("policy returned %s whose %s is not %s: %v", r.what, key, want, v)
+	}
+}
+
+func (r *record) str(key string) string {
+	v := r.get(key)
+	if v == nil {
+		return ""
+	}
+	s, ok := v.Value.(ast.String)
+	if !ok {
+		r.fail(key, v, "a string")
+	}
+	return string(s)
+}
+
+func (r *record) uint(key string, v *ast.Term, limit uint64) uint64 {
+	if v == nil {
+		return 0
+	}
+	n, ok := v.Value.(ast.Number)
+	if !ok {
+		r.fail(key, v, "a number")
+		return 0
+	}
+	i, ok := n.Int64()
+	if !ok || i < 0 || uint64(i) > limit {
+		r.fail(key, v, fmt.Sprintf("an integer from 0 to %d", limit))
+		return 0
+	}
+	return uint64(i)
+}
+
+func (r *record) int(key string) int { return int(r.uint(key, r.get(key), math.MaxInt32)) }
+
+func (r *record) uint32(key string) uint32 {
+	return uint32(r.uint(key, r.get(key), math.MaxUint32))
+}
+
+func (r *record) uint32s(key string) []uint32 {
+	v := r.get(key)
+	if v == nil {
+		return nil
+	}
+	arr, ok := v.Value.(*ast.Array)
+	if !ok {
+		r.fail(key, v, "an array")
+		return nil
+	}
+	out := make([]uint32, arr.Len())
+	for i := range out {
+		out[i] = uint32(r.uint(key, arr.Elem(i), math.MaxUint32))
+	}
+	return out
+}
+
+func decodeViolation(t *ast.Term) (Violation, error) {
+	r, err := newRecord(t, "a violation")
+	if err != nil {
+		return Violation{}, err
+	}
+	v := Violation{Code: r.str("code"), Message: r.str("message"), Field: r.str("field"), Action: config.Action(r.str("action"))}
+	if r.err != nil {
+		return v, r.err
+	}
+	if v.Code == "" || v.Message == "" {
+		return v, fmt.Errorf("policy returned a violation without code or message: %v", t)
+	}
+	return v, nil
+}
+
+func decodeIntent(t *ast.Term) (Intent, error) {
+	r, err := newRecord(t, "an intent")
+	if err != nil {
+		return Intent{}, err
+	}
+	in := Intent{
+		Type: r.str("type"), Code: r.str("code"), Action: config.Action(r.str("action")),
+		Section: r.str("section"), Index: r.int("index"),
+		GatewayHost: r.str("gatewayHost"), Gateway: r.str("gateway"), GatewayPort: r.uint32("gatewayPort"),
+		GatewaySubset: r.str("gatewaySubset"), TargetPorts: r.uint32s("targetPorts"),
+		Port: r.uint32("port"), Mode: r.str("mode"), CredentialName: r.str("credentialName"), SNI: r.str("sni"),
+	}
+	return in, r.err
+}
