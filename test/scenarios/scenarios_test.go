@@ -112,7 +112,43 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
+// TestEvaluatorsAgree: every scenario file gives the same report with the IR
+// evaluator (the default) as with OPA's topdown interpreter.
+func TestEvaluatorsAgree(t *testing.T) {
+	files, err := filepath.Glob("[0-9][0-9][0-9]-*/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range files {
+		dir, file := filepath.Split(f)
+		if file == "config.yaml" {
+			continue
+		}
+		n++
+		t.Run(f, func(t *testing.T) {
+			cfg, err := config.LoadFile(filepath.Join(dir, "config.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ir := runWith(t, cfg, dir, file, engine.EvaluatorIR)
+			td := runWith(t, cfg, dir, file, engine.EvaluatorTopdown)
+			if !reflect.DeepEqual(ir, td) {
+				t.Errorf("the evaluators disagree\n ir:      %+v\n topdown: %+v", ir, td)
+			}
+		})
+	}
+	if n < 20 {
+		t.Fatalf("compared %d scenario files", n)
+	}
+}
+
 func run(t *testing.T, cfg *config.Config, dir, file string) []check.Result {
+	t.Helper()
+	return runWith(t, cfg, dir, file, "")
+}
+
+func runWith(t *testing.T, cfg *config.Config, dir, file, evaluator string) []check.Result {
 	t.Helper()
 	docs, err := check.ReadPaths([]string{filepath.Join(dir, file)}, nil)
 	if err != nil {
@@ -122,7 +158,7 @@ func run(t *testing.T, cfg *config.Config, dir, file string) []check.Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := engine.New(context.Background(), engine.Options{Config: cfg, Inventory: inv})
+	e, err := engine.New(context.Background(), engine.Options{Config: cfg, Inventory: inv, Evaluator: evaluator})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,6 +107,9 @@ func (h *Holder) Load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	for _, f := range e.Fallbacks() {
+		h.log.Info("a policy query is evaluated by OPA's interpreter, not by its plan", "reason", f)
+	}
 	h.current.Store(e)
 	return nil
 }
