@@ -134,7 +134,7 @@ type Engine struct {
 	// store holds data (config and inventory) for topdown; data is the same
 	// document for the IR evaluator.
 	store     storage.Store
-	data      ast.Value
+	data      vm.Value
 	fallbacks []string
 }
 
@@ -184,10 +184,11 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := ast.InterfaceToValue(doc)
+	astData, err := ast.InterfaceToValue(doc)
 	if err != nil {
 		return nil, err
 	}
+	data := vm.Share(vm.FromAST(astData))
 	store := inmem.NewFromObjectWithOpts(doc, inmem.OptReturnASTValuesOnRead(true))
 	e := &Engine{cfg: opts.Config, byKind: map[string]*queries{}, store: store, data: data}
 	for _, m := range modules {
@@ -312,7 +313,7 @@ func (e *Engine) Modules() []string { return e.modules }
 
 // Violations evaluates the rules against input.
 func (e *Engine) Violations(ctx context.Context, input *Prepared) ([]Violation, error) {
-	set, err := e.eval(ctx, &e.queries(input.Kind).violations, input.Value)
+	set, err := e.eval(ctx, &e.queries(input.Kind).violations, input)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +340,7 @@ func (e *Engine) Violations(ctx context.Context, input *Prepared) ([]Violation, 
 
 // Intents evaluates the mutation intents for input.
 func (e *Engine) Intents(ctx context.Context, input *Prepared) ([]Intent, error) {
-	set, err := e.eval(ctx, &e.queries(input.Kind).intents, input.Value)
+	set, err := e.eval(ctx, &e.queries(input.Kind).intents, input)
 	if err != nil || len(set) == 0 {
 		return nil, err
 	}
@@ -361,7 +362,7 @@ func (e *Engine) Intents(ctx context.Context, input *Prepared) ([]Intent, error)
 }
 
 // eval runs a query and returns the elements of the set it yields.
-func (e *Engine) eval(ctx context.Context, q *query, input ast.Value) ([]*ast.Term, error) {
+func (e *Engine) eval(ctx context.Context, q *query, input *Prepared) ([]*ast.Term, error) {
 	value, err := e.evalValue(ctx, q, input)
 	if err != nil || value == nil {
 		return nil, err
@@ -373,9 +374,9 @@ func (e *Engine) eval(ctx context.Context, q *query, input ast.Value) ([]*ast.Te
 	return set.Slice(), nil
 }
 
-func (e *Engine) evalValue(ctx context.Context, q *query, input ast.Value) (*ast.Term, error) {
+func (e *Engine) evalValue(ctx context.Context, q *query, input *Prepared) (*ast.Term, error) {
 	if q.program == nil {
-		rs, err := q.topdown.Eval(ctx, rego.EvalParsedInput(input))
+		rs, err := q.topdown.Eval(ctx, rego.EvalParsedInput(input.AST()))
 		if err != nil {
 			return nil, fmt.Errorf("evaluating policies: %w", err)
 		}
@@ -397,22 +398,27 @@ func (e *Engine) evalValue(ctx context.Context, q *query, input ast.Value) (*ast
 		}
 		return ast.NewTerm(set), nil
 	}
-	rs, err := q.program.Eval(ctx, q.plan, input, e.data)
+	rs, err := q.program.Eval(ctx, q.plan, input.Value, e.data)
 	if err != nil {
 		return nil, fmt.Errorf("evaluating policies: %w", err)
 	}
 	// A result binds the query's one expression to its value.
-	var value *ast.Term
+	var value vm.Value
 	var n int
-	rs.Foreach(func(r *ast.Term) {
-		if obj, ok := r.Value.(ast.Object); ok {
-			obj.Foreach(func(_, v *ast.Term) { value, n = v, n+1 })
+	for _, r := range rs.Elems() {
+		if obj, ok := r.(*vm.Object); ok {
+			for _, v := range obj.Values() {
+				value, n = v, n+1
+			}
 		}
-	})
-	if n > 1 {
+	}
+	switch {
+	case n == 0:
+		return nil, nil
+	case n > 1:
 		return nil, fmt.Errorf("policy query returned %d values", n)
 	}
-	return value, nil
+	return ast.NewTerm(vm.ToAST(value)), nil
 }
 
 func validAction(a config.Action) bool {

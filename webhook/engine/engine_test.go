@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,6 +13,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/egress-guard/egress-guard/webhook/config"
+	"github.com/egress-guard/egress-guard/webhook/engine/vm"
 )
 
 func testConfig(t testing.TB) *config.Config {
@@ -199,7 +201,7 @@ func TestInputLeavesOutManagedFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := in.Value.String()
+	s := in.AST().String()
 	if strings.Contains(s, "managedFields") || !strings.Contains(s, `"labels": {"a": "b"}`) {
 		t.Errorf("input: %s", s)
 	}
@@ -322,6 +324,13 @@ func TestInputMatchesOPADecoding(t *testing.T) {
 		`[1,"x",{"k":[]}]`,
 		`"just a string"`,
 	}
+	toValue := func(raw []byte) (ast.Value, error) {
+		v, err := toValue(raw, true)
+		if err != nil {
+			return nil, err
+		}
+		return vm.ToAST(v), nil
+	}
 	for _, doc := range docs {
 		got, err := toValue([]byte(doc))
 		if err != nil {
@@ -345,6 +354,41 @@ func TestInputMatchesOPADecoding(t *testing.T) {
 	for _, bad := range []string{`{"n":NaN}`, `{"n":1.2.3}`, `{"n":-Inf}`, "{\"s\":\"a\tb\"}", `{"a":1,}`, `{"a":1} x`} {
 		if _, err := toValue([]byte(bad)); err == nil {
 			t.Errorf("%s: accepted", bad)
+		}
+	}
+}
+
+// Evaluations share the engine's data and programs; run with -race.
+func TestConcurrentEvaluation(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Options{Config: testConfig(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for range 50 {
+				in, err := Input(request("VirtualService", directVS))
+				if err != nil {
+					errs <- err
+					return
+				}
+				vs, err := e.Violations(ctx, in)
+				if err == nil && (len(vs) != 1 || vs[0].Code != "EGR201") {
+					err = fmt.Errorf("violations %+v", vs)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 }

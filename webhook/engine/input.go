@@ -6,6 +6,8 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/valyala/fastjson"
+
+	"github.com/egress-guard/egress-guard/webhook/engine/vm"
 )
 
 // Request is the admission request as the policies see it (input).
@@ -24,27 +26,29 @@ type Request struct {
 	OldObject []byte
 }
 
-// Prepared is a request converted into OPA's value.
+// Prepared is a request converted for evaluation, once, so that every rule
+// of an evaluation shares it: Value in the IR evaluator's form, AST in
+// OPA's (for topdown). A Prepared is not safe for concurrent use.
 type Prepared struct {
 	Kind      string
 	Namespace string
-	Value     ast.Value
+	Value     vm.Value
 }
 
-// Input converts the request into OPA's value once, so that every rule of
-// an evaluation shares it.
+// AST is the input as OPA's value.
+func (p *Prepared) AST() ast.Value { return vm.ToAST(p.Value) }
+
+// Input converts the request, leaving out metadata.managedFields: the API
+// server's field ownership bookkeeping is often larger than the spec and no
+// policy needs it.
 func Input(r Request) (*Prepared, error) {
-	items := [][2]*ast.Term{
-		ast.Item(ast.StringTerm("operation"), ast.StringTerm(r.Operation)),
-		ast.Item(ast.StringTerm("kind"), ast.ObjectTerm(
-			ast.Item(ast.StringTerm("group"), ast.StringTerm(r.Group)),
-			ast.Item(ast.StringTerm("version"), ast.StringTerm(r.Version)),
-			ast.Item(ast.StringTerm("kind"), ast.StringTerm(r.Kind)),
-		)),
-		ast.Item(ast.StringTerm("namespace"), ast.StringTerm(r.Namespace)),
-		ast.Item(ast.StringTerm("name"), ast.StringTerm(r.Name)),
-		ast.Item(ast.StringTerm("dryRun"), ast.BooleanTerm(r.DryRun)),
-	}
+	root := vm.NewObject(
+		"operation", r.Operation,
+		"kind", vm.NewObject("group", r.Group, "version", r.Version, "kind", r.Kind),
+		"namespace", r.Namespace,
+		"name", r.Name,
+		"dryRun", r.DryRun,
+	)
 	for _, f := range []struct {
 		key string
 		raw []byte
@@ -52,22 +56,21 @@ func Input(r Request) (*Prepared, error) {
 		if len(f.raw) == 0 || bytes.Equal(f.raw, []byte("null")) {
 			continue
 		}
-		v, err := toValue(f.raw)
+		v, err := toValue(f.raw, f.key != "userInfo")
 		if err != nil {
 			return nil, fmt.Errorf("%s is not valid JSON: %w", f.key, err)
 		}
-		items = append(items, ast.Item(ast.StringTerm(f.key), ast.NewTerm(v)))
+		root.Insert(f.key, v)
 	}
-	return &Prepared{Kind: r.Kind, Namespace: r.Namespace, Value: ast.NewObject(items...)}, nil
+	return &Prepared{Kind: r.Kind, Namespace: r.Namespace, Value: root}, nil
 }
 
 // parsers are reused across conversions: a parser keeps its buffers.
 var parsers fastjson.ParserPool
 
-// toValue converts a JSON document into OPA's value in one pass, leaving out
-// metadata.managedFields: the API server's field ownership bookkeeping is
-// often larger than the spec and no policy needs it.
-func toValue(raw []byte) (ast.Value, error) {
+// toValue converts a JSON document in one pass; an object's
+// metadata.managedFields is left out when hideManagedFields is set.
+func toValue(raw []byte, hideManagedFields bool) (vm.Value, error) {
 	// The parser is lenient (NaN, "1.2.3"); the validator is not.
 	if err := fastjson.ValidateBytes(raw); err != nil {
 		return nil, err
@@ -78,46 +81,10 @@ func toValue(raw []byte) (ast.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	return convert(doc, 0), nil
-}
-
-// convert builds the value of v; depth counts the objects above v, so that
-// metadata.managedFields is recognised at the top level only.
-func convert(v *fastjson.Value, depth int) ast.Value {
-	switch v.Type() {
-	case fastjson.TypeObject:
-		o := v.GetObject()
-		items := make([][2]*ast.Term, 0, o.Len())
-		o.Visit(func(key []byte, x *fastjson.Value) {
-			var val ast.Value
-			if depth == 1 && string(key) == "managedFields" {
-				return
-			}
-			if depth == 0 && string(key) == "metadata" {
-				val = convert(x, 1)
-			} else {
-				val = convert(x, 2)
-			}
-			items = append(items, [2]*ast.Term{ast.StringTerm(string(key)), ast.NewTerm(val)})
-		})
-		return ast.NewObject(items...)
-	case fastjson.TypeArray:
-		a := v.GetArray()
-		terms := make([]*ast.Term, len(a))
-		for i, x := range a {
-			terms[i] = ast.NewTerm(convert(x, 2))
+	if hideManagedFields {
+		if meta := doc.GetObject("metadata"); meta != nil {
+			meta.Del("managedFields")
 		}
-		return ast.NewArray(terms...)
-	case fastjson.TypeString:
-		b, _ := v.StringBytes()
-		return ast.String(string(b))
-	case fastjson.TypeNumber:
-		return ast.Number(v.MarshalTo(nil))
-	case fastjson.TypeTrue:
-		return ast.Boolean(true)
-	case fastjson.TypeFalse:
-		return ast.Boolean(false)
-	default:
-		return ast.Null{}
 	}
+	return vm.FromJSON(doc), nil
 }

@@ -17,30 +17,25 @@ import (
 type state struct {
 	ctx     context.Context
 	prog    *Program
-	results ast.Set
+	results *Set
 	// memo holds the results of argument-free functions; a with statement
 	// pushes a fresh frame, as the values it replaces change them.
 	memo [][]memoEntry
 	// stack backs the functions' local frames; frame is the plan's.
-	stack []*ast.Term
-	frame []*ast.Term
-	ret   *ast.Term
+	stack []Value
+	frame []Value
+	ret   Value
 	// built-in calls
 	bctx  *topdown.BuiltinContext
+	vals  []Value
 	args  []*ast.Term
 	out   *ast.Term
 	onOut func(*ast.Term) error
 	steps int
-	// scan callbacks, made once: see scan.
-	loop     loop
-	eachPair func(k, v *ast.Term) bool
-	eachElem func(t *ast.Term) bool
 }
 
 func newState() *state {
-	st := &state{results: ast.NewSet()}
-	st.eachPair = st.each
-	st.eachElem = func(t *ast.Term) bool { return st.each(t, t) }
+	st := &state{}
 	st.onOut = func(t *ast.Term) error {
 		st.out = t
 		return nil
@@ -81,33 +76,29 @@ func (st *state) reset() {
 	st.stack = st.stack[:0]
 	clear(st.args[:cap(st.args)])
 	st.args = st.args[:0]
+	clear(st.vals[:cap(st.vals)])
+	st.vals = st.vals[:0]
 	clear(st.frame)
-	st.loop = loop{}
 	st.steps = 0
 }
 
 type memoEntry struct {
 	done  bool
-	value *ast.Term
+	value Value
 }
-
-var trueTerm, falseTerm = ast.BooleanTerm(true), ast.BooleanTerm(false)
 
 // checkEvery is how many loop iterations and calls pass between checks of
 // the context.
 const checkEvery = 1024
 
-func (st *state) read(locals []*ast.Term, o ir.Operand) *ast.Term {
+func (st *state) read(locals []Value, o ir.Operand) Value {
 	switch v := o.Value.(type) {
 	case ir.Local:
 		return locals[v]
 	case ir.StringIndex:
 		return st.prog.strings[v]
 	case ir.Bool:
-		if v {
-			return trueTerm
-		}
-		return falseTerm
+		return bool(v)
 	}
 	return nil
 }
@@ -127,7 +118,7 @@ func (st *state) loc(l ir.Location) *ast.Location {
 // exec runs a block's statements. It returns completed, returned (st.ret
 // holds the value), or the number of enclosing blocks left to leave after
 // this one.
-func (st *state) exec(locals []*ast.Term, stmts []ir.Stmt) (int, error) {
+func (st *state) exec(locals []Value, stmts []ir.Stmt) (int, error) {
 	for _, s := range stmts {
 		switch s := s.(type) {
 		case *ir.AssignVarStmt:
@@ -138,7 +129,7 @@ func (st *state) exec(locals []*ast.Term, stmts []ir.Stmt) (int, error) {
 				return 0, nil
 			}
 			if cur := locals[s.Target]; cur != nil {
-				if ast.Compare(cur.Value, v.Value) != 0 {
+				if !equal(cur, v) {
 					return 0, conflict(st.loc(s.Location), "complete rules must not produce multiple outputs")
 				}
 				continue
@@ -231,34 +222,34 @@ func (st *state) exec(locals []*ast.Term, stmts []ir.Stmt) (int, error) {
 				return r - 1, nil
 			}
 		case *ir.MakeArrayStmt:
-			locals[s.Target] = ast.NewTerm(ast.NewArrayWithCapacity(int(s.Capacity)))
+			locals[s.Target] = newArray(int(s.Capacity))
 		case *ir.MakeObjectStmt:
-			locals[s.Target] = ast.NewTerm(ast.NewObject())
+			locals[s.Target] = &Object{}
 		case *ir.MakeSetStmt:
-			locals[s.Target] = ast.NewTerm(ast.NewSet())
+			locals[s.Target] = &Set{}
 		case *ir.ArrayAppendStmt:
-			arr, ok := locals[s.Array].Value.(*ast.Array)
+			arr, ok := locals[s.Array].(*Array)
 			v := st.read(locals, s.Value)
 			if !ok || v == nil {
 				return 0, nil
 			}
-			locals[s.Array] = ast.NewTerm(arr.Append(v))
+			arr.append(v)
 		case *ir.SetAddStmt:
-			set, ok := locals[s.Set].Value.(ast.Set)
+			set, ok := locals[s.Set].(*Set)
 			v := st.read(locals, s.Value)
 			if !ok || v == nil {
 				return 0, nil
 			}
-			set.Add(v)
+			set.add(v)
 		case *ir.ObjectInsertStmt:
-			obj, ok := locals[s.Object].Value.(ast.Object)
+			obj, ok := locals[s.Object].(*Object)
 			k, v := st.read(locals, s.Key), st.read(locals, s.Value)
 			if !ok || k == nil || v == nil {
 				return 0, nil
 			}
-			obj.Insert(k, v)
+			obj.insert(k, v)
 		case *ir.ObjectInsertOnceStmt:
-			obj, ok := locals[s.Object].Value.(ast.Object)
+			obj, ok := locals[s.Object].(*Object)
 			k, v := st.read(locals, s.Key), st.read(locals, s.Value)
 			if !ok || k == nil || v == nil {
 				return 0, nil
@@ -269,7 +260,7 @@ func (st *state) exec(locals []*ast.Term, stmts []ir.Stmt) (int, error) {
 				}
 				continue
 			}
-			obj.Insert(k, v)
+			obj.insert(k, v)
 		case *ir.ObjectMergeStmt:
 			v, err := st.merge(locals[s.A], locals[s.B], s.Location)
 			if err != nil {
@@ -281,28 +272,28 @@ func (st *state) exec(locals []*ast.Term, stmts []ir.Stmt) (int, error) {
 			if !ok {
 				return 0, nil
 			}
-			locals[s.Target] = ast.InternedTerm(n)
+			locals[s.Target] = intNumber(n)
 		case *ir.IsArrayStmt:
 			if v := st.read(locals, s.Source); v == nil {
 				return 0, nil
-			} else if _, ok := v.Value.(*ast.Array); !ok {
+			} else if _, ok := v.(*Array); !ok {
 				return 0, nil
 			}
 		case *ir.IsObjectStmt:
 			if v := st.read(locals, s.Source); v == nil {
 				return 0, nil
-			} else if _, ok := v.Value.(ast.Object); !ok {
+			} else if _, ok := v.(*Object); !ok {
 				return 0, nil
 			}
 		case *ir.IsSetStmt:
 			if v := st.read(locals, s.Source); v == nil {
 				return 0, nil
-			} else if _, ok := v.Value.(ast.Set); !ok {
+			} else if _, ok := v.(*Set); !ok {
 				return 0, nil
 			}
 		case *ir.ResultSetAddStmt:
 			if v := locals[s.Value]; v != nil {
-				st.results.Add(v)
+				st.results.add(v)
 			}
 		case *ir.NopStmt:
 		}
@@ -313,29 +304,23 @@ func (st *state) exec(locals []*ast.Term, stmts []ir.Stmt) (int, error) {
 // scan runs the body once per element of a collection; a scalar has none.
 // A body left with one level more than its own (break 1) ends the scan; more
 // leave the blocks around it.
-func (st *state) scan(locals []*ast.Term, s *scanStmt) (int, error) {
-	src := locals[s.source]
-	if src == nil {
-		return completed, nil
-	}
-	// The iteration callbacks are made once per state; the loop's own
-	// variables live in st.loop, saved and restored around nested scans.
-	saved := st.loop
-	st.loop = loop{locals: locals, stmt: s, r: completed}
-	switch c := src.Value.(type) {
-	case *ast.Array:
-		for i := 0; i < c.Len(); i++ {
-			if st.each(ast.InternedTerm(i), c.Elem(i)) {
-				break
-			}
+func (st *state) scan(locals []Value, s *scanStmt) (int, error) {
+	r := completed
+	var err error
+	switch c := locals[s.source].(type) {
+	case *Array:
+		for i := 0; i < len(c.elems) && (r == completed || r == 0) && err == nil; i++ {
+			r, err = st.iteration(locals, s, intNumber(i), c.elems[i])
 		}
-	case ast.Object:
-		c.Until(st.eachPair)
-	case ast.Set:
-		c.Until(st.eachElem)
+	case *Object:
+		for i := 0; i < len(c.keys) && (r == completed || r == 0) && err == nil; i++ {
+			r, err = st.iteration(locals, s, c.keys[i], c.vals[i])
+		}
+	case *Set:
+		for i := 0; i < len(c.elems) && (r == completed || r == 0) && err == nil; i++ {
+			r, err = st.iteration(locals, s, c.elems[i], c.elems[i])
+		}
 	}
-	r, err := st.loop.r, st.loop.err
-	st.loop = saved
 	switch {
 	case err != nil || r == returned:
 		return r, err
@@ -345,29 +330,21 @@ func (st *state) scan(locals []*ast.Term, s *scanStmt) (int, error) {
 	return completed, nil
 }
 
-// loop is the state of the innermost scan.
-type loop struct {
-	locals []*ast.Term
-	stmt   *scanStmt
-	r      int
-	err    error
-}
-
-// each runs the innermost scan's body for one element; true stops the scan.
-func (st *state) each(k, v *ast.Term) bool {
+func (st *state) iteration(locals []Value, s *scanStmt, k, v Value) (int, error) {
 	if st.steps++; st.steps%checkEvery == 0 {
-		if st.loop.err = st.ctx.Err(); st.loop.err != nil {
-			return true
+		if err := st.ctx.Err(); err != nil {
+			return 0, err
 		}
 	}
-	l := st.loop
-	l.locals[l.stmt.key], l.locals[l.stmt.value] = k, v
-	r, err := st.exec(l.locals, l.stmt.body)
-	st.loop.r, st.loop.err = r, err
-	return err != nil || r == returned || r >= 1
+	locals[s.key], locals[s.value] = k, v
+	r, err := st.exec(locals, s.body)
+	if err != nil {
+		return r, err
+	}
+	return r, nil
 }
 
-func (st *state) with(locals []*ast.Term, s *withStmt) (int, error) {
+func (st *state) with(locals []Value, s *withStmt) (int, error) {
 	saved := locals[s.local]
 	// The value may be undefined: the planner restores an undefined input
 	// with the same statement that replaces it.
@@ -385,51 +362,67 @@ func (st *state) with(locals []*ast.Term, s *withStmt) (int, error) {
 
 // upsert returns a copy of doc with value at path, creating the objects on
 // the way.
-func upsert(doc *ast.Term, path []*ast.Term, value *ast.Term) *ast.Term {
+func upsert(doc Value, path []Value, value Value) Value {
 	if len(path) == 0 {
 		return value
 	}
-	obj := ast.NewObject()
-	if doc != nil {
-		if cur, ok := doc.Value.(ast.Object); ok {
-			cur.Foreach(func(k, v *ast.Term) { obj.Insert(k, v) })
+	obj := &Object{}
+	if cur, ok := doc.(*Object); ok {
+		obj.keys = append(obj.keys, cur.keys...)
+		obj.vals = append(obj.vals, cur.vals...)
+		if cur.index != nil {
+			obj.index = make(map[uint64][]int, len(cur.index))
+			for h, is := range cur.index {
+				obj.index[h] = append([]int(nil), is...)
+			}
 		}
 	}
-	obj.Insert(path[0], upsert(obj.Get(path[0]), path[1:], value))
-	return ast.NewTerm(obj)
+	obj.insert(path[0], upsert(obj.Get(path[0]), path[1:], value))
+	return obj
 }
 
-func (st *state) merge(a, b *ast.Term, loc ir.Location) (*ast.Term, error) {
+// merge merges objects recursively; a key both hold with values that are not
+// both objects is a conflict.
+func (st *state) merge(a, b Value, loc ir.Location) (Value, error) {
 	if a == nil {
 		return b, nil
 	}
 	if b == nil {
 		return a, nil
 	}
-	oa, ok1 := a.Value.(ast.Object)
-	ob, ok2 := b.Value.(ast.Object)
-	if !ok1 || !ok2 {
-		return nil, conflict(st.loc(loc), "object merge of a non-object value")
-	}
-	merged, ok := oa.MergeWith(ob, func(v1, v2 *ast.Term) (*ast.Term, bool) {
-		o1, ok1 := v1.Value.(ast.Object)
-		o2, ok2 := v2.Value.(ast.Object)
-		if !ok1 || !ok2 {
-			return v1, false
-		}
-		m, ok := o1.Merge(o2)
-		if !ok {
-			return v1, false
-		}
-		return ast.NewTerm(m), false
-	})
+	merged, ok := mergeObjects(a, b)
 	if !ok {
 		return nil, conflict(st.loc(loc), "object merge conflict")
 	}
-	return ast.NewTerm(merged), nil
+	return merged, nil
 }
 
-func (st *state) callFunc(locals []*ast.Term, s *callFunc) (*ast.Term, error) {
+func mergeObjects(a, b Value) (Value, bool) {
+	oa, ok1 := a.(*Object)
+	ob, ok2 := b.(*Object)
+	if !ok1 || !ok2 {
+		return nil, false
+	}
+	out := &Object{}
+	for i, k := range oa.keys {
+		out.insert(k, oa.vals[i])
+	}
+	for i, k := range ob.keys {
+		cur := out.Get(k)
+		if cur == nil {
+			out.insert(k, ob.vals[i])
+			continue
+		}
+		m, ok := mergeObjects(cur, ob.vals[i])
+		if !ok {
+			return nil, false
+		}
+		out.insert(k, m)
+	}
+	return out, true
+}
+
+func (st *state) callFunc(locals []Value, s *callFunc) (Value, error) {
 	fn := s.fn
 	memo := st.memo[len(st.memo)-1]
 	if fn.memo && memo[fn.index].done {
@@ -441,12 +434,12 @@ func (st *state) callFunc(locals []*ast.Term, s *callFunc) (*ast.Term, error) {
 		}
 	}
 	base := len(st.stack)
-	st.stack = append(st.stack, make([]*ast.Term, fn.locals)...)
+	st.stack = append(st.stack, make([]Value, fn.locals)...)
 	frame := st.stack[base : base+fn.locals : base+fn.locals]
 	for i, p := range fn.params {
 		frame[p] = st.read(locals, s.args[i])
 	}
-	var result *ast.Term
+	var result Value
 	for _, b := range fn.blocks {
 		r, err := st.exec(frame, b)
 		if err != nil {
@@ -465,14 +458,23 @@ func (st *state) callFunc(locals []*ast.Term, s *callFunc) (*ast.Term, error) {
 	return result, nil
 }
 
-func (st *state) callBuiltin(locals []*ast.Term, s *callBuiltin) (*ast.Term, error) {
-	st.args = st.args[:0]
+func (st *state) callBuiltin(locals []Value, s *callBuiltin) (Value, error) {
+	st.vals = st.vals[:0]
 	for _, a := range s.args {
 		v := st.read(locals, a)
 		if v == nil {
 			return nil, nil
 		}
-		st.args = append(st.args, v)
+		st.vals = append(st.vals, v)
+	}
+	if s.native != nil {
+		if v, ok := s.native(st.vals); ok {
+			return v, nil
+		}
+	}
+	st.args = st.args[:0]
+	for _, v := range st.vals {
+		st.args = append(st.args, toTerm(v))
 	}
 	st.out = nil
 	var err error
@@ -498,58 +500,65 @@ func (st *state) callBuiltin(locals []*ast.Term, s *callBuiltin) (*ast.Term, err
 		// As topdown without strict built-in errors: the call is undefined.
 		return nil, nil
 	}
-	return st.out, nil
+	if st.out == nil {
+		return nil, nil
+	}
+	return FromAST(st.out.Value), nil
 }
 
-func dot(src, key *ast.Term) *ast.Term {
+func dot(src, key Value) Value {
 	if src == nil || key == nil {
 		return nil
 	}
-	switch c := src.Value.(type) {
-	case ast.Object:
+	switch c := src.(type) {
+	case *Object:
 		return c.Get(key)
-	case *ast.Array:
-		n, ok := key.Value.(ast.Number)
+	case *Array:
+		n, ok := key.(ast.Number)
 		if !ok {
 			return nil
 		}
 		i, ok := n.Int()
-		if !ok || i < 0 || i >= c.Len() {
+		if !ok || i < 0 || i >= len(c.elems) {
 			return nil
 		}
-		return c.Elem(i)
-	case ast.Set:
-		if c.Contains(key) {
-			return key
+		return c.elems[i]
+	case *Set:
+		if i := c.find(key); i >= 0 {
+			return c.elems[i]
 		}
 	}
 	return nil
 }
 
-func equal(a, b *ast.Term) bool {
-	if a == b {
-		return true
-	}
-	if sa, ok := a.Value.(ast.String); ok {
-		sb, ok := b.Value.(ast.String)
-		return ok && sa == sb
-	}
-	return ast.Compare(a.Value, b.Value) == 0
-}
-
-func length(t *ast.Term) (int, bool) {
-	if t == nil {
+func length(v Value) (int, bool) {
+	switch x := v.(type) {
+	case nil:
 		return 0, false
-	}
-	switch v := t.Value.(type) {
-	case ast.String:
-		return utf8.RuneCountInString(string(v)), true
-	case *ast.Array:
-		return v.Len(), true
-	case ast.Object:
-		return v.Len(), true
-	case ast.Set:
-		return v.Len(), true
+	case string:
+		return utf8.RuneCountInString(x), true
+	case *Array:
+		return len(x.elems), true
+	case *Object:
+		return len(x.keys), true
+	case *Set:
+		return len(x.elems), true
 	}
 	return 0, true
 }
+
+// intNumber is the number n; small ones are shared.
+func intNumber(n int) Value {
+	if n >= 0 && n < len(smallInts) {
+		return smallInts[n]
+	}
+	return ast.Number(strconv.Itoa(n))
+}
+
+var smallInts = func() []Value {
+	out := make([]Value, 1024)
+	for i := range out {
+		out[i] = ast.Number(strconv.Itoa(i))
+	}
+	return out
+}()

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -33,7 +34,7 @@ type Program struct {
 	plans   map[string][][]ir.Stmt
 	funcs   []*function
 	files   []string
-	strings []*ast.Term
+	strings []Value
 	// locals a plan's frame needs.
 	planLocals int
 	states     sync.Pool
@@ -69,11 +70,13 @@ type (
 		// bare: the built-in needs no context (ast.Builtin.CanSkipBctx);
 		// it gets bctx, which holds only the call's place.
 		bare bool
+		// native runs the call on the evaluator's values when it can.
+		native native
 		bctx topdown.BuiltinContext
 	}
 	makeConst struct {
 		ir.Location
-		value  *ast.Term
+		value  Value
 		target ir.Local
 	}
 	blockStmt struct {
@@ -92,7 +95,7 @@ type (
 	withStmt struct {
 		ir.Location
 		local ir.Local
-		path  []*ast.Term
+		path  []Value
 		value ir.Operand
 		body  []ir.Stmt
 	}
@@ -106,7 +109,7 @@ func Compile(pol *ir.Policy) (*Program, error) {
 	c := &compiler{byName: map[string]*function{}, builtins: map[string]topdown.BuiltinFunc{}}
 	if pol.Static != nil {
 		for _, s := range pol.Static.Strings {
-			c.strings = append(c.strings, ast.StringTerm(s.Value))
+			c.strings = append(c.strings, s.Value)
 		}
 		for _, f := range pol.Static.Files {
 			c.files = append(c.files, f.Value)
@@ -162,7 +165,7 @@ func Compile(pol *ir.Policy) (*Program, error) {
 }
 
 type compiler struct {
-	strings  []*ast.Term
+	strings  []Value
 	files    []string
 	byName   map[string]*function
 	builtins map[string]topdown.BuiltinFunc
@@ -247,6 +250,7 @@ func (c *compiler) stmt(s ir.Stmt) (ir.Stmt, error) {
 			return &callBuiltin{
 				Location: s.Location, name: s.Func, fn: fn, args: args, result: s.Result, loc: loc,
 				bare: ok && decl.CanSkipBctx, bctx: topdown.BuiltinContext{Location: loc},
+				native: natives[s.Func],
 			}, nil
 		}
 		return nil, fmt.Errorf("%w: call of unknown function %s", ErrUnsupported, s.Func)
@@ -254,13 +258,13 @@ func (c *compiler) stmt(s ir.Stmt) (ir.Stmt, error) {
 		if s.Index >= len(c.strings) {
 			return nil, fmt.Errorf("number constant %d out of range", s.Index)
 		}
-		return &makeConst{Location: s.Location, value: ast.NewTerm(ast.Number(c.strings[s.Index].Value.(ast.String))), target: c.local(s.Target)}, nil
+		return &makeConst{Location: s.Location, value: ast.Number(c.strings[s.Index].(string)), target: c.local(s.Target)}, nil
 	case *ir.MakeNumberIntStmt:
-		return &makeConst{Location: s.Location, value: ast.InternedTerm(int(s.Value)), target: c.local(s.Target)}, nil
+		return &makeConst{Location: s.Location, value: ast.Number(strconv.FormatInt(s.Value, 10)), target: c.local(s.Target)}, nil
 	case *ir.AssignIntStmt:
-		return &makeConst{Location: s.Location, value: ast.InternedTerm(int(s.Value)), target: c.local(s.Target)}, nil
+		return &makeConst{Location: s.Location, value: ast.Number(strconv.FormatInt(s.Value, 10)), target: c.local(s.Target)}, nil
 	case *ir.MakeNullStmt:
-		return &makeConst{Location: s.Location, value: ast.NullTerm(), target: c.local(s.Target)}, nil
+		return &makeConst{Location: s.Location, value: Null{}, target: c.local(s.Target)}, nil
 	case *ir.BlockStmt:
 		out := &blockStmt{Location: s.Location}
 		for _, b := range s.Blocks {
@@ -411,7 +415,7 @@ func (p *Program) Plans() []string {
 
 // Eval runs a plan on input and data and returns its result set: one object
 // per result, binding the query's variables.
-func (p *Program) Eval(ctx context.Context, plan string, input, data ast.Value) (ast.Set, error) {
+func (p *Program) Eval(ctx context.Context, plan string, input, data Value) (*Set, error) {
 	blocks, ok := p.plans[plan]
 	if !ok {
 		return nil, fmt.Errorf("no plan %q", plan)
@@ -421,17 +425,17 @@ func (p *Program) Eval(ctx context.Context, plan string, input, data ast.Value) 
 		st.reset()
 		p.states.Put(st)
 	}()
-	st.ctx, st.prog, st.results = ctx, p, ast.NewSet()
+	st.ctx, st.prog, st.results = ctx, p, &Set{}
 	st.pushMemo()
 	if cap(st.frame) < p.planLocals {
-		st.frame = make([]*ast.Term, p.planLocals)
+		st.frame = make([]Value, p.planLocals)
 	}
 	locals := st.frame[:p.planLocals]
 	if input != nil {
-		locals[ir.Input] = ast.NewTerm(input)
+		locals[ir.Input] = input
 	}
 	if data != nil {
-		locals[ir.Data] = ast.NewTerm(data)
+		locals[ir.Data] = data
 	}
 	for _, b := range blocks {
 		if _, err := st.exec(locals, b); err != nil {

@@ -38,6 +38,15 @@ func compile(t *testing.T, modules map[string]string) *ast.Compiler {
 // undefined).
 func run(t *testing.T, c *ast.Compiler, query string, input, data ast.Value) (*ast.Term, error) {
 	t.Helper()
+	var in vm.Value
+	if input != nil {
+		in = vm.FromAST(input)
+	}
+	return runNative(t, c, query, in, vm.FromAST(data))
+}
+
+func runNative(t *testing.T, c *ast.Compiler, query string, input, data vm.Value) (*ast.Term, error) {
+	t.Helper()
 	pol, err := vm.Plan(t.Context(), rego.Query(query), rego.Compiler(c))
 	if err != nil {
 		t.Fatalf("planning %s: %v", query, err)
@@ -55,9 +64,11 @@ func run(t *testing.T, c *ast.Compiler, query string, input, data ast.Value) (*a
 		return nil, err
 	}
 	var out []*ast.Term
-	rs.Foreach(func(r *ast.Term) {
-		r.Value.(ast.Object).Foreach(func(_, v *ast.Term) { out = append(out, v) })
-	})
+	for _, r := range rs.Elems() {
+		for _, v := range r.(*vm.Object).Values() {
+			out = append(out, ast.NewTerm(vm.ToAST(v)))
+		}
+	}
 	switch len(out) {
 	case 0:
 		return nil, nil
@@ -232,7 +243,7 @@ func TestCancel(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := p.Eval(ctx, p.Plans()[0], ast.NewObject(), ast.NewObject()); !errors.Is(err, context.Canceled) {
+	if _, err := p.Eval(ctx, p.Plans()[0], vm.NewObject(), vm.NewObject()); !errors.Is(err, context.Canceled) {
 		t.Fatalf("error: %v", err)
 	}
 }

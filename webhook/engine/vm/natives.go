@@ -1,0 +1,84 @@
+package vm
+
+import (
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// native runs the commonest built-ins on the evaluator's values, for the
+// argument types where their result is plain; ok false leaves the call to
+// OPA's implementation (other types, errors).
+type native func(args []Value) (result Value, ok bool)
+
+var natives = map[string]native{
+	ast.Member.Name: func(args []Value) (Value, bool) {
+		switch c := args[1].(type) {
+		case *Array:
+			for _, e := range c.elems {
+				if equal(e, args[0]) {
+					return true, true
+				}
+			}
+			return false, true
+		case *Set:
+			return c.find(args[0]) >= 0, true
+		case *Object:
+			for _, v := range c.vals {
+				if equal(v, args[0]) {
+					return true, true
+				}
+			}
+			return false, true
+		}
+		return nil, false
+	},
+	ast.NotEqual.Name: func(args []Value) (Value, bool) {
+		return !equal(args[0], args[1]), true
+	},
+	ast.Count.Name: func(args []Value) (Value, bool) {
+		switch args[0].(type) {
+		case string, *Array, *Object, *Set:
+			n, _ := length(args[0])
+			return intNumber(n), true
+		}
+		return nil, false
+	},
+	ast.StartsWith.Name: strings2(strings.HasPrefix),
+	ast.EndsWith.Name:   strings2(strings.HasSuffix),
+	ast.Contains.Name:   strings2(strings.Contains),
+	ast.GreaterThan.Name: func(args []Value) (Value, bool) {
+		c, ok := compareScalars(args[0], args[1])
+		return c > 0, ok
+	},
+	ast.LessThan.Name: func(args []Value) (Value, bool) {
+		c, ok := compareScalars(args[0], args[1])
+		return c < 0, ok
+	},
+}
+
+func strings2(f func(a, b string) bool) native {
+	return func(args []Value) (Value, bool) {
+		a, ok1 := args[0].(string)
+		b, ok2 := args[1].(string)
+		if !ok1 || !ok2 {
+			return nil, false
+		}
+		return f(a, b), true
+	}
+}
+
+// compareScalars orders two numbers or two strings as OPA does.
+func compareScalars(a, b Value) (int, bool) {
+	switch x := a.(type) {
+	case ast.Number:
+		if y, ok := b.(ast.Number); ok {
+			return ast.Compare(x, y), true
+		}
+	case string:
+		if y, ok := b.(string); ok {
+			return strings.Compare(x, y), true
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,405 @@
+package vm
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"math/big"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/valyala/fastjson"
+)
+
+// Values the evaluator computes with. They follow Rego's data model, in a
+// form cheaper to build and read than OPA's ast values:
+//
+//	undefined  nil
+//	null       Null{}
+//	boolean    bool
+//	number     ast.Number
+//	string     string
+//	array      *Array
+//	object     *Object
+//	set        *Set
+//
+// Values cross to OPA's ast form only at a built-in call (its arguments and
+// result) and at the end (the result set). A composite keeps its ast form
+// once made, until it changes.
+type Value = any
+
+// Null is Rego's null.
+type Null struct{}
+
+// Array is a Rego array.
+type Array struct {
+	elems []Value
+	term  *ast.Term
+}
+
+// Object is a Rego object; keys keep their insertion order.
+type Object struct {
+	keys, vals []Value
+	// index maps a key's hash to the positions of the keys with that hash,
+	// built once the object is large enough for it to pay.
+	index map[uint64][]int
+	term  *ast.Term
+}
+
+// Set is a Rego set; elements keep their insertion order.
+type Set struct {
+	elems []Value
+	index map[uint64][]int
+	term  *ast.Term
+}
+
+// indexFrom is the size from which objects and sets look keys up by hash.
+const indexFrom = 16
+
+func newArray(capacity int) *Array { return &Array{elems: make([]Value, 0, capacity)} }
+
+func (a *Array) append(v Value) {
+	a.elems = append(a.elems, v)
+	a.term = nil
+}
+
+// Len is the array's length.
+func (a *Array) Len() int { return len(a.elems) }
+
+func (o *Object) find(k Value) int {
+	if o.index != nil {
+		for _, i := range o.index[hash(k)] {
+			if equal(o.keys[i], k) {
+				return i
+			}
+		}
+		return -1
+	}
+	if s, ok := k.(string); ok {
+		for i, x := range o.keys {
+			if xs, ok := x.(string); ok && xs == s {
+				return i
+			}
+		}
+		return -1
+	}
+	for i, x := range o.keys {
+		if equal(x, k) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Get returns the value at key k, nil when absent.
+func (o *Object) Get(k Value) Value {
+	if i := o.find(k); i >= 0 {
+		return o.vals[i]
+	}
+	return nil
+}
+
+// insert sets k to v.
+func (o *Object) insert(k, v Value) {
+	o.term = nil
+	if i := o.find(k); i >= 0 {
+		o.vals[i] = v
+		return
+	}
+	o.keys = append(o.keys, k)
+	o.vals = append(o.vals, v)
+	switch {
+	case o.index != nil:
+		h := hash(k)
+		o.index[h] = append(o.index[h], len(o.keys)-1)
+	case len(o.keys) == indexFrom:
+		o.index = make(map[uint64][]int, len(o.keys))
+		for i, key := range o.keys {
+			h := hash(key)
+			o.index[h] = append(o.index[h], i)
+		}
+	}
+}
+
+// Len is the object's size.
+func (o *Object) Len() int { return len(o.keys) }
+
+func (s *Set) find(v Value) int {
+	if s.index != nil {
+		for _, i := range s.index[hash(v)] {
+			if equal(s.elems[i], v) {
+				return i
+			}
+		}
+		return -1
+	}
+	for i, x := range s.elems {
+		if equal(x, v) {
+			return i
+		}
+	}
+	return -1
+}
+
+func (s *Set) add(v Value) {
+	if s.find(v) >= 0 {
+		return
+	}
+	s.term = nil
+	s.elems = append(s.elems, v)
+	switch {
+	case s.index != nil:
+		h := hash(v)
+		s.index[h] = append(s.index[h], len(s.elems)-1)
+	case len(s.elems) == indexFrom:
+		s.index = make(map[uint64][]int, len(s.elems))
+		for i, e := range s.elems {
+			h := hash(e)
+			s.index[h] = append(s.index[h], i)
+		}
+	}
+}
+
+// Len is the set's size.
+func (s *Set) Len() int { return len(s.elems) }
+
+// equal is Rego's equality: structural, numbers by value, sets and objects
+// regardless of order.
+func equal(a, b Value) bool {
+	switch x := a.(type) {
+	case string:
+		y, ok := b.(string)
+		return ok && x == y
+	case bool:
+		y, ok := b.(bool)
+		return ok && x == y
+	case Null:
+		_, ok := b.(Null)
+		return ok
+	case ast.Number:
+		y, ok := b.(ast.Number)
+		return ok && (x == y || ast.Compare(x, y) == 0)
+	case *Array:
+		y, ok := b.(*Array)
+		if !ok || len(x.elems) != len(y.elems) {
+			return false
+		}
+		for i := range x.elems {
+			if !equal(x.elems[i], y.elems[i]) {
+				return false
+			}
+		}
+		return true
+	case *Object:
+		y, ok := b.(*Object)
+		if !ok || len(x.keys) != len(y.keys) {
+			return false
+		}
+		for i, k := range x.keys {
+			j := y.find(k)
+			if j < 0 || !equal(x.vals[i], y.vals[j]) {
+				return false
+			}
+		}
+		return true
+	case *Set:
+		y, ok := b.(*Set)
+		if !ok || len(x.elems) != len(y.elems) {
+			return false
+		}
+		for _, e := range x.elems {
+			if y.find(e) < 0 {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+var seed = maphash.MakeSeed()
+
+// hash is consistent with equal: equal values hash alike.
+func hash(v Value) uint64 {
+	switch x := v.(type) {
+	case string:
+		return maphash.String(seed, x)
+	case bool:
+		if x {
+			return 1
+		}
+		return 2
+	case Null:
+		return 3
+	case ast.Number:
+		// Equal numbers may be written differently (1, 1.0, 1e0).
+		f, ok := new(big.Float).SetString(string(x))
+		if !ok {
+			return maphash.String(seed, string(x))
+		}
+		return maphash.String(seed, f.Text('g', 40))
+	case *Array:
+		h := uint64(5)
+		for _, e := range x.elems {
+			h = h*31 + hash(e)
+		}
+		return h
+	case *Object:
+		// order-independent
+		h := uint64(7)
+		for i, k := range x.keys {
+			h += mix(hash(k), hash(x.vals[i]))
+		}
+		return h
+	case *Set:
+		h := uint64(11)
+		for _, e := range x.elems {
+			h += hash(e) * 0x9e3779b97f4a7c15
+		}
+		return h
+	}
+	return 0
+}
+
+func mix(a, b uint64) uint64 {
+	var buf [16]byte
+	binary.LittleEndian.PutUint64(buf[:8], a)
+	binary.LittleEndian.PutUint64(buf[8:], b)
+	return maphash.Bytes(seed, buf[:])
+}
+
+// toTerm gives a value's ast form.
+func toTerm(v Value) *ast.Term {
+	switch x := v.(type) {
+	case string:
+		return ast.StringTerm(x)
+	case bool:
+		return ast.InternedTerm(x)
+	case Null:
+		return ast.NullTerm()
+	case ast.Number:
+		if t := ast.InternedIntNumberTermFromString(string(x)); t != nil {
+			return t
+		}
+		return ast.NewTerm(x)
+	case *Array:
+		if x.term == nil {
+			terms := make([]*ast.Term, len(x.elems))
+			for i, e := range x.elems {
+				terms[i] = toTerm(e)
+			}
+			x.term = ast.ArrayTerm(terms...)
+		}
+		return x.term
+	case *Object:
+		if x.term == nil {
+			items := make([][2]*ast.Term, len(x.keys))
+			for i, k := range x.keys {
+				items[i] = [2]*ast.Term{toTerm(k), toTerm(x.vals[i])}
+			}
+			x.term = ast.ObjectTerm(items...)
+		}
+		return x.term
+	case *Set:
+		if x.term == nil {
+			terms := make([]*ast.Term, len(x.elems))
+			for i, e := range x.elems {
+				terms[i] = toTerm(e)
+			}
+			x.term = ast.SetTerm(terms...)
+		}
+		return x.term
+	}
+	return nil
+}
+
+// FromAST converts an ast value.
+func FromAST(v ast.Value) Value {
+	switch x := v.(type) {
+	case ast.String:
+		return string(x)
+	case ast.Boolean:
+		return bool(x)
+	case ast.Null:
+		return Null{}
+	case ast.Number:
+		return x
+	case *ast.Array:
+		a := newArray(x.Len())
+		for i := range x.Len() {
+			a.elems = append(a.elems, FromAST(x.Elem(i).Value))
+		}
+		return a
+	case ast.Object:
+		o := &Object{keys: make([]Value, 0, x.Len()), vals: make([]Value, 0, x.Len())}
+		x.Foreach(func(k, v *ast.Term) { o.insert(FromAST(k.Value), FromAST(v.Value)) })
+		return o
+	case ast.Set:
+		s := &Set{elems: make([]Value, 0, x.Len())}
+		x.Foreach(func(t *ast.Term) { s.add(FromAST(t.Value)) })
+		return s
+	}
+	return nil
+}
+
+// ToAST converts a value into OPA's form.
+func ToAST(v Value) ast.Value {
+	if t := toTerm(v); t != nil {
+		return t.Value
+	}
+	return nil
+}
+
+// FromJSON converts a parsed JSON document.
+func FromJSON(v *fastjson.Value) Value {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		src := v.GetObject()
+		o := &Object{keys: make([]Value, 0, src.Len()), vals: make([]Value, 0, src.Len())}
+		src.Visit(func(key []byte, x *fastjson.Value) {
+			o.insert(string(key), FromJSON(x))
+		})
+		return o
+	case fastjson.TypeArray:
+		src := v.GetArray()
+		a := newArray(len(src))
+		for _, x := range src {
+			a.elems = append(a.elems, FromJSON(x))
+		}
+		return a
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		return string(b)
+	case fastjson.TypeNumber:
+		return ast.Number(v.MarshalTo(nil))
+	case fastjson.TypeTrue:
+		return true
+	case fastjson.TypeFalse:
+		return false
+	}
+	return Null{}
+}
+
+// NewObject builds an object from alternating keys and values.
+func NewObject(kvs ...Value) *Object {
+	o := &Object{keys: make([]Value, 0, len(kvs)/2), vals: make([]Value, 0, len(kvs)/2)}
+	for i := 0; i+1 < len(kvs); i += 2 {
+		o.insert(kvs[i], kvs[i+1])
+	}
+	return o
+}
+
+// Elems lists the set's elements.
+func (s *Set) Elems() []Value { return s.elems }
+
+// Values lists the object's values, in the order of its keys.
+func (o *Object) Values() []Value { return o.vals }
+
+// Insert sets k to v.
+func (o *Object) Insert(k, v Value) { o.insert(k, v) }
+
+// Share readies v for concurrent evaluations: it makes the ast form of every
+// composite in it now, which evaluations would otherwise make and store on
+// first use. The evaluator never modifies a value it did not build.
+func Share(v Value) Value {
+	toTerm(v)
+	return v
+}
