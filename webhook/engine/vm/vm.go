@@ -72,7 +72,7 @@ type (
 		bare bool
 		// native runs the call on the evaluator's values when it can.
 		native native
-		bctx topdown.BuiltinContext
+		bctx   topdown.BuiltinContext
 	}
 	makeConst struct {
 		ir.Location
