@@ -7,31 +7,30 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/egress-guard/egress-guard/webhook/config"
+	"github.com/egress-guard/egress-guard/webhook/engine/vm"
 )
 
 // record reads the fields of an object a policy returned, checking their
 // types; the first wrong one is kept in err.
 type record struct {
-	obj  ast.Object
+	obj  *vm.Object
 	what string
 	err  error
 }
 
-func newRecord(t *ast.Term, what string) (*record, error) {
-	obj, ok := t.Value.(ast.Object)
+func newRecord(v vm.Value, what string) (*record, error) {
+	obj, ok := v.(*vm.Object)
 	if !ok {
-		return nil, fmt.Errorf("policy returned %s that is not an object: %v", what, t)
+		return nil, fmt.Errorf("policy returned %s that is not an object: %v", what, vm.ToAST(v))
 	}
 	return &record{obj: obj, what: what}, nil
 }
 
-func (r *record) get(key string) *ast.Term {
-	return r.obj.Get(ast.InternedTerm(key))
-}
+func (r *record) get(key string) vm.Value { return r.obj.Get(key) }
 
-func (r *record) fail(key string, v *ast.Term, want string) {
+func (r *record) fail(key string, v vm.Value, want string) {
 	if r.err == nil {
-		r.err = fmt.Errorf("policy returned %s whose %s is not %s: %v", r.what, key, want, v)
+		r.err = fmt.Errorf("policy returned %s whose %s is not %s: %v", r.what, key, want, vm.ToAST(v))
 	}
 }
 
@@ -40,18 +39,18 @@ func (r *record) str(key string) string {
 	if v == nil {
 		return ""
 	}
-	s, ok := v.Value.(ast.String)
+	s, ok := v.(string)
 	if !ok {
 		r.fail(key, v, "a string")
 	}
-	return string(s)
+	return s
 }
 
-func (r *record) uint(key string, v *ast.Term, limit uint64) uint64 {
+func (r *record) uint(key string, v vm.Value, limit uint64) uint64 {
 	if v == nil {
 		return 0
 	}
-	n, ok := v.Value.(ast.Number)
+	n, ok := v.(ast.Number)
 	if !ok {
 		r.fail(key, v, "a number")
 		return 0
@@ -75,19 +74,19 @@ func (r *record) uint32s(key string) []uint32 {
 	if v == nil {
 		return nil
 	}
-	arr, ok := v.Value.(*ast.Array)
+	arr, ok := v.(*vm.Array)
 	if !ok {
 		r.fail(key, v, "an array")
 		return nil
 	}
 	out := make([]uint32, arr.Len())
-	for i := range out {
-		out[i] = uint32(r.uint(key, arr.Elem(i), math.MaxUint32))
+	for i, e := range arr.Elems() {
+		out[i] = uint32(r.uint(key, e, math.MaxUint32))
 	}
 	return out
 }
 
-func decodeViolation(t *ast.Term) (Violation, error) {
+func decodeViolation(t vm.Value) (Violation, error) {
 	r, err := newRecord(t, "a violation")
 	if err != nil {
 		return Violation{}, err
@@ -97,12 +96,12 @@ func decodeViolation(t *ast.Term) (Violation, error) {
 		return v, r.err
 	}
 	if v.Code == "" || v.Message == "" {
-		return v, fmt.Errorf("policy returned a violation without code or message: %v", t)
+		return v, fmt.Errorf("policy returned a violation without code or message: %v", vm.ToAST(t))
 	}
 	return v, nil
 }
 
-func decodeIntent(t *ast.Term) (Intent, error) {
+func decodeIntent(t vm.Value) (Intent, error) {
 	r, err := newRecord(t, "an intent")
 	if err != nil {
 		return Intent{}, err

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -362,19 +363,25 @@ func (e *Engine) Intents(ctx context.Context, input *Prepared) ([]Intent, error)
 }
 
 // eval runs a query and returns the elements of the set it yields.
-func (e *Engine) eval(ctx context.Context, q *query, input *Prepared) ([]*ast.Term, error) {
+func (e *Engine) eval(ctx context.Context, q *query, input *Prepared) ([]vm.Value, error) {
 	value, err := e.evalValue(ctx, q, input)
 	if err != nil || value == nil {
 		return nil, err
 	}
-	set, ok := value.Value.(ast.Set)
+	set, ok := value.(*vm.Set)
 	if !ok {
-		return nil, fmt.Errorf("policy result is not a set: %v", value)
+		return nil, fmt.Errorf("policy result is not a set: %v", vm.ToAST(value))
 	}
-	return set.Slice(), nil
+	elems := set.Elems()
+	if len(elems) > 1 {
+		// in OPA's order of set elements, whichever evaluator ran
+		elems = slices.Clone(elems)
+		slices.SortFunc(elems, func(a, b vm.Value) int { return ast.Compare(vm.ToAST(a), vm.ToAST(b)) })
+	}
+	return elems, nil
 }
 
-func (e *Engine) evalValue(ctx context.Context, q *query, input *Prepared) (*ast.Term, error) {
+func (e *Engine) evalValue(ctx context.Context, q *query, input *Prepared) (vm.Value, error) {
 	if q.program == nil {
 		rs, err := q.topdown.Eval(ctx, rego.EvalParsedInput(input.AST()))
 		if err != nil {
@@ -396,7 +403,7 @@ func (e *Engine) evalValue(ctx context.Context, q *query, input *Prepared) (*ast
 			}
 			set.Add(ast.NewTerm(v))
 		}
-		return ast.NewTerm(set), nil
+		return vm.FromAST(set), nil
 	}
 	rs, err := q.program.Eval(ctx, q.plan, input.Value, e.data)
 	if err != nil {
@@ -412,13 +419,10 @@ func (e *Engine) evalValue(ctx context.Context, q *query, input *Prepared) (*ast
 			}
 		}
 	}
-	switch {
-	case n == 0:
-		return nil, nil
-	case n > 1:
+	if n > 1 {
 		return nil, fmt.Errorf("policy query returned %d values", n)
 	}
-	return ast.NewTerm(vm.ToAST(value)), nil
+	return value, nil
 }
 
 func validAction(a config.Action) bool {

@@ -403,3 +403,6 @@ func Share(v Value) Value {
 	toTerm(v)
 	return v
 }
+
+// Elems lists the array's elements.
+func (a *Array) Elems() []Value { return a.elems }
