@@ -51,6 +51,26 @@ var natives = map[string]native{
 		c, ok := compareScalars(args[0], args[1])
 		return c > 0, ok
 	},
+	ast.ObjectGet.Name: func(args []Value) (Value, bool) {
+		obj, ok := args[0].(*Object)
+		if !ok {
+			return nil, false
+		}
+		var cur Value = obj
+		if path, ok := args[1].(*Array); ok {
+			for _, k := range path.elems {
+				if cur = dot(cur, k); cur == nil {
+					break
+				}
+			}
+		} else {
+			cur = obj.Get(args[1])
+		}
+		if cur == nil {
+			return args[2], true
+		}
+		return cur, true
+	},
 	ast.LessThan.Name: func(args []Value) (Value, bool) {
 		c, ok := compareScalars(args[0], args[1])
 		return c < 0, ok

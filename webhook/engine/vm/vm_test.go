@@ -185,6 +185,21 @@ import rego.v1
 		{"count", `p := count(input.xs)`, "data.t.p", `{"xs": [1, 2, 3]}`},
 		{"object.get", `p := object.get(input, ["a", "b"], "d")`, "data.t.p", `{"a": {}}`},
 		{"unification", `p := y if [_, y] = input.xs`, "data.t.p", `{"xs": [1, 2]}`},
+		{"in array", `p := [1 in input.xs, 9 in input.xs, {"a": 1} in input.os]`, "data.t.p", `{"xs": [1, 2], "os": [{"a": 1.0}]}`},
+		{"in set and object", `p := [1 in input.s, 3 in input.o, "k" in input.o]`, "data.t.p", `{"s": [1, 2], "o": {"k": 3}}`},
+		{"in a set", `s := {1, 2}
+p := [1 in s, 3 in s]`, "data.t.p", `{}`},
+		{"in a string", `p := "a" in input.s`, "data.t.p", `{"s": "abc"}`},
+		{"neq by value", `p := [input.a != 1, input.a != "1", [1] != [1.0]]`, "data.t.p", `{"a": 1.0}`},
+		{"count of each kind", `p := [count("héllo"), count(input.o), count({1, 2}), count(input.xs)]`, "data.t.p", `{"o": {"a": 1}, "xs": []}`},
+		{"count of a number", `p := count(input.n)`, "data.t.p", `{"n": 3}`},
+		{"startswith and friends", `p := [startswith("abc", "ab"), endswith("abc", "bc"), contains("abc", "x")]`, "data.t.p", `{}`},
+		{"startswith of a number", `p := startswith(input.n, "1")`, "data.t.p", `{"n": 12}`},
+		{"comparisons", `p := [1 < 2, 2.5 > 2, "a" < "b", 1 < "a", [1] > 1, null < false]`, "data.t.p", `{}`},
+		{"object.get", `p := [object.get(input, "a", 0), object.get(input, ["a", "b", 1], 0), object.get(input, ["x"], "d"), object.get(input, [], 0)]`, "data.t.p", `{"a": {"b": [5, 6]}}`},
+		{"object.get of a non-object", `p := object.get(input.xs, 0, "d")`, "data.t.p", `{"xs": [1]}`},
+		{"sets of composites", `p := {[1, {"a": 1}], [1, {"a": 1.0}], {"x"}, {"x"}}`, "data.t.p", `{}`},
+		{"objects with composite keys", `p := {[1]: "a", {"k": 1}: "b"}[[1]]`, "data.t.p", `{}`},
 		{"some in nested", `p contains [x, y] if { some x in input.xs; some y in input.ys; x < y }`, "data.t.p", `{"xs": [1, 3], "ys": [2, 4]}`},
 	}
 	for _, tc := range cases {
