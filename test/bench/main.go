@@ -444,6 +444,7 @@ func policyEval(ctx context.Context, rs []*review, n int, profile string) (*eval
 		reqs[r] = engine.Request{
 			Operation: "CREATE", Group: "networking.istio.io", Version: "v1", Kind: r.kind,
 			Namespace: "default", Name: r.objName, UserInfo: r.userInfo, Object: r.object,
+			Checked: true, // as the server's requests: decoded from the review by encoding/json
 		}
 	}
 	var inputDone time.Time

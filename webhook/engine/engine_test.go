@@ -325,7 +325,7 @@ func TestInputMatchesOPADecoding(t *testing.T) {
 		`"just a string"`,
 	}
 	toValue := func(raw []byte) (ast.Value, error) {
-		v, err := toValue(raw, true)
+		v, err := toValue(raw, true, false)
 		if err != nil {
 			return nil, err
 		}

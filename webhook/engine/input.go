@@ -24,6 +24,10 @@ type Request struct {
 	// Object and OldObject are the objects in Istio's JSON shape (may be nil).
 	Object    []byte
 	OldObject []byte
+	// Checked says UserInfo, Object and OldObject are known to be valid JSON
+	// (for example, decoded from an AdmissionReview by encoding/json), so
+	// that Input does not check them again.
+	Checked bool
 }
 
 // Prepared is a request converted for evaluation, once, so that every rule
@@ -56,7 +60,7 @@ func Input(r Request) (*Prepared, error) {
 		if len(f.raw) == 0 || bytes.Equal(f.raw, []byte("null")) {
 			continue
 		}
-		v, err := toValue(f.raw, f.key != "userInfo")
+		v, err := toValue(f.raw, f.key != "userInfo", r.Checked)
 		if err != nil {
 			return nil, fmt.Errorf("%s is not valid JSON: %w", f.key, err)
 		}
@@ -70,10 +74,12 @@ var parsers fastjson.ParserPool
 
 // toValue converts a JSON document in one pass; an object's
 // metadata.managedFields is left out when hideManagedFields is set.
-func toValue(raw []byte, hideManagedFields bool) (vm.Value, error) {
+func toValue(raw []byte, hideManagedFields, checked bool) (vm.Value, error) {
 	// The parser is lenient (NaN, "1.2.3"); the validator is not.
-	if err := fastjson.ValidateBytes(raw); err != nil {
-		return nil, err
+	if !checked {
+		if err := fastjson.ValidateBytes(raw); err != nil {
+			return nil, err
+		}
 	}
 	p := parsers.Get()
 	defer parsers.Put(p)
@@ -86,5 +92,5 @@ func toValue(raw []byte, hideManagedFields bool) (vm.Value, error) {
 			meta.Del("managedFields")
 		}
 	}
-	return vm.FromJSON(doc), nil
+	return vm.FromJSON(doc, schemaKeys()), nil
 }

@@ -214,6 +214,9 @@ func (d *Deps) prepare(req admission.Request, e *engine.Engine) (engine.Request,
 		Namespace: req.Namespace, Name: req.Name,
 		DryRun: req.DryRun != nil && *req.DryRun,
 		Object: req.Object.Raw, OldObject: req.OldObject.Raw,
+		// controller-runtime decoded the review with encoding/json, which
+		// checks the whole body.
+		Checked: true,
 	}
 	if in.Name == "" {
 		in.Name = generateName(req.Object.Raw)

@@ -348,21 +348,26 @@ func ToAST(v Value) ast.Value {
 	return nil
 }
 
-// FromJSON converts a parsed JSON document.
-func FromJSON(v *fastjson.Value) Value {
+// FromJSON converts a parsed JSON document. keys, when set, holds object
+// keys to share instead of allocating them.
+func FromJSON(v *fastjson.Value, keys map[string]Value) Value {
 	switch v.Type() {
 	case fastjson.TypeObject:
 		src := v.GetObject()
 		o := &Object{keys: make([]Value, 0, src.Len()), vals: make([]Value, 0, src.Len())}
 		src.Visit(func(key []byte, x *fastjson.Value) {
-			o.insert(string(key), FromJSON(x))
+			k, ok := keys[string(key)]
+			if !ok {
+				k = string(key)
+			}
+			o.insert(k, FromJSON(x, keys))
 		})
 		return o
 	case fastjson.TypeArray:
 		src := v.GetArray()
 		a := newArray(len(src))
 		for _, x := range src {
-			a.elems = append(a.elems, FromJSON(x))
+			a.elems = append(a.elems, FromJSON(x, keys))
 		}
 		return a
 	case fastjson.TypeString:
