@@ -72,11 +72,12 @@ func (st *state) reset() {
 	for len(st.memo) > 0 {
 		st.popMemo()
 	}
-	clear(st.stack[:cap(st.stack)])
+	// Functions clear their frames as they return; an error leaves them.
+	clear(st.stack)
 	st.stack = st.stack[:0]
-	clear(st.args[:cap(st.args)])
+	clear(st.args)
 	st.args = st.args[:0]
-	clear(st.vals[:cap(st.vals)])
+	clear(st.vals)
 	st.vals = st.vals[:0]
 	clear(st.frame)
 	st.steps = 0
