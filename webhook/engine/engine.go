@@ -198,17 +198,20 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	prepare := func(pkg string) (*queries, error) {
 		qs := &queries{}
 		for q, dst := range map[string]*query{pkg + ".violations": &qs.violations, pkg + ".intents": &qs.intents} {
+			if opts.Evaluator != EvaluatorTopdown {
+				if err := e.plan(ctx, compiler, q, dst); err != nil {
+					return nil, err
+				}
+				if dst.program != nil {
+					// No topdown query: it would keep the compiler alive.
+					continue
+				}
+			}
 			pq, err := rego.New(rego.Query(q), rego.Compiler(compiler), rego.Store(store)).PrepareForEval(ctx)
 			if err != nil {
 				return nil, fmt.Errorf("preparing %s: %w", q, err)
 			}
 			dst.topdown = pq
-			if opts.Evaluator == EvaluatorTopdown {
-				continue
-			}
-			if err := e.plan(ctx, compiler, q, dst); err != nil {
-				return nil, err
-			}
 		}
 		return qs, nil
 	}

@@ -1,8 +1,9 @@
 // Package vm evaluates Rego compiled by OPA's planner: the intermediate
 // representation (IR, package ir) that OPA's Wasm compiler also takes. It
-// runs the plan's statements directly on OPA's values and calls OPA's own
-// built-in functions, so a decision costs a few lookups and calls instead of
-// a walk of topdown's unification machinery.
+// runs the plan's statements directly, on values of its own (see Value),
+// runs the commonest built-ins itself and calls OPA's own implementation
+// of every other one, so a decision costs a few lookups and calls instead
+// of a walk of topdown's unification machinery.
 //
 // Compile checks every statement and built-in of a plan first: a plan it
 // cannot run (a dynamic call, an unknown built-in) is an error, and the
@@ -62,7 +63,6 @@ type (
 	}
 	callBuiltin struct {
 		ir.Location
-		name   string
 		fn     topdown.BuiltinFunc
 		args   []ir.Operand
 		result ir.Local
@@ -248,7 +248,7 @@ func (c *compiler) stmt(s ir.Stmt) (ir.Stmt, error) {
 			loc := c.location(s.Location)
 			decl, ok := ast.BuiltinMap[s.Func]
 			return &callBuiltin{
-				Location: s.Location, name: s.Func, fn: fn, args: args, result: s.Result, loc: loc,
+				Location: s.Location, fn: fn, args: args, result: s.Result, loc: loc,
 				bare: ok && decl.CanSkipBctx, bctx: topdown.BuiltinContext{Location: loc},
 				native: natives[s.Func],
 			}, nil
