@@ -362,6 +362,23 @@ func (e *Engine) Intents(ctx context.Context, input *Prepared) ([]Intent, error)
 		}
 		out[i].Action = e.cfg.ActionFor(out[i].Code, input.Namespace, out[i].Action)
 	}
+	// Mutators apply intents in order: the same order every time, whichever
+	// evaluator ran.
+	if len(out) > 1 {
+		type keyed struct {
+			key string
+			in  Intent
+		}
+		ks := make([]keyed, len(out))
+		for i, in := range out {
+			b, _ := json.Marshal(in)
+			ks[i] = keyed{string(b), in}
+		}
+		slices.SortFunc(ks, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+		for i := range ks {
+			out[i] = ks[i].in
+		}
+	}
 	return out, nil
 }
 
@@ -375,13 +392,7 @@ func (e *Engine) eval(ctx context.Context, q *query, input *Prepared) ([]vm.Valu
 	if !ok {
 		return nil, fmt.Errorf("policy result is not a set: %v", vm.ToAST(value))
 	}
-	elems := set.Elems()
-	if len(elems) > 1 {
-		// in OPA's order of set elements, whichever evaluator ran
-		elems = slices.Clone(elems)
-		slices.SortFunc(elems, func(a, b vm.Value) int { return ast.Compare(vm.ToAST(a), vm.ToAST(b)) })
-	}
-	return elems, nil
+	return set.Elems(), nil
 }
 
 func (e *Engine) evalValue(ctx context.Context, q *query, input *Prepared) (vm.Value, error) {

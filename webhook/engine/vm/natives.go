@@ -1,6 +1,8 @@
 package vm
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -70,6 +72,34 @@ var natives = map[string]native{
 			return args[2], true
 		}
 		return cur, true
+	},
+	ast.Sprintf.Name: func(args []Value) (Value, bool) {
+		// Strings and integers as OPA passes them to fmt; other values
+		// (floats, big numbers, composites) are left to OPA.
+		format, ok1 := args[0].(string)
+		list, ok2 := args[1].(*Array)
+		if !ok1 || !ok2 {
+			return nil, false
+		}
+		vals := make([]any, len(list.elems))
+		for i, e := range list.elems {
+			switch x := e.(type) {
+			case string:
+				vals[i] = x
+			case ast.Number:
+				if strings.ContainsAny(string(x), ".eE") {
+					return nil, false
+				}
+				n, err := strconv.ParseInt(string(x), 10, 64)
+				if err != nil {
+					return nil, false
+				}
+				vals[i] = n
+			default:
+				return nil, false
+			}
+		}
+		return fmt.Sprintf(format, vals...), true
 	},
 	ast.LessThan.Name: func(args []Value) (Value, bool) {
 		c, ok := compareScalars(args[0], args[1])

@@ -200,6 +200,8 @@ p := [1 in s, 3 in s]`, "data.t.p", `{}`},
 		{"object.get of a non-object", `p := object.get(input.xs, 0, "d")`, "data.t.p", `{"xs": [1]}`},
 		{"sets of composites", `p := {[1, {"a": 1}], [1, {"a": 1.0}], {"x"}, {"x"}}`, "data.t.p", `{}`},
 		{"objects with composite keys", `p := {[1]: "a", {"k": 1}: "b"}[[1]]`, "data.t.p", `{}`},
+		{"sprintf", `p := [sprintf("%s:%d %v", ["a", 3, "b"]), sprintf("%v %d", [-4, 12345678901]), sprintf("%v", [1.5]), sprintf("%v", [[1, "a"]]), sprintf("%d", [1e3]), sprintf("%s", ["x", "y"])]`, "data.t.p", `{}`},
+		{"sprintf of input numbers", `p := sprintf("%d/%v/%s", [input.a, input.b, input.c])`, "data.t.p", `{"a": 80, "b": 2.50, "c": {"k": 1}}`},
 		{"some in nested", `p contains [x, y] if { some x in input.xs; some y in input.ys; x < y }`, "data.t.p", `{"xs": [1, 3], "ys": [2, 4]}`},
 	}
 	for _, tc := range cases {
