@@ -314,8 +314,8 @@ func (st *state) scan(locals []Value, s *scanStmt) (int, error) {
 			r, err = st.iteration(locals, s, intNumber(i), c.elems[i])
 		}
 	case *Object:
-		for i := 0; i < len(c.keys) && (r == completed || r == 0) && err == nil; i++ {
-			r, err = st.iteration(locals, s, c.keys[i], c.vals[i])
+		for i := 0; i < len(c.kvs) && (r == completed || r == 0) && err == nil; i++ {
+			r, err = st.iteration(locals, s, c.kvs[i].k, c.kvs[i].v)
 		}
 	case *Set:
 		for i := 0; i < len(c.elems) && (r == completed || r == 0) && err == nil; i++ {
@@ -369,8 +369,7 @@ func upsert(doc Value, path []Value, value Value) Value {
 	}
 	obj := &Object{}
 	if cur, ok := doc.(*Object); ok {
-		obj.keys = append(obj.keys, cur.keys...)
-		obj.vals = append(obj.vals, cur.vals...)
+		obj.kvs = append(obj.kvs, cur.kvs...)
 		if cur.index != nil {
 			obj.index = make(map[uint64][]int, len(cur.index))
 			for h, is := range cur.index {
@@ -405,20 +404,20 @@ func mergeObjects(a, b Value) (Value, bool) {
 		return nil, false
 	}
 	out := &Object{}
-	for i, k := range oa.keys {
-		out.insert(k, oa.vals[i])
+	for _, p := range oa.kvs {
+		out.insert(p.k, p.v)
 	}
-	for i, k := range ob.keys {
-		cur := out.Get(k)
+	for _, p := range ob.kvs {
+		cur := out.Get(p.k)
 		if cur == nil {
-			out.insert(k, ob.vals[i])
+			out.insert(p.k, p.v)
 			continue
 		}
-		m, ok := mergeObjects(cur, ob.vals[i])
+		m, ok := mergeObjects(cur, p.v)
 		if !ok {
 			return nil, false
 		}
-		out.insert(k, m)
+		out.insert(p.k, m)
 	}
 	return out, true
 }
@@ -541,7 +540,7 @@ func length(v Value) (int, bool) {
 	case *Array:
 		return len(x.elems), true
 	case *Object:
-		return len(x.keys), true
+		return len(x.kvs), true
 	case *Set:
 		return len(x.elems), true
 	}

@@ -26,8 +26,8 @@ var natives = map[string]native{
 		case *Set:
 			return c.find(args[0]) >= 0, true
 		case *Object:
-			for _, v := range c.vals {
-				if equal(v, args[0]) {
+			for _, p := range c.kvs {
+				if equal(p.v, args[0]) {
 					return true, true
 				}
 			}

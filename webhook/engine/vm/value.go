@@ -37,12 +37,14 @@ type Array struct {
 
 // Object is a Rego object; keys keep their insertion order.
 type Object struct {
-	keys, vals []Value
+	kvs []pair
 	// index maps a key's hash to the positions of the keys with that hash,
 	// built once the object is large enough for it to pay.
 	index map[uint64][]int
 	term  *ast.Term
 }
+
+type pair struct{ k, v Value }
 
 // Set is a Rego set; elements keep their insertion order.
 type Set struct {
@@ -67,22 +69,22 @@ func (a *Array) Len() int { return len(a.elems) }
 func (o *Object) find(k Value) int {
 	if o.index != nil {
 		for _, i := range o.index[hash(k)] {
-			if equal(o.keys[i], k) {
+			if equal(o.kvs[i].k, k) {
 				return i
 			}
 		}
 		return -1
 	}
 	if s, ok := k.(string); ok {
-		for i, x := range o.keys {
-			if xs, ok := x.(string); ok && xs == s {
+		for i := range o.kvs {
+			if xs, ok := o.kvs[i].k.(string); ok && xs == s {
 				return i
 			}
 		}
 		return -1
 	}
-	for i, x := range o.keys {
-		if equal(x, k) {
+	for i := range o.kvs {
+		if equal(o.kvs[i].k, k) {
 			return i
 		}
 	}
@@ -92,7 +94,7 @@ func (o *Object) find(k Value) int {
 // Get returns the value at key k, nil when absent.
 func (o *Object) Get(k Value) Value {
 	if i := o.find(k); i >= 0 {
-		return o.vals[i]
+		return o.kvs[i].v
 	}
 	return nil
 }
@@ -101,26 +103,29 @@ func (o *Object) Get(k Value) Value {
 func (o *Object) insert(k, v Value) {
 	o.term = nil
 	if i := o.find(k); i >= 0 {
-		o.vals[i] = v
+		o.kvs[i].v = v
 		return
 	}
-	o.keys = append(o.keys, k)
-	o.vals = append(o.vals, v)
+	if o.kvs == nil {
+		// the objects plans build are small: one allocation for a few keys
+		o.kvs = make([]pair, 0, 4)
+	}
+	o.kvs = append(o.kvs, pair{k, v})
 	switch {
 	case o.index != nil:
 		h := hash(k)
-		o.index[h] = append(o.index[h], len(o.keys)-1)
-	case len(o.keys) == indexFrom:
-		o.index = make(map[uint64][]int, len(o.keys))
-		for i, key := range o.keys {
-			h := hash(key)
+		o.index[h] = append(o.index[h], len(o.kvs)-1)
+	case len(o.kvs) == indexFrom:
+		o.index = make(map[uint64][]int, len(o.kvs))
+		for i := range o.kvs {
+			h := hash(o.kvs[i].k)
 			o.index[h] = append(o.index[h], i)
 		}
 	}
 }
 
 // Len is the object's size.
-func (o *Object) Len() int { return len(o.keys) }
+func (o *Object) Len() int { return len(o.kvs) }
 
 func (s *Set) find(v Value) int {
 	if s.index != nil {
@@ -144,6 +149,9 @@ func (s *Set) add(v Value) {
 		return
 	}
 	s.term = nil
+	if s.elems == nil {
+		s.elems = make([]Value, 0, 4)
+	}
 	s.elems = append(s.elems, v)
 	switch {
 	case s.index != nil:
@@ -190,12 +198,12 @@ func equal(a, b Value) bool {
 		return true
 	case *Object:
 		y, ok := b.(*Object)
-		if !ok || len(x.keys) != len(y.keys) {
+		if !ok || len(x.kvs) != len(y.kvs) {
 			return false
 		}
-		for i, k := range x.keys {
-			j := y.find(k)
-			if j < 0 || !equal(x.vals[i], y.vals[j]) {
+		for _, p := range x.kvs {
+			j := y.find(p.k)
+			if j < 0 || !equal(p.v, y.kvs[j].v) {
 				return false
 			}
 		}
@@ -245,8 +253,8 @@ func hash(v Value) uint64 {
 	case *Object:
 		// order-independent
 		h := uint64(7)
-		for i, k := range x.keys {
-			h += mix(hash(k), hash(x.vals[i]))
+		for _, p := range x.kvs {
+			h += mix(hash(p.k), hash(p.v))
 		}
 		return h
 	case *Set:
@@ -291,9 +299,9 @@ func toTerm(v Value) *ast.Term {
 		return x.term
 	case *Object:
 		if x.term == nil {
-			items := make([][2]*ast.Term, len(x.keys))
-			for i, k := range x.keys {
-				items[i] = [2]*ast.Term{toTerm(k), toTerm(x.vals[i])}
+			items := make([][2]*ast.Term, len(x.kvs))
+			for i, p := range x.kvs {
+				items[i] = [2]*ast.Term{toTerm(p.k), toTerm(p.v)}
 			}
 			x.term = ast.ObjectTerm(items...)
 		}
@@ -329,7 +337,7 @@ func FromAST(v ast.Value) Value {
 		}
 		return a
 	case ast.Object:
-		o := &Object{keys: make([]Value, 0, x.Len()), vals: make([]Value, 0, x.Len())}
+		o := &Object{kvs: make([]pair, 0, x.Len())}
 		x.Foreach(func(k, v *ast.Term) { o.insert(FromAST(k.Value), FromAST(v.Value)) })
 		return o
 	case ast.Set:
@@ -354,7 +362,7 @@ func FromJSON(v *fastjson.Value, keys map[string]Value) Value {
 	switch v.Type() {
 	case fastjson.TypeObject:
 		src := v.GetObject()
-		o := &Object{keys: make([]Value, 0, src.Len()), vals: make([]Value, 0, src.Len())}
+		o := &Object{kvs: make([]pair, 0, src.Len())}
 		src.Visit(func(key []byte, x *fastjson.Value) {
 			k, ok := keys[string(key)]
 			if !ok {
@@ -374,7 +382,7 @@ func FromJSON(v *fastjson.Value, keys map[string]Value) Value {
 		b, _ := v.StringBytes()
 		return string(b)
 	case fastjson.TypeNumber:
-		return ast.Number(v.MarshalTo(nil))
+		return ast.Number(v.String())
 	case fastjson.TypeTrue:
 		return true
 	case fastjson.TypeFalse:
@@ -385,7 +393,7 @@ func FromJSON(v *fastjson.Value, keys map[string]Value) Value {
 
 // NewObject builds an object from alternating keys and values.
 func NewObject(kvs ...Value) *Object {
-	o := &Object{keys: make([]Value, 0, len(kvs)/2), vals: make([]Value, 0, len(kvs)/2)}
+	o := &Object{kvs: make([]pair, 0, len(kvs)/2)}
 	for i := 0; i+1 < len(kvs); i += 2 {
 		o.insert(kvs[i], kvs[i+1])
 	}
@@ -396,7 +404,13 @@ func NewObject(kvs ...Value) *Object {
 func (s *Set) Elems() []Value { return s.elems }
 
 // Values lists the object's values, in the order of its keys.
-func (o *Object) Values() []Value { return o.vals }
+func (o *Object) Values() []Value {
+	out := make([]Value, len(o.kvs))
+	for i, p := range o.kvs {
+		out[i] = p.v
+	}
+	return out
+}
 
 // Insert sets k to v.
 func (o *Object) Insert(k, v Value) { o.insert(k, v) }
