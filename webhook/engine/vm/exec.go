@@ -433,8 +433,14 @@ func (st *state) callFunc(locals []Value, s *callFunc) (Value, error) {
 			return nil, err
 		}
 	}
+	// The stack past its length is all nil: frames are cleared as they
+	// return (and by reset after an error).
 	base := len(st.stack)
-	st.stack = append(st.stack, make([]Value, fn.locals)...)
+	if base+fn.locals <= cap(st.stack) {
+		st.stack = st.stack[:base+fn.locals]
+	} else {
+		st.stack = append(st.stack, make([]Value, fn.locals)...)
+	}
 	frame := st.stack[base : base+fn.locals : base+fn.locals]
 	for i, p := range fn.params {
 		frame[p] = st.read(locals, s.args[i])
@@ -450,7 +456,8 @@ func (st *state) callFunc(locals []Value, s *callFunc) (Value, error) {
 			break
 		}
 	}
-	clear(frame)
+	// A call below may have moved the stack: clear the frame where it is now.
+	clear(st.stack[base : base+fn.locals])
 	st.stack = st.stack[:base]
 	if fn.memo {
 		memo[fn.index] = memoEntry{done: true, value: result}
