@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -123,6 +124,11 @@ func compareScalars(a, b Value) (int, bool) {
 	switch x := a.(type) {
 	case ast.Number:
 		if y, ok := b.(ast.Number); ok {
+			i, err1 := strconv.ParseInt(string(x), 10, 64)
+			j, err2 := strconv.ParseInt(string(y), 10, 64)
+			if err1 == nil && err2 == nil {
+				return cmp.Compare(i, j), true
+			}
 			return ast.Compare(x, y), true
 		}
 	case string:

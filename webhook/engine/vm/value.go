@@ -33,6 +33,8 @@ type Null struct{}
 type Array struct {
 	elems []Value
 	term  *ast.Term
+	// small holds the elements of a short array: one allocation, not two.
+	small [2]Value
 }
 
 // Object is a Rego object; keys keep their insertion order.
@@ -56,7 +58,15 @@ type Set struct {
 // indexFrom is the size from which objects and sets look keys up by hash.
 const indexFrom = 16
 
-func newArray(capacity int) *Array { return &Array{elems: make([]Value, 0, capacity)} }
+func newArray(capacity int) *Array {
+	a := &Array{}
+	if capacity <= len(a.small) {
+		a.elems = a.small[:0]
+	} else {
+		a.elems = make([]Value, 0, capacity)
+	}
+	return a
+}
 
 func (a *Array) append(v Value) {
 	a.elems = append(a.elems, v)
