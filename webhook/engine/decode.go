@@ -26,7 +26,7 @@ func newRecord(v vm.Value, what string) (*record, error) {
 	return &record{obj: obj, what: what}, nil
 }
 
-func (r *record) get(key string) vm.Value { return r.obj.Get(key) }
+func (r *record) get(key string) vm.Value { return r.obj.GetString(key) }
 
 func (r *record) fail(key string, v vm.Value, want string) {
 	if r.err == nil {

@@ -44,6 +44,8 @@ type Object struct {
 	// built once the object is large enough for it to pay.
 	index map[uint64][]int
 	term  *ast.Term
+	// small holds the pairs of a small object: one allocation, not two.
+	small [2]pair
 }
 
 type pair struct{ k, v Value }
@@ -101,6 +103,29 @@ func (o *Object) find(k Value) int {
 	return -1
 }
 
+func newObject(capacity int) *Object {
+	o := &Object{}
+	if capacity <= len(o.small) {
+		o.kvs = o.small[:0]
+	} else {
+		o.kvs = make([]pair, 0, capacity)
+	}
+	return o
+}
+
+// GetString is Get of a string key.
+func (o *Object) GetString(k string) Value {
+	if o.index != nil {
+		return o.Get(k)
+	}
+	for i := range o.kvs {
+		if s, ok := o.kvs[i].k.(string); ok && s == k {
+			return o.kvs[i].v
+		}
+	}
+	return nil
+}
+
 // Get returns the value at key k, nil when absent.
 func (o *Object) Get(k Value) Value {
 	if i := o.find(k); i >= 0 {
@@ -117,8 +142,7 @@ func (o *Object) insert(k, v Value) {
 		return
 	}
 	if o.kvs == nil {
-		// the objects plans build are small: one allocation for a few keys
-		o.kvs = make([]pair, 0, 4)
+		o.kvs = o.small[:0]
 	}
 	o.kvs = append(o.kvs, pair{k, v})
 	switch {
@@ -347,7 +371,7 @@ func FromAST(v ast.Value) Value {
 		}
 		return a
 	case ast.Object:
-		o := &Object{kvs: make([]pair, 0, x.Len())}
+		o := newObject(x.Len())
 		x.Foreach(func(k, v *ast.Term) { o.insert(FromAST(k.Value), FromAST(v.Value)) })
 		return o
 	case ast.Set:
@@ -372,7 +396,7 @@ func FromJSON(v *fastjson.Value, keys map[string]Value) Value {
 	switch v.Type() {
 	case fastjson.TypeObject:
 		src := v.GetObject()
-		o := &Object{kvs: make([]pair, 0, src.Len())}
+		o := newObject(src.Len())
 		src.Visit(func(key []byte, x *fastjson.Value) {
 			k, ok := keys[string(key)]
 			if !ok {
@@ -403,7 +427,7 @@ func FromJSON(v *fastjson.Value, keys map[string]Value) Value {
 
 // NewObject builds an object from alternating keys and values.
 func NewObject(kvs ...Value) *Object {
-	o := &Object{kvs: make([]pair, 0, len(kvs)/2)}
+	o := newObject(len(kvs) / 2)
 	for i := 0; i+1 < len(kvs); i += 2 {
 		o.insert(kvs[i], kvs[i+1])
 	}
