@@ -449,7 +449,7 @@ func policyEval(ctx context.Context, rs []*review, n int, profile string) (*eval
 	}
 	var inputDone time.Time
 	evalOne := func(r *review) (violations, intents int, err error) {
-		in, err := engine.Input(reqs[r])
+		in, err := e.Input(reqs[r])
 		if err != nil {
 			return 0, 0, err
 		}

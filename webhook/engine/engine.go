@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"maps"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -137,6 +138,8 @@ type Engine struct {
 	store     storage.Store
 	data      vm.Value
 	fallbacks []string
+	// fields are the input's JSON fields the queries read (nil: all).
+	fields *fieldSet
 }
 
 type queries struct {
@@ -225,7 +228,30 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 			return nil, err
 		}
 	}
+	e.fields = e.inputFields()
 	return e, nil
+}
+
+// inputFields gathers the input's JSON fields the queries read; nil when
+// topdown runs any query or a query may read any field.
+func (e *Engine) inputFields() *fieldSet {
+	f := &fieldSet{names: map[string]bool{}}
+	all := append([]*queries{&e.all}, slices.Collect(maps.Values(e.byKind))...)
+	for _, qs := range all {
+		for _, q := range []*query{&qs.violations, &qs.intents} {
+			if q.program == nil {
+				return nil
+			}
+			keys, any := q.program.InputKeys()
+			if any {
+				return nil
+			}
+			for _, k := range keys {
+				f.names[k] = true
+			}
+		}
+	}
+	return f
 }
 
 // plan compiles q for the IR evaluator. A plan it cannot run leaves the
@@ -384,6 +410,13 @@ func (e *Engine) Intents(ctx context.Context, input *Prepared) ([]Intent, error)
 
 // eval runs a query and returns the elements of the set it yields.
 func (e *Engine) eval(ctx context.Context, q *query, input *Prepared) ([]vm.Value, error) {
+	if !input.covers(e.fields) {
+		// prepared by another engine, reading fewer fields
+		var err error
+		if input, err = e.Input(input.req); err != nil {
+			return nil, err
+		}
+	}
 	value, err := e.evalValue(ctx, q, input)
 	if err != nil || value == nil {
 		return nil, err

@@ -392,3 +392,47 @@ func TestConcurrentEvaluation(t *testing.T) {
 		}
 	}
 }
+
+// An engine converts only the input's JSON fields its queries read; an
+// engine that reads more converts a request prepared by another again.
+func TestInputFieldsFollowTheQueries(t *testing.T) {
+	ctx := context.Background()
+	pack, err := New(ctx, Options{Config: testConfig(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rule := "package egressguard.rules.who\n\ndeny contains {\"code\": \"WHO1\", \"message\": input.userInfo.username} if input.userInfo.username == \"mallory\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "who.rego"), []byte(rule), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	who, err := New(ctx, Options{Config: testConfig(t), PolicyDirs: []string{dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := request("DestinationRule", `{"spec":{"host":"reviews"}}`)
+	req.UserInfo = []byte(`{"username":"mallory"}`)
+	in, err := pack.Input(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := in.AST().String(); strings.Contains(s, "mallory") || !strings.Contains(s, "reviews") {
+		t.Errorf("the pack's input: %s", s)
+	}
+	vs, err := who.Violations(ctx, in)
+	if err != nil || len(vs) != 1 || vs[0].Code != "WHO1" {
+		t.Fatalf("violations %+v, %v", vs, err)
+	}
+	in, err = who.Input(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := in.AST().String(); !strings.Contains(s, "mallory") {
+		t.Errorf("input: %s", s)
+	}
+	// Bad JSON in a field no query reads is still an error.
+	req.UserInfo = []byte(`{"username":`)
+	if _, err := pack.Input(req); err == nil || !strings.Contains(err.Error(), "userInfo") {
+		t.Errorf("got %v", err)
+	}
+}

@@ -37,6 +37,31 @@ type Prepared struct {
 	Kind      string
 	Namespace string
 	Value     vm.Value
+	// the request, and the JSON fields converted (nil: all of them)
+	req    Request
+	fields *fieldSet
+}
+
+// fieldSet names the JSON fields of the input (userInfo, object, oldObject)
+// an engine's queries read.
+type fieldSet struct{ names map[string]bool }
+
+func (f *fieldSet) has(name string) bool { return f == nil || f.names[name] }
+
+// covers says whether the fields converted in p include those in f.
+func (p *Prepared) covers(f *fieldSet) bool {
+	if p.fields == nil || p.fields == f {
+		return true
+	}
+	if f == nil {
+		return false
+	}
+	for name := range f.names {
+		if !p.fields.names[name] {
+			return false
+		}
+	}
+	return true
 }
 
 // AST is the input as OPA's value.
@@ -45,7 +70,15 @@ func (p *Prepared) AST() ast.Value { return vm.ToAST(p.Value) }
 // Input converts the request, leaving out metadata.managedFields: the API
 // server's field ownership bookkeeping is often larger than the spec and no
 // policy needs it.
-func Input(r Request) (*Prepared, error) {
+func Input(r Request) (*Prepared, error) { return input(r, nil) }
+
+// Input converts the request as the package function does, but only the
+// JSON fields this engine's queries read (the rule pack reads object alone,
+// not userInfo nor oldObject); an engine given a Prepared that lacks some
+// converts the request again.
+func (e *Engine) Input(r Request) (*Prepared, error) { return input(r, e.fields) }
+
+func input(r Request, fields *fieldSet) (*Prepared, error) {
 	root := vm.NewObject(
 		"operation", r.Operation,
 		"kind", vm.NewObject("group", r.Group, "version", r.Version, "kind", r.Kind),
@@ -60,13 +93,22 @@ func Input(r Request) (*Prepared, error) {
 		if len(f.raw) == 0 || bytes.Equal(f.raw, []byte("null")) {
 			continue
 		}
+		if !fields.has(f.key) {
+			// not read, but bad JSON is still an error
+			if !r.Checked {
+				if err := fastjson.ValidateBytes(f.raw); err != nil {
+					return nil, fmt.Errorf("%s is not valid JSON: %w", f.key, err)
+				}
+			}
+			continue
+		}
 		v, err := toValue(f.raw, f.key != "userInfo", r.Checked)
 		if err != nil {
 			return nil, fmt.Errorf("%s is not valid JSON: %w", f.key, err)
 		}
 		root.Insert(f.key, v)
 	}
-	return &Prepared{Kind: r.Kind, Namespace: r.Namespace, Value: root}, nil
+	return &Prepared{Kind: r.Kind, Namespace: r.Namespace, Value: root, req: r, fields: fields}, nil
 }
 
 // parsers are reused across conversions: a parser keeps its buffers.

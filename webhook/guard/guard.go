@@ -77,7 +77,7 @@ func (e *InputError) Error() string { return fmt.Sprintf("%s: %v", e.ID, e.Err) 
 // apply; a malformed object without intents is left to the validating step.
 func Mutate(ctx context.Context, e *engine.Engine, req engine.Request, opts Options) (*MutateResult, error) {
 	id := object.ID(req.Kind, req.Namespace, req.Name)
-	input, err := engine.Input(req)
+	input, err := e.Input(req)
 	if err != nil {
 		return nil, &InputError{ID: id, Err: err}
 	}
@@ -160,7 +160,7 @@ func ValidateInput(ctx context.Context, e *engine.Engine, req engine.Request, in
 	}
 	if input == nil {
 		var err error
-		if input, err = engine.Input(req); err != nil {
+		if input, err = e.Input(req); err != nil {
 			return nil, &InputError{ID: id, Err: err}
 		}
 	}

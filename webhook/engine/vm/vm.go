@@ -39,6 +39,9 @@ type Program struct {
 	// locals a plan's frame needs.
 	planLocals int
 	states     sync.Pool
+	// the input's top-level keys the program reads, or all of them
+	inputKeys map[string]bool
+	inputAll  bool
 }
 
 type function struct {
@@ -159,6 +162,21 @@ func Compile(pol *ir.Policy) (*Program, error) {
 			}
 			p.plans[pl.Name] = blocks
 			p.planLocals = max(p.planLocals, c.max+1)
+		}
+	}
+	p.inputKeys = map[string]bool{}
+	for _, fn := range p.funcs {
+		if len(fn.params) == 0 {
+			p.inputAll = true
+			break
+		}
+		for _, b := range fn.blocks {
+			p.scanInputUses(fn.params[0], b)
+		}
+	}
+	for _, blocks := range p.plans {
+		for _, b := range blocks {
+			p.scanInputUses(ir.Input, b)
 		}
 	}
 	return p, nil

@@ -282,3 +282,35 @@ func TestUnsupported(t *testing.T) {
 		t.Fatalf("error: %v", err)
 	}
 }
+
+// TestInputKeys: the top-level input keys a program reads, through helper
+// functions too; any other use of the input means all of them.
+func TestInputKeys(t *testing.T) {
+	keys := func(rules string) ([]string, bool) {
+		t.Helper()
+		c := compile(t, map[string]string{"t.rego": "package t\n\n" + rules})
+		pol, err := vm.Plan(t.Context(), rego.Query("data.t.p"), rego.Compiler(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := vm.Compile(pol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.InputKeys()
+	}
+	if k, all := keys("f(x) := input.b.c if x\np if { input.a; f(true) }\n"); all || strings.Join(k, ",") != "a,b" {
+		t.Errorf("keys %v, all %v", k, all)
+	}
+	for _, rules := range []string{
+		"p if { some k; input[k] }\n",
+		"p if { some x in input; x }\n",
+		"p := object.get(input, \"a\", 0)\n",
+		"p := x if { x := input }\n",
+		"f(x) := x.a\np := f(input)\n",
+	} {
+		if k, all := keys(rules); !all {
+			t.Errorf("%q: keys %v, want all", rules, k)
+		}
+	}
+}
