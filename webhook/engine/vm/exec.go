@@ -119,12 +119,15 @@ func (st *state) loc(l ir.Location) *ast.Location {
 // exec runs a block's statements. It returns completed, returned (st.ret
 // holds the value), or the number of enclosing blocks left to leave after
 // this one.
-func (st *state) exec(locals []Value, stmts []ir.Stmt) (int, error) {
-	for _, s := range stmts {
-		switch s := s.(type) {
-		case *ir.AssignVarStmt:
+func (st *state) exec(locals []Value, code []instr) (int, error) {
+	for i := range code {
+		in := &code[i]
+		switch in.op {
+		case opAssignVar:
+			s := in.stmt.(*ir.AssignVarStmt)
 			locals[s.Target] = st.read(locals, s.Source)
-		case *ir.AssignVarOnceStmt:
+		case opAssignVarOnce:
+			s := in.stmt.(*ir.AssignVarOnceStmt)
 			v := st.read(locals, s.Source)
 			if v == nil {
 				return 0, nil
@@ -136,23 +139,27 @@ func (st *state) exec(locals []Value, stmts []ir.Stmt) (int, error) {
 				continue
 			}
 			locals[s.Target] = v
-		case *ir.DotStmt:
+		case opDot:
+			s := in.stmt.(*ir.DotStmt)
 			v := dot(st.read(locals, s.Source), st.read(locals, s.Key))
 			if v == nil {
 				return 0, nil
 			}
 			locals[s.Target] = v
-		case *ir.EqualStmt:
+		case opEqual:
+			s := in.stmt.(*ir.EqualStmt)
 			a, b := st.read(locals, s.A), st.read(locals, s.B)
 			if a == nil || b == nil || !equal(a, b) {
 				return 0, nil
 			}
-		case *ir.NotEqualStmt:
+		case opNotEqual:
+			s := in.stmt.(*ir.NotEqualStmt)
 			a, b := st.read(locals, s.A), st.read(locals, s.B)
 			if a == nil || b == nil || equal(a, b) {
 				return 0, nil
 			}
-		case *callFunc:
+		case opCallFunc:
+			s := in.stmt.(*callFunc)
 			v, err := st.callFunc(locals, s)
 			if err != nil {
 				return 0, err
@@ -161,7 +168,8 @@ func (st *state) exec(locals []Value, stmts []ir.Stmt) (int, error) {
 				return 0, nil
 			}
 			locals[s.result] = v
-		case *callBuiltin:
+		case opCallBuiltin:
+			s := in.stmt.(*callBuiltin)
 			v, err := st.callBuiltin(locals, s)
 			if err != nil {
 				return 0, err
@@ -170,24 +178,31 @@ func (st *state) exec(locals []Value, stmts []ir.Stmt) (int, error) {
 				return 0, nil
 			}
 			locals[s.result] = v
-		case *makeConst:
+		case opMakeConst:
+			s := in.stmt.(*makeConst)
 			locals[s.target] = s.value
-		case *ir.ResetLocalStmt:
+		case opResetLocal:
+			s := in.stmt.(*ir.ResetLocalStmt)
 			locals[s.Target] = nil
-		case *ir.IsDefinedStmt:
+		case opIsDefined:
+			s := in.stmt.(*ir.IsDefinedStmt)
 			if locals[s.Source] == nil {
 				return 0, nil
 			}
-		case *ir.IsUndefinedStmt:
+		case opIsUndefined:
+			s := in.stmt.(*ir.IsUndefinedStmt)
 			if locals[s.Source] != nil {
 				return 0, nil
 			}
-		case *ir.ReturnLocalStmt:
+		case opReturnLocal:
+			s := in.stmt.(*ir.ReturnLocalStmt)
 			st.ret = locals[s.Source]
 			return returned, nil
-		case *ir.BreakStmt:
+		case opBreak:
+			s := in.stmt.(*ir.BreakStmt)
 			return int(s.Index), nil
-		case *blockStmt:
+		case opBlock:
+			s := in.stmt.(*blockStmt)
 			for _, b := range s.blocks {
 				r, err := st.exec(locals, b)
 				if err != nil || r == returned {
@@ -197,12 +212,14 @@ func (st *state) exec(locals []Value, stmts []ir.Stmt) (int, error) {
 					return r - 1, nil
 				}
 			}
-		case *scanStmt:
+		case opScan:
+			s := in.stmt.(*scanStmt)
 			r, err := st.scan(locals, s)
 			if err != nil || r != completed {
 				return r, err
 			}
-		case *notStmt:
+		case opNot:
+			s := in.stmt.(*notStmt)
 			r, err := st.exec(locals, s.body)
 			switch {
 			case err != nil || r == returned:
@@ -212,7 +229,8 @@ func (st *state) exec(locals []Value, stmts []ir.Stmt) (int, error) {
 			case r >= 1:
 				return r - 1, nil
 			}
-		case *withStmt:
+		case opWith:
+			s := in.stmt.(*withStmt)
 			r, err := st.with(locals, s)
 			switch {
 			case err != nil || r == returned:
@@ -222,34 +240,41 @@ func (st *state) exec(locals []Value, stmts []ir.Stmt) (int, error) {
 			case r >= 1:
 				return r - 1, nil
 			}
-		case *ir.MakeArrayStmt:
+		case opMakeArray:
+			s := in.stmt.(*ir.MakeArrayStmt)
 			locals[s.Target] = newArray(int(s.Capacity))
-		case *ir.MakeObjectStmt:
+		case opMakeObject:
+			s := in.stmt.(*ir.MakeObjectStmt)
 			locals[s.Target] = &Object{}
-		case *ir.MakeSetStmt:
+		case opMakeSet:
+			s := in.stmt.(*ir.MakeSetStmt)
 			locals[s.Target] = &Set{}
-		case *ir.ArrayAppendStmt:
+		case opArrayAppend:
+			s := in.stmt.(*ir.ArrayAppendStmt)
 			arr, ok := locals[s.Array].(*Array)
 			v := st.read(locals, s.Value)
 			if !ok || v == nil {
 				return 0, nil
 			}
 			arr.append(v)
-		case *ir.SetAddStmt:
+		case opSetAdd:
+			s := in.stmt.(*ir.SetAddStmt)
 			set, ok := locals[s.Set].(*Set)
 			v := st.read(locals, s.Value)
 			if !ok || v == nil {
 				return 0, nil
 			}
 			set.add(v)
-		case *ir.ObjectInsertStmt:
+		case opObjectInsert:
+			s := in.stmt.(*ir.ObjectInsertStmt)
 			obj, ok := locals[s.Object].(*Object)
 			k, v := st.read(locals, s.Key), st.read(locals, s.Value)
 			if !ok || k == nil || v == nil {
 				return 0, nil
 			}
 			obj.insert(k, v)
-		case *ir.ObjectInsertOnceStmt:
+		case opObjectInsertOnce:
+			s := in.stmt.(*ir.ObjectInsertOnceStmt)
 			obj, ok := locals[s.Object].(*Object)
 			k, v := st.read(locals, s.Key), st.read(locals, s.Value)
 			if !ok || k == nil || v == nil {
@@ -262,41 +287,47 @@ func (st *state) exec(locals []Value, stmts []ir.Stmt) (int, error) {
 				continue
 			}
 			obj.insert(k, v)
-		case *ir.ObjectMergeStmt:
+		case opObjectMerge:
+			s := in.stmt.(*ir.ObjectMergeStmt)
 			v, err := st.merge(locals[s.A], locals[s.B], s.Location)
 			if err != nil {
 				return 0, err
 			}
 			locals[s.Target] = v
-		case *ir.LenStmt:
+		case opLen:
+			s := in.stmt.(*ir.LenStmt)
 			n, ok := length(st.read(locals, s.Source))
 			if !ok {
 				return 0, nil
 			}
 			locals[s.Target] = intNumber(n)
-		case *ir.IsArrayStmt:
+		case opIsArray:
+			s := in.stmt.(*ir.IsArrayStmt)
 			if v := st.read(locals, s.Source); v == nil {
 				return 0, nil
 			} else if _, ok := v.(*Array); !ok {
 				return 0, nil
 			}
-		case *ir.IsObjectStmt:
+		case opIsObject:
+			s := in.stmt.(*ir.IsObjectStmt)
 			if v := st.read(locals, s.Source); v == nil {
 				return 0, nil
 			} else if _, ok := v.(*Object); !ok {
 				return 0, nil
 			}
-		case *ir.IsSetStmt:
+		case opIsSet:
+			s := in.stmt.(*ir.IsSetStmt)
 			if v := st.read(locals, s.Source); v == nil {
 				return 0, nil
 			} else if _, ok := v.(*Set); !ok {
 				return 0, nil
 			}
-		case *ir.ResultSetAddStmt:
+		case opResultSetAdd:
+			s := in.stmt.(*ir.ResultSetAddStmt)
 			if v := locals[s.Value]; v != nil {
 				st.results.add(v)
 			}
-		case *ir.NopStmt:
+		case opNop:
 		}
 	}
 	return completed, nil
@@ -338,11 +369,7 @@ func (st *state) iteration(locals []Value, s *scanStmt, k, v Value) (int, error)
 		}
 	}
 	locals[s.key], locals[s.value] = k, v
-	r, err := st.exec(locals, s.body)
-	if err != nil {
-		return r, err
-	}
-	return r, nil
+	return st.exec(locals, s.body)
 }
 
 func (st *state) with(locals []Value, s *withStmt) (int, error) {

@@ -24,16 +24,16 @@ func (p *Program) InputKeys() (keys []string, all bool) {
 
 // scanInputUses records, for one function or plan whose input document is
 // the local in, the keys its statements look up on it.
-func (p *Program) scanInputUses(in ir.Local, stmts []ir.Stmt) {
+func (p *Program) scanInputUses(in ir.Local, code []instr) {
 	isIn := func(o ir.Operand) bool {
 		l, ok := o.Value.(ir.Local)
 		return ok && l == in
 	}
-	for _, s := range stmts {
+	for _, c := range code {
 		if p.inputAll {
 			return
 		}
-		switch s := s.(type) {
+		switch s := c.stmt.(type) {
 		case *ir.DotStmt:
 			if isIn(s.Source) {
 				k, ok := s.Key.Value.(ir.StringIndex)

@@ -32,7 +32,7 @@ const (
 
 // Program is a compiled plan set, safe for concurrent evaluation.
 type Program struct {
-	plans   map[string][][]ir.Stmt
+	plans   map[string][][]instr
 	funcs   []*function
 	files   []string
 	strings []Value
@@ -50,7 +50,7 @@ type function struct {
 	params []ir.Local
 	ret    ir.Local
 	locals int
-	blocks [][]ir.Stmt
+	blocks [][]instr
 	// memo: a function of input and data alone (a rule without arguments)
 	// is evaluated once per evaluation, as OPA's Wasm runtime does.
 	memo bool
@@ -84,23 +84,23 @@ type (
 	}
 	blockStmt struct {
 		ir.Location
-		blocks [][]ir.Stmt
+		blocks [][]instr
 	}
 	scanStmt struct {
 		ir.Location
 		source, key, value ir.Local
-		body               []ir.Stmt
+		body               []instr
 	}
 	notStmt struct {
 		ir.Location
-		body []ir.Stmt
+		body []instr
 	}
 	withStmt struct {
 		ir.Location
 		local ir.Local
 		path  []Value
 		value ir.Operand
-		body  []ir.Stmt
+		body  []instr
 	}
 )
 
@@ -125,7 +125,7 @@ func Compile(pol *ir.Policy) (*Program, error) {
 			c.builtins[b.Name] = fn
 		}
 	}
-	p := &Program{plans: map[string][][]ir.Stmt{}, files: c.files, strings: c.strings}
+	p := &Program{plans: map[string][][]instr{}, files: c.files, strings: c.strings}
 	p.states.New = func() any { return newState() }
 	if pol.Funcs != nil {
 		for i, f := range pol.Funcs.Funcs {
@@ -152,7 +152,7 @@ func Compile(pol *ir.Policy) (*Program, error) {
 	if pol.Plans != nil {
 		for _, pl := range pol.Plans.Plans {
 			c.max = int(ir.Data)
-			var blocks [][]ir.Stmt
+			var blocks [][]instr
 			for _, b := range pl.Blocks {
 				stmts, err := c.block(b)
 				if err != nil {
@@ -232,17 +232,21 @@ func (c *compiler) location(l ir.Location) *ast.Location {
 
 // block copies an IR block, substituting resolved statements and checking
 // every operand.
-func (c *compiler) block(b *ir.Block) ([]ir.Stmt, error) {
+func (c *compiler) block(b *ir.Block) ([]instr, error) {
 	if b == nil {
 		return nil, nil
 	}
-	out := make([]ir.Stmt, 0, len(b.Stmts))
+	out := make([]instr, 0, len(b.Stmts))
 	for _, s := range b.Stmts {
 		n, err := c.stmt(s)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, n)
+		op := opOf(n)
+		if op == opInvalid {
+			return nil, fmt.Errorf("%w: statement %T", ErrUnsupported, n)
+		}
+		out = append(out, instr{op, n})
 	}
 	return out, nil
 }
