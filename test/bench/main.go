@@ -53,6 +53,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -439,6 +440,9 @@ func policyEval(ctx context.Context, rs []*review, n int, profile string) (*eval
 	if err != nil {
 		return nil, fmt.Errorf("policy engine: %w", err)
 	}
+	// With serve's GC target (its --gc-percent default), as the server
+	// evaluates.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	reqs := map[*review]engine.Request{}
 	for _, r := range rs {
 		reqs[r] = engine.Request{
