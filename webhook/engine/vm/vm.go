@@ -211,6 +211,19 @@ func (c *compiler) operand(o ir.Operand) (ir.Operand, error) {
 	return o, fmt.Errorf("%w: operand %T", ErrUnsupported, o.Value)
 }
 
+// uses sizes the frame for locals and checks the operands ops.
+func (c *compiler) uses(locals []ir.Local, ops ...ir.Operand) error {
+	for _, l := range locals {
+		c.local(l)
+	}
+	for _, o := range ops {
+		if _, err := c.operand(o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (c *compiler) operands(ops []ir.Operand) ([]ir.Operand, error) {
 	out := make([]ir.Operand, len(ops))
 	for i, o := range ops {
@@ -316,110 +329,51 @@ func (c *compiler) stmt(s ir.Stmt) (ir.Stmt, error) {
 		}
 		out.body, err = c.block(s.Block)
 		return out, err
+	// The IR's own statements: their locals sized, their operands checked.
 	case *ir.AssignVarStmt:
-		s2 := *s
-		s2.Source, err = c.operand(s.Source)
-		c.local(s.Target)
-		return &s2, err
+		return s, c.uses([]ir.Local{s.Target}, s.Source)
 	case *ir.AssignVarOnceStmt:
-		s2 := *s
-		s2.Source, err = c.operand(s.Source)
-		c.local(s.Target)
-		return &s2, err
+		return s, c.uses([]ir.Local{s.Target}, s.Source)
 	case *ir.DotStmt:
-		s2 := *s
-		if s2.Source, err = c.operand(s.Source); err != nil {
-			return nil, err
-		}
-		s2.Key, err = c.operand(s.Key)
-		c.local(s.Target)
-		return &s2, err
+		return s, c.uses([]ir.Local{s.Target}, s.Source, s.Key)
 	case *ir.LenStmt:
-		s2 := *s
-		s2.Source, err = c.operand(s.Source)
-		c.local(s.Target)
-		return &s2, err
+		return s, c.uses([]ir.Local{s.Target}, s.Source)
 	case *ir.EqualStmt:
-		s2 := *s
-		if s2.A, err = c.operand(s.A); err != nil {
-			return nil, err
-		}
-		s2.B, err = c.operand(s.B)
-		return &s2, err
+		return s, c.uses(nil, s.A, s.B)
 	case *ir.NotEqualStmt:
-		s2 := *s
-		if s2.A, err = c.operand(s.A); err != nil {
-			return nil, err
-		}
-		s2.B, err = c.operand(s.B)
-		return &s2, err
+		return s, c.uses(nil, s.A, s.B)
 	case *ir.IsArrayStmt:
-		s2 := *s
-		s2.Source, err = c.operand(s.Source)
-		return &s2, err
+		return s, c.uses(nil, s.Source)
 	case *ir.IsObjectStmt:
-		s2 := *s
-		s2.Source, err = c.operand(s.Source)
-		return &s2, err
+		return s, c.uses(nil, s.Source)
 	case *ir.IsSetStmt:
-		s2 := *s
-		s2.Source, err = c.operand(s.Source)
-		return &s2, err
+		return s, c.uses(nil, s.Source)
 	case *ir.ArrayAppendStmt:
-		s2 := *s
-		s2.Value, err = c.operand(s.Value)
-		c.local(s.Array)
-		return &s2, err
+		return s, c.uses([]ir.Local{s.Array}, s.Value)
 	case *ir.SetAddStmt:
-		s2 := *s
-		s2.Value, err = c.operand(s.Value)
-		c.local(s.Set)
-		return &s2, err
+		return s, c.uses([]ir.Local{s.Set}, s.Value)
 	case *ir.ObjectInsertStmt:
-		s2 := *s
-		if s2.Key, err = c.operand(s.Key); err != nil {
-			return nil, err
-		}
-		s2.Value, err = c.operand(s.Value)
-		c.local(s.Object)
-		return &s2, err
+		return s, c.uses([]ir.Local{s.Object}, s.Key, s.Value)
 	case *ir.ObjectInsertOnceStmt:
-		s2 := *s
-		if s2.Key, err = c.operand(s.Key); err != nil {
-			return nil, err
-		}
-		s2.Value, err = c.operand(s.Value)
-		c.local(s.Object)
-		return &s2, err
+		return s, c.uses([]ir.Local{s.Object}, s.Key, s.Value)
 	case *ir.ObjectMergeStmt:
-		c.local(s.A)
-		c.local(s.B)
-		c.local(s.Target)
-		return s, nil
+		return s, c.uses([]ir.Local{s.A, s.B, s.Target})
 	case *ir.IsDefinedStmt:
-		c.local(s.Source)
-		return s, nil
+		return s, c.uses([]ir.Local{s.Source})
 	case *ir.IsUndefinedStmt:
-		c.local(s.Source)
-		return s, nil
+		return s, c.uses([]ir.Local{s.Source})
 	case *ir.ResetLocalStmt:
-		c.local(s.Target)
-		return s, nil
+		return s, c.uses([]ir.Local{s.Target})
 	case *ir.MakeArrayStmt:
-		c.local(s.Target)
-		return s, nil
+		return s, c.uses([]ir.Local{s.Target})
 	case *ir.MakeObjectStmt:
-		c.local(s.Target)
-		return s, nil
+		return s, c.uses([]ir.Local{s.Target})
 	case *ir.MakeSetStmt:
-		c.local(s.Target)
-		return s, nil
+		return s, c.uses([]ir.Local{s.Target})
 	case *ir.ReturnLocalStmt:
-		c.local(s.Source)
-		return s, nil
+		return s, c.uses([]ir.Local{s.Source})
 	case *ir.ResultSetAddStmt:
-		c.local(s.Value)
-		return s, nil
+		return s, c.uses([]ir.Local{s.Value})
 	case *ir.BreakStmt, *ir.NopStmt:
 		return s, nil
 	}
