@@ -45,7 +45,8 @@ func run(t *testing.T, c *ast.Compiler, query string, input, data ast.Value) (*a
 	return runNative(t, c, query, in, vm.FromAST(data))
 }
 
-func runNative(t *testing.T, c *ast.Compiler, query string, input, data vm.Value) (*ast.Term, error) {
+// program plans and compiles query.
+func program(t *testing.T, c *ast.Compiler, query string) *vm.Program {
 	t.Helper()
 	pol, err := vm.Plan(t.Context(), rego.Query(query), rego.Compiler(c))
 	if err != nil {
@@ -55,6 +56,12 @@ func runNative(t *testing.T, c *ast.Compiler, query string, input, data vm.Value
 	if err != nil {
 		t.Fatalf("compiling %s: %v", query, err)
 	}
+	return p
+}
+
+func runNative(t *testing.T, c *ast.Compiler, query string, input, data vm.Value) (*ast.Term, error) {
+	t.Helper()
+	p := program(t, c, query)
 	plans := p.Plans()
 	if len(plans) != 1 {
 		t.Fatalf("plans: %v", plans)
@@ -250,14 +257,7 @@ func TestConflict(t *testing.T) {
 // TestCancel: a cancelled context stops a long evaluation.
 func TestCancel(t *testing.T) {
 	c := compile(t, map[string]string{"t.rego": "package t\n\np := count([1 | some x in numbers.range(1, 100000); x > 0])\n"})
-	pol, err := vm.Plan(t.Context(), rego.Query("data.t.p"), rego.Compiler(c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := vm.Compile(pol)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := program(t, c, "data.t.p")
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := p.Eval(ctx, p.Plans()[0], vm.NewObject(), vm.NewObject()); !errors.Is(err, context.Canceled) {
@@ -289,15 +289,7 @@ func TestInputKeys(t *testing.T) {
 	keys := func(rules string) ([]string, bool) {
 		t.Helper()
 		c := compile(t, map[string]string{"t.rego": "package t\n\n" + rules})
-		pol, err := vm.Plan(t.Context(), rego.Query("data.t.p"), rego.Compiler(c))
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := vm.Compile(pol)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p.InputKeys()
+		return program(t, c, "data.t.p").InputKeys()
 	}
 	if k, all := keys("f(x) := input.b.c if x\np if { input.a; f(true) }\n"); all || strings.Join(k, ",") != "a,b" {
 		t.Errorf("keys %v, all %v", k, all)
