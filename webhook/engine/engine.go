@@ -242,8 +242,8 @@ func (e *Engine) inputFields() *fieldSet {
 			if q.program == nil {
 				return nil
 			}
-			keys, any := q.program.InputKeys()
-			if any {
+			keys, whole := q.program.InputKeys()
+			if whole {
 				return nil
 			}
 			for _, k := range keys {
