@@ -303,23 +303,17 @@ func (st *state) exec(locals []Value, code []instr) (int, error) {
 			locals[s.Target] = intNumber(n)
 		case opIsArray:
 			s := in.stmt.(*ir.IsArrayStmt)
-			if v := st.read(locals, s.Source); v == nil {
-				return 0, nil
-			} else if _, ok := v.(*Array); !ok {
+			if _, ok := st.read(locals, s.Source).(*Array); !ok {
 				return 0, nil
 			}
 		case opIsObject:
 			s := in.stmt.(*ir.IsObjectStmt)
-			if v := st.read(locals, s.Source); v == nil {
-				return 0, nil
-			} else if _, ok := v.(*Object); !ok {
+			if _, ok := st.read(locals, s.Source).(*Object); !ok {
 				return 0, nil
 			}
 		case opIsSet:
 			s := in.stmt.(*ir.IsSetStmt)
-			if v := st.read(locals, s.Source); v == nil {
-				return 0, nil
-			} else if _, ok := v.(*Set); !ok {
+			if _, ok := st.read(locals, s.Source).(*Set); !ok {
 				return 0, nil
 			}
 		case opResultSetAdd:
