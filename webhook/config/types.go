@@ -59,6 +59,32 @@ type Config struct {
 	Allow []AllowEntry `json:"allow,omitempty"`
 	// Audit configures the audit serve runs in the cluster.
 	Audit Audit `json:"audit,omitempty"`
+	// Policies bound what the platform's own policies may do.
+	Policies Policies `json:"policies,omitempty"`
+}
+
+// Policies bound what policies may reach when they run: by default no
+// built-in that reaches the network or the host (RestrictedBuiltins).
+type Policies struct {
+	// AllowedBuiltins names restricted built-ins the policies may call.
+	AllowedBuiltins []string `json:"allowedBuiltins,omitempty"`
+	// AllowedHosts are the hosts http.send and JSON schema references may
+	// reach (OPA's allow_net); absent means none.
+	AllowedHosts []string `json:"allowedHosts,omitempty"`
+}
+
+// RestrictedBuiltins are OPA's built-ins that reach the network or the host,
+// with what they reach. Policies run inside an admission webhook, on every
+// write of the kinds it handles: they may call one only when the
+// configuration names it in policies.allowedBuiltins.
+var RestrictedBuiltins = map[string]string{
+	"http.send":          "sends HTTP requests",
+	"net.lookup_ip_addr": "resolves names with the host's DNS",
+	"opa.runtime":        "reads the process's environment variables and OPA's configuration",
+	// A schema's $ref may name a file (file:///...), read from the
+	// webhook's file system whatever allow_net says, or a URL.
+	"json.verify_schema": "loads schema references from the file system and URLs",
+	"json.match_schema":  "loads schema references from the file system and URLs",
 }
 
 // Audit configures serve's periodic audit of the cluster's objects.

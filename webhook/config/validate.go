@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -39,6 +40,41 @@ func Validate(c *Config) field.ErrorList {
 		errs = append(errs, validateAllow(&c.Allow[i], field.NewPath("allow").Index(i))...)
 	}
 	errs = append(errs, validateAudit(&c.Audit, field.NewPath("audit"))...)
+	errs = append(errs, validatePolicies(&c.Policies, field.NewPath("policies"))...)
+	return errs
+}
+
+func validatePolicies(p *Policies, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	seen := map[string]bool{}
+	restricted := slices.Sorted(maps.Keys(RestrictedBuiltins))
+	for i, name := range p.AllowedBuiltins {
+		fp := path.Child("allowedBuiltins").Index(i)
+		switch {
+		case seen[name]:
+			errs = append(errs, field.Duplicate(fp, name))
+		case RestrictedBuiltins[name] == "":
+			errs = append(errs, field.NotSupported(fp, name, restricted))
+		}
+		seen[name] = true
+	}
+	hosts := map[string]bool{}
+	for i, h := range p.AllowedHosts {
+		fp := path.Child("allowedHosts").Index(i)
+		if hosts[h] {
+			errs = append(errs, field.Duplicate(fp, h))
+		}
+		hosts[h] = true
+		if _, err := netip.ParseAddr(h); err == nil {
+			continue
+		}
+		for _, msg := range validation.IsDNS1123Subdomain(h) {
+			errs = append(errs, field.Invalid(fp, h, "must be a host name or an IP address: "+msg))
+		}
+	}
+	if slices.Contains(p.AllowedBuiltins, "http.send") && len(p.AllowedHosts) == 0 {
+		errs = append(errs, field.Required(path.Child("allowedHosts"), "http.send is allowed: list the hosts it may reach"))
+	}
 	return errs
 }
 

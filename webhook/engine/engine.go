@@ -17,7 +17,6 @@ import (
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
@@ -143,16 +142,8 @@ type Engine struct {
 }
 
 type queries struct {
-	violations query
-	intents    query
-}
-
-// query is a prepared query: its plan when the IR evaluator runs it, else
-// topdown's prepared query.
-type query struct {
-	topdown rego.PreparedEvalQuery
-	program *vm.Program
-	plan    string
+	violations *query
+	intents    *query
 }
 
 // Kinds the engine dispatches on: the package egressguard.rules.<lowercase
@@ -168,7 +159,6 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	compiler := ast.NewCompiler().WithEnablePrintStatements(false)
 	parsed := map[string]*ast.Module{}
 	for _, m := range modules {
 		parsed[m.name] = m.module
@@ -176,8 +166,10 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	for _, m := range dispatchModules(modules) {
 		parsed[m.name] = m.module
 	}
-	if compiler.Compile(parsed); compiler.Failed() {
-		return nil, fmt.Errorf("compiling policies: %w", compiler.Errors)
+	caps := Capabilities(opts.Config.Policies)
+	compiler, err := compile(parsed, caps)
+	if err != nil {
+		return nil, err
 	}
 	switch opts.Evaluator {
 	case "", EvaluatorIR, EvaluatorTopdown:
@@ -198,23 +190,16 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	for _, m := range modules {
 		e.modules = append(e.modules, m.name)
 	}
+	qopts := queryOptions{compiler: compiler, store: store, evaluator: opts.Evaluator, capabilities: caps}
 	prepare := func(pkg string) (*queries, error) {
 		qs := &queries{}
-		for q, dst := range map[string]*query{pkg + ".violations": &qs.violations, pkg + ".intents": &qs.intents} {
-			if opts.Evaluator != EvaluatorTopdown {
-				if err := e.plan(ctx, compiler, q, dst); err != nil {
-					return nil, err
-				}
-				if dst.program != nil {
-					// No topdown query: it would keep the compiler alive.
-					continue
-				}
+		for q, dst := range map[string]**query{pkg + ".violations": &qs.violations, pkg + ".intents": &qs.intents} {
+			if *dst, err = prepareQuery(ctx, q, qopts); err != nil {
+				return nil, err
 			}
-			pq, err := rego.New(rego.Query(q), rego.Compiler(compiler), rego.Store(store)).PrepareForEval(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("preparing %s: %w", q, err)
+			if r := (*dst).fallbackReason(); r != "" {
+				e.fallbacks = append(e.fallbacks, q+": "+r)
 			}
-			dst.topdown = pq
 		}
 		return qs, nil
 	}
@@ -238,7 +223,7 @@ func (e *Engine) inputFields() *fieldSet {
 	f := &fieldSet{names: map[string]bool{}}
 	all := append([]*queries{&e.all}, slices.Collect(maps.Values(e.byKind))...)
 	for _, qs := range all {
-		for _, q := range []*query{&qs.violations, &qs.intents} {
+		for _, q := range []*query{qs.violations, qs.intents} {
 			if q.program == nil {
 				return nil
 			}
@@ -252,29 +237,6 @@ func (e *Engine) inputFields() *fieldSet {
 		}
 	}
 	return f
-}
-
-// plan compiles q for the IR evaluator. A plan it cannot run leaves the
-// query to topdown, and is recorded.
-func (e *Engine) plan(ctx context.Context, compiler *ast.Compiler, q string, dst *query) error {
-	pol, err := vm.Plan(ctx, rego.Query(q), rego.Compiler(compiler))
-	if err != nil {
-		return fmt.Errorf("planning %s: %w", q, err)
-	}
-	prog, err := vm.Compile(pol)
-	if errors.Is(err, vm.ErrUnsupported) {
-		e.fallbacks = append(e.fallbacks, fmt.Sprintf("%s: %v", q, err))
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("compiling the plan of %s: %w", q, err)
-	}
-	plans := prog.Plans()
-	if len(plans) != 1 {
-		return fmt.Errorf("the plan of %s has %d entry points", q, len(plans))
-	}
-	dst.program, dst.plan = prog, plans[0]
-	return nil
 }
 
 // Fallbacks lists the queries the IR evaluator could not run, with the
@@ -343,7 +305,7 @@ func (e *Engine) Modules() []string { return e.modules }
 
 // Violations evaluates the rules against input.
 func (e *Engine) Violations(ctx context.Context, input *Prepared) ([]Violation, error) {
-	set, err := e.eval(ctx, &e.queries(input.Kind).violations, input)
+	set, err := e.eval(ctx, e.queries(input.Kind).violations, input)
 	if err != nil {
 		return nil, err
 	}
@@ -370,7 +332,7 @@ func (e *Engine) Violations(ctx context.Context, input *Prepared) ([]Violation, 
 
 // Intents evaluates the mutation intents for input.
 func (e *Engine) Intents(ctx context.Context, input *Prepared) ([]Intent, error) {
-	set, err := e.eval(ctx, &e.queries(input.Kind).intents, input)
+	set, err := e.eval(ctx, e.queries(input.Kind).intents, input)
 	if err != nil || len(set) == 0 {
 		return nil, err
 	}
@@ -417,59 +379,20 @@ func (e *Engine) eval(ctx context.Context, q *query, input *Prepared) ([]vm.Valu
 			return nil, err
 		}
 	}
-	value, err := e.evalValue(ctx, q, input)
+	value, err := q.value(ctx, input, e.data)
 	if err != nil || value == nil {
 		return nil, err
 	}
-	set, ok := value.(*vm.Set)
-	if !ok {
-		return nil, fmt.Errorf("policy result is not a set: %v", vm.ToAST(value))
-	}
-	return set.Elems(), nil
-}
-
-func (e *Engine) evalValue(ctx context.Context, q *query, input *Prepared) (vm.Value, error) {
-	if q.program == nil {
-		rs, err := q.topdown.Eval(ctx, rego.EvalParsedInput(input.AST()))
-		if err != nil {
-			return nil, fmt.Errorf("evaluating policies: %w", err)
-		}
-		if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-			return nil, nil
-		}
-		// Sets come back as arrays.
-		arr, ok := rs[0].Expressions[0].Value.([]any)
-		if !ok {
-			return nil, fmt.Errorf("policy result is not a set: %T", rs[0].Expressions[0].Value)
-		}
-		set := ast.NewSet()
-		for _, x := range arr {
-			v, err := ast.InterfaceToValue(x)
-			if err != nil {
-				return nil, err
-			}
-			set.Add(ast.NewTerm(v))
-		}
-		return vm.FromAST(set), nil
-	}
-	rs, err := q.program.Eval(ctx, q.plan, input.Value, e.data)
-	if err != nil {
-		return nil, fmt.Errorf("evaluating policies: %w", err)
-	}
-	// A result binds the query's one expression to its value.
-	var value vm.Value
-	var n int
-	for _, r := range rs.Elems() {
-		if obj, ok := r.(*vm.Object); ok {
-			for _, v := range obj.Values() {
-				value, n = v, n+1
-			}
+	switch v := value.(type) {
+	case *vm.Set:
+		return v.Elems(), nil
+	case *vm.Array:
+		// topdown's results come as JSON: a set is an array
+		if q.program == nil {
+			return v.Elems(), nil
 		}
 	}
-	if n > 1 {
-		return nil, fmt.Errorf("policy query returned %d values", n)
-	}
-	return value, nil
+	return nil, fmt.Errorf("policy result is not a set: %v", vm.ToAST(value))
 }
 
 func validAction(a config.Action) bool {
