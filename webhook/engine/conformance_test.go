@@ -269,4 +269,3 @@ func bindings(t *testing.T, rs []*vm.Object, tc cases.TestCase) ast.Set {
 // captureVarPrefix starts the variables rego adds to a query planned for a
 // target, to capture the value of an expression that is not an assignment.
 const captureVarPrefix = "^"
-

@@ -88,7 +88,7 @@ type inputDoc interface {
 	astValue() ast.Value
 }
 
-func (p *Prepared) vmValue() vm.Value    { return p.Value }
+func (p *Prepared) vmValue() vm.Value   { return p.Value }
 func (p *Prepared) astValue() ast.Value { return p.AST() }
 
 // astInput is an input given as OPA's value.
@@ -104,7 +104,7 @@ func newASTInput(v ast.Value) *astInput {
 	return &astInput{ast: v, vm: vm.Share(vm.FromAST(v))}
 }
 
-func (a *astInput) vmValue() vm.Value    { return a.vm }
+func (a *astInput) vmValue() vm.Value   { return a.vm }
 func (a *astInput) astValue() ast.Value { return a.ast }
 
 // eval runs the query and returns its results: one object per result,
