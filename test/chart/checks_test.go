@@ -645,6 +645,16 @@ func (r rendered) checkDeployment(t *testing.T) {
 	if err != nil {
 		t.Fatalf("--shutdown-timeout=%q: %v", shutdown, err)
 	}
+	for name, value := range r.want.requestFlags {
+		if got, ok := flag(c.Args, name); !ok || got != value {
+			t.Errorf("--%s=%q (set %v), want %q", name, got, ok, value)
+		}
+	}
+	evaluation, errEval := time.ParseDuration(r.want.requestFlags["evaluation-timeout"])
+	write, errWrite := time.ParseDuration(r.want.requestFlags["write-timeout"])
+	if errEval != nil || errWrite != nil || write <= evaluation {
+		t.Errorf("--write-timeout %v must exceed --evaluation-timeout %v (%v %v)", write, evaluation, errEval, errWrite)
+	}
 	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
 		t.Fatalf("no preStop sleep: the pod would stop serving before its endpoint is removed")
 	}

@@ -58,6 +58,8 @@ type want struct {
 	audit         string // the report API of the periodic audit; "" = no audit
 	auditLease    string // audit.leaderElectionID
 	reportCRDs    []string
+	// requestFlags are serve's request bounds, flag name -> value.
+	requestFlags map[string]string
 }
 
 // defaults is what values.yaml says.
@@ -76,6 +78,10 @@ func defaults() want {
 		inventory:     true,
 		auditLease:    "egress-guard-audit",
 		reportCRDs:    []string{openReportsCRD},
+		requestFlags: map[string]string{
+			"evaluation-timeout": "8s", "max-queued-requests": "0",
+			"read-header-timeout": "10s", "read-timeout": "30s", "write-timeout": "30s", "idle-timeout": "90s",
+		},
 	}
 }
 
@@ -219,6 +225,19 @@ func renderCases() []renderCase {
 			want: with(func(w *want) { w.events = false }),
 		},
 		{
+			name: "request-bounds",
+			set: []string{
+				"requests.evaluationTimeout=3s", "requests.maxQueued=16", "requests.readHeaderTimeout=5s",
+				"requests.readTimeout=15s", "requests.writeTimeout=20s", "requests.idleTimeout=2m",
+			},
+			want: with(func(w *want) {
+				w.requestFlags = map[string]string{
+					"evaluation-timeout": "3s", "max-queued-requests": "16",
+					"read-header-timeout": "5s", "read-timeout": "15s", "write-timeout": "20s", "idle-timeout": "2m",
+				}
+			}),
+		},
+		{
 			name: "no-pdb-no-anti-affinity",
 			set:  []string{"podDisruptionBudget.enabled=false", "podAntiAffinity=none"},
 			want: with(func(w *want) { w.antiAffinity, w.pdb = "none", "" }),
@@ -358,6 +377,11 @@ func TestSchemaRejects(t *testing.T) {
 		{"audit.interval=1h", []string{"/audit", "'interval' not allowed"}},
 		{"reports.crds.openreports=maybe", []string{"/reports/crds/openreports", "want boolean"}},
 		{"reports.crds.policyReports=true", []string{"/reports/crds", "'policyReports' not allowed"}},
+		{"requests.evaluationTimeout=8", []string{"/requests/evaluationTimeout", "want string"}},
+		{"requests.writeTimeout=30sec", []string{"/requests/writeTimeout", "30sec"}},
+		{"requests.readTimeout=soon", []string{"/requests/readTimeout", "soon"}},
+		{"requests.maxQueued=-1", []string{"/requests/maxQueued", "minimum"}},
+		{"requests.workers=4", []string{"/requests", "'workers' not allowed"}},
 		{"replica=3", []string{"'replica' not allowed"}},
 		// Checks the schema cannot express, done by the templates.
 		{"shutdown.terminationGracePeriodSeconds=20", []string{"shutdown.terminationGracePeriodSeconds (20) must exceed"}},

@@ -24,6 +24,7 @@ import (
 	"github.com/egress-guard/egress-guard/webhook/config"
 	"github.com/egress-guard/egress-guard/webhook/engine"
 	"github.com/egress-guard/egress-guard/webhook/guard"
+	"github.com/egress-guard/egress-guard/webhook/object"
 )
 
 // Outcome is a finding's result, as OpenReports names them.
@@ -89,7 +90,8 @@ type Result struct {
 	// Skipped says why the object was not evaluated (exempt namespace).
 	Skipped string `json:"skipped,omitempty"`
 	// Error says why the object could not be evaluated: it does not decode
-	// into its Istio type (the message names the field).
+	// into its Istio type (the message names the field), or its evaluation
+	// failed with an internal error (a panic, recovered).
 	Error    string    `json:"error,omitempty"`
 	Findings []Finding `json:"findings"`
 	// Patch is the would-be patch of every mutation, dry runs included.
@@ -125,9 +127,10 @@ type Options struct {
 
 // Run audits docs. The documents are the whole world: the ServiceEntries
 // among them are the inventory cross-object rules see. Results keep the
-// order of docs. An object that cannot be decoded gets a result with its
-// Error (the API server would deny it); a policy that fails stops the run.
-func Run(ctx context.Context, e *engine.Engine, docs []check.Document, opts Options) (*Audit, error) {
+// order of docs. An object that cannot be decoded, or whose evaluation
+// panics, gets a result with its Error (the API server would refuse it); a
+// policy that fails stops the run.
+func Run(ctx context.Context, e guard.Engine, docs []check.Document, opts Options) (*Audit, error) {
 	workers := opts.Workers
 	if workers < 1 {
 		workers = runtime.GOMAXPROCS(0)
@@ -181,13 +184,32 @@ func Run(ctx context.Context, e *engine.Engine, docs []check.Document, opts Opti
 	return a, nil
 }
 
-// auditOne mutates the object with every intent, as enforcement would, then
-// validates the result.
-func auditOne(ctx context.Context, e *engine.Engine, d check.Document, strict bool) (*Result, error) {
-	res := &Result{
-		Object:   Object{APIVersion: d.GVK.GroupVersion().String(), Kind: d.GVK.Kind, Namespace: d.Namespace, Name: d.Name, UID: d.UID, Source: d.Source},
-		Findings: []Finding{},
+// WhereAudit labels a panic in the audit's own part of the work on an object.
+const WhereAudit = "audit"
+
+// auditOne audits one object; a panic in its work is its result's Error.
+func auditOne(ctx context.Context, e guard.Engine, d check.Document, strict bool) (*Result, error) {
+	res, err := evaluate(ctx, e, d, strict)
+	var pe *guard.PanicError
+	if errors.As(err, &pe) {
+		return &Result{
+			Object:   objectOf(d),
+			Error:    fmt.Sprintf("%s: %v", object.ID(d.GVK.Kind, d.Namespace, d.Name), pe),
+			Findings: []Finding{},
+		}, nil
 	}
+	return res, err
+}
+
+func objectOf(d check.Document) Object {
+	return Object{APIVersion: d.GVK.GroupVersion().String(), Kind: d.GVK.Kind, Namespace: d.Namespace, Name: d.Name, UID: d.UID, Source: d.Source}
+}
+
+// evaluate mutates the object with every intent, as enforcement would, then
+// validates the result.
+func evaluate(ctx context.Context, e guard.Engine, d check.Document, strict bool) (_ *Result, err error) {
+	defer guard.Contain(WhereAudit, &err)
+	res := &Result{Object: objectOf(d), Findings: []Finding{}}
 	if why := guard.Skip(e.Config(), d.GVK.Group, d.GVK.Kind, d.Namespace); why != "" {
 		res.Skipped = why
 		return res, nil

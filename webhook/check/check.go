@@ -20,14 +20,17 @@ import (
 
 // Result is the outcome for one object.
 type Result struct {
-	Source    string                `json:"-"`
-	Kind      string                `json:"kind"`
-	Namespace string                `json:"namespace"`
-	Name      string                `json:"name"`
-	Allowed   bool                  `json:"allowed"`
-	Mutated   bool                  `json:"mutated"`
-	Skipped   string                `json:"skipped,omitempty"`
-	Patch     []jsonpatch.Operation `json:"patch"`
+	Source    string `json:"-"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Allowed   bool   `json:"allowed"`
+	Mutated   bool   `json:"mutated"`
+	Skipped   string `json:"skipped,omitempty"`
+	// Error says why the object could not be evaluated (an internal error);
+	// such an object is not allowed.
+	Error string                `json:"error,omitempty"`
+	Patch []jsonpatch.Operation `json:"patch"`
 	// DryRunPatch is the would-be patch of the dry-run mutations, on top of
 	// Patch: recorded, not applied.
 	DryRunPatch []jsonpatch.Operation `json:"dryRunPatch,omitempty"`
@@ -48,11 +51,22 @@ type Report struct {
 // Denied reports whether any object was denied.
 func (r *Report) Denied() bool {
 	for _, res := range r.Results {
-		if !res.Allowed {
+		if !res.Allowed && res.Error == "" {
 			return true
 		}
 	}
 	return false
+}
+
+// Errors counts the objects that could not be evaluated.
+func (r *Report) Errors() int {
+	n := 0
+	for _, res := range r.Results {
+		if res.Error != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // Inventory collects the ServiceEntries among docs: the files are the whole
@@ -81,54 +95,74 @@ func Inventory(docs []Document) (engine.Inventory, error) {
 
 // Run mutates then validates each document, as the API server calls the
 // mutating and then the validating webhook. An object that cannot be decoded
-// is an input error.
-func Run(ctx context.Context, e *engine.Engine, docs []Document) (*Report, error) {
+// is an input error. A panic in the work for one object is that object's
+// Error, and the others are checked on.
+func Run(ctx context.Context, e guard.Engine, docs []Document) (*Report, error) {
 	rep := &Report{Results: make([]Result, 0, len(docs))}
-	opts := guard.Options{Strict: true}
 	for _, d := range docs {
-		res := Result{
-			Source: d.Source, Kind: d.GVK.Kind, Namespace: d.Namespace, Name: d.Name,
-			Allowed: true, Patch: []jsonpatch.Operation{}, Violations: []engine.Violation{},
-			Object: d.JSON, Original: d.JSON,
-		}
-		if why := guard.Skip(e.Config(), d.GVK.Group, d.GVK.Kind, d.Namespace); why != "" {
-			res.Skipped = why
-			rep.Results = append(rep.Results, res)
-			continue
-		}
-		req := engine.Request{
-			Operation: "CREATE", Group: d.GVK.Group, Version: d.GVK.Version, Kind: d.GVK.Kind,
-			Namespace: d.Namespace, Name: d.Name, Object: d.JSON,
-		}
-		m, err := guard.Mutate(ctx, e, req, opts)
-		if err != nil {
-			return nil, wrap(d, err)
-		}
-		patch, err := m.Diff()
-		if err != nil {
-			return nil, wrap(d, err)
-		}
-		if len(patch) > 0 {
-			patched, err := ApplyPatch(d.JSON, patch)
-			if err != nil {
-				return nil, fmt.Errorf("%s: applying patch: %w", d.Source, err)
+		res, err := checkOne(ctx, e, d)
+		var pe *guard.PanicError
+		if errors.As(err, &pe) {
+			res = Result{
+				Source: d.Source, Kind: d.GVK.Kind, Namespace: d.Namespace, Name: d.Name,
+				Patch: []jsonpatch.Operation{}, Violations: []engine.Violation{},
+				Object: d.JSON, Original: d.JSON,
+				Error: fmt.Sprintf("%s: %v", object.ID(d.GVK.Kind, d.Namespace, d.Name), pe),
 			}
-			res.Patch, res.Warnings = patch, mutationWarnings(req, m.Applied())
-			res.Mutated, res.Object, req.Object = true, patched, patched
+		} else if err != nil {
+			return nil, err
 		}
-		if res.DryRunPatch, err = m.RecordedDiff(); err != nil {
-			return nil, wrap(d, err)
-		}
-		dec, err := guard.Validate(ctx, e, req, opts)
-		if err != nil {
-			return nil, wrap(d, err)
-		}
-		res.Allowed = dec.Allowed
-		res.Violations = dec.Violations
-		res.Warnings = append(res.Warnings, dec.Warnings...)
 		rep.Results = append(rep.Results, res)
 	}
 	return rep, nil
+}
+
+// WhereCheck labels a panic in check's own part of the work on an object.
+const WhereCheck = "check"
+
+func checkOne(ctx context.Context, e guard.Engine, d Document) (res Result, err error) {
+	defer guard.Contain(WhereCheck, &err)
+	opts := guard.Options{Strict: true}
+	res = Result{
+		Source: d.Source, Kind: d.GVK.Kind, Namespace: d.Namespace, Name: d.Name,
+		Allowed: true, Patch: []jsonpatch.Operation{}, Violations: []engine.Violation{},
+		Object: d.JSON, Original: d.JSON,
+	}
+	if why := guard.Skip(e.Config(), d.GVK.Group, d.GVK.Kind, d.Namespace); why != "" {
+		res.Skipped = why
+		return res, nil
+	}
+	req := engine.Request{
+		Operation: "CREATE", Group: d.GVK.Group, Version: d.GVK.Version, Kind: d.GVK.Kind,
+		Namespace: d.Namespace, Name: d.Name, Object: d.JSON,
+	}
+	m, err := guard.Mutate(ctx, e, req, opts)
+	if err != nil {
+		return res, wrap(d, err)
+	}
+	patch, err := m.Diff()
+	if err != nil {
+		return res, wrap(d, err)
+	}
+	if len(patch) > 0 {
+		patched, err := ApplyPatch(d.JSON, patch)
+		if err != nil {
+			return res, fmt.Errorf("%s: applying patch: %w", d.Source, err)
+		}
+		res.Patch, res.Warnings = patch, mutationWarnings(req, m.Applied())
+		res.Mutated, res.Object, req.Object = true, patched, patched
+	}
+	if res.DryRunPatch, err = m.RecordedDiff(); err != nil {
+		return res, wrap(d, err)
+	}
+	dec, err := guard.Validate(ctx, e, req, opts)
+	if err != nil {
+		return res, wrap(d, err)
+	}
+	res.Allowed = dec.Allowed
+	res.Violations = dec.Violations
+	res.Warnings = append(res.Warnings, dec.Warnings...)
+	return res, nil
 }
 
 // mutationWarnings are the warnings the mutating webhook returns with a patch.

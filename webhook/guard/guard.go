@@ -7,11 +7,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
 
 	jsonpatch "gomodules.xyz/jsonpatch/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/egress-guard/egress-guard/mutators"
 	"github.com/egress-guard/egress-guard/webhook/config"
@@ -19,11 +22,27 @@ import (
 	"github.com/egress-guard/egress-guard/webhook/object"
 )
 
+// Engine is what the pipeline needs of the policy engine. *engine.Engine is
+// the one in use; the handlers and the CLI take any Engine, so that a caller
+// can put a wrapper in front of it (one that counts, or one that fails).
+type Engine interface {
+	Config() *config.Config
+	// Input converts a request into the policy input.
+	Input(engine.Request) (*engine.Prepared, error)
+	// Intents and Violations evaluate the policies; they stop when ctx ends.
+	Intents(context.Context, *engine.Prepared) ([]engine.Intent, error)
+	Violations(context.Context, *engine.Prepared) ([]engine.Violation, error)
+}
+
+var _ Engine = (*engine.Engine)(nil)
+
 // Options tune decoding.
 type Options struct {
 	// Strict rejects fields the Istio types do not have. The API server prunes
 	// them before admission; files read by the CLI are not pruned.
 	Strict bool
+	// Mutate applies intents to a typed object (nil: mutators.Apply).
+	Mutate func(client.Object, []engine.Intent) error
 }
 
 // Skip reports why a request is admitted without evaluation, or "".
@@ -71,17 +90,70 @@ type InputError struct {
 
 func (e *InputError) Error() string { return fmt.Sprintf("%s: %v", e.ID, e.Err) }
 
+// The steps of the pipeline, as PanicError.Where names them.
+const (
+	StepDecode   = "decode"
+	StepInput    = "input"
+	StepEvaluate = "evaluate"
+	StepMutate   = "mutate"
+	StepDiff     = "diff"
+)
+
+// PanicError is a panic in the work for one object, recovered: that object
+// gets an error, and the caller goes on with the others.
+type PanicError struct {
+	// Where names the step that panicked (Step*, or the caller's own name
+	// for its part of the work).
+	Where string
+	Value any
+	// Stack is the panicking goroutine's stack, for the log.
+	Stack []byte
+}
+
+// Error does not include the stack: it is the message a user sees.
+func (e *PanicError) Error() string { return fmt.Sprintf("internal error: %v", e.Value) }
+
+// Contain turns a panic of the function that defers it into a *PanicError in
+// *err, tagged with where:
+//
+//	defer guard.Contain("handler", &err)
+func Contain(where string, err *error) {
+	if v := recover(); v != nil {
+		*err = &PanicError{Where: where, Value: v, Stack: debug.Stack()}
+	}
+}
+
+// step runs one step of the pipeline, with a panic contained.
+func step[T any](where string, f func() (T, error)) (v T, err error) {
+	defer Contain(where, &err)
+	return f()
+}
+
+// inputError wraps a decoding error of the object as an InputError; a
+// contained panic stays a PanicError.
+func inputError(id string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		return err
+	}
+	return &InputError{ID: id, Err: err}
+}
+
 // Mutate evaluates the intents for req and applies them to the typed object.
 //
 // The object is decoded into its Istio type only when there is something to
 // apply; a malformed object without intents is left to the validating step.
-func Mutate(ctx context.Context, e *engine.Engine, req engine.Request, opts Options) (*MutateResult, error) {
+// A panic in any step is returned as a *PanicError.
+func Mutate(ctx context.Context, e Engine, req engine.Request, opts Options) (*MutateResult, error) {
 	id := object.ID(req.Kind, req.Namespace, req.Name)
-	input, err := e.Input(req)
+	input, err := step(StepInput, func() (*engine.Prepared, error) { return e.Input(req) })
 	if err != nil {
-		return nil, &InputError{ID: id, Err: err}
+		return nil, inputError(id, err)
 	}
-	intents, err := e.Intents(ctx, input)
+	intents, err := step(StepEvaluate, func() ([]engine.Intent, error) { return e.Intents(ctx, input) })
 	if err != nil {
 		return nil, err
 	}
@@ -112,22 +184,35 @@ func Mutate(ctx context.Context, e *engine.Engine, req engine.Request, opts Opti
 // returns the spec before and after, as {"spec": ...} in Istio's JSON shape.
 func apply(req engine.Request, intents []engine.Intent, opts Options) (before, after []byte, err error) {
 	id := object.ID(req.Kind, req.Namespace, req.Name)
-	obj, err := object.DecodeSpec(req.Kind, req.Object, opts.Strict)
+	obj, err := step(StepDecode, func() (client.Object, error) {
+		obj, err := object.DecodeSpec(req.Kind, req.Object, opts.Strict)
+		if err != nil {
+			return nil, &InputError{ID: id, Err: err}
+		}
+		obj.SetNamespace(req.Namespace)
+		obj.SetName(req.Name)
+		return obj, nil
+	})
 	if err != nil {
-		return nil, nil, &InputError{ID: id, Err: err}
+		return nil, nil, err
 	}
-	obj.SetNamespace(req.Namespace)
-	obj.SetName(req.Name)
-	if before, err = object.MarshalSpec(obj); err != nil {
+	if before, err = step(StepDecode, func() ([]byte, error) { return object.MarshalSpec(obj) }); err != nil {
 		return nil, nil, err
 	}
 	if len(intents) == 0 {
 		return before, before, nil
 	}
-	if err := mutators.Apply(obj, intents); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", id, err)
+	mutate := opts.Mutate
+	if mutate == nil {
+		mutate = mutators.Apply
 	}
-	if after, err = object.MarshalSpec(obj); err != nil {
+	after, err = step(StepMutate, func() ([]byte, error) {
+		if err := mutate(obj, intents); err != nil {
+			return nil, fmt.Errorf("%s: %w", id, err)
+		}
+		return object.MarshalSpec(obj)
+	})
+	if err != nil {
 		return nil, nil, err
 	}
 	return before, after, nil
@@ -146,25 +231,26 @@ type Decision struct {
 	Recorded []engine.Violation
 }
 
-// Validate evaluates the violations for req.
-func Validate(ctx context.Context, e *engine.Engine, req engine.Request, opts Options) (*Decision, error) {
+// Validate evaluates the violations for req. A panic in any step is returned
+// as a *PanicError.
+func Validate(ctx context.Context, e Engine, req engine.Request, opts Options) (*Decision, error) {
 	return ValidateInput(ctx, e, req, nil, opts)
 }
 
 // ValidateInput is Validate with the policy input of req already built
 // (nil: built here), e.g. by Mutate when it changed nothing.
-func ValidateInput(ctx context.Context, e *engine.Engine, req engine.Request, input *engine.Prepared, opts Options) (*Decision, error) {
+func ValidateInput(ctx context.Context, e Engine, req engine.Request, input *engine.Prepared, opts Options) (*Decision, error) {
 	id := object.ID(req.Kind, req.Namespace, req.Name)
-	if err := object.Check(req.Kind, req.Object, opts.Strict); err != nil {
-		return nil, &InputError{ID: id, Err: err}
+	if _, err := step(StepDecode, func() (struct{}, error) { return struct{}{}, object.Check(req.Kind, req.Object, opts.Strict) }); err != nil {
+		return nil, inputError(id, err)
 	}
 	if input == nil {
 		var err error
-		if input, err = e.Input(req); err != nil {
-			return nil, &InputError{ID: id, Err: err}
+		if input, err = step(StepInput, func() (*engine.Prepared, error) { return e.Input(req) }); err != nil {
+			return nil, inputError(id, err)
 		}
 	}
-	vs, err := e.Violations(ctx, input)
+	vs, err := step(StepEvaluate, func() ([]engine.Violation, error) { return e.Violations(ctx, input) })
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +304,8 @@ func (r *MutateResult) RecordedDiff() ([]jsonpatch.Operation, error) {
 	return diff(r.Mutated, r.WouldBe)
 }
 
-func diff(from, to []byte) ([]jsonpatch.Operation, error) {
+func diff(from, to []byte) (_ []jsonpatch.Operation, err error) {
+	defer Contain(StepDiff, &err)
 	if from == nil || bytes.Equal(from, to) {
 		return nil, nil
 	}

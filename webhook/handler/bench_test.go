@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/egress-guard/egress-guard/webhook/engine"
+	"github.com/egress-guard/egress-guard/webhook/guard"
 	"github.com/egress-guard/egress-guard/webhook/handler"
 	"github.com/egress-guard/egress-guard/webhook/metrics"
 )
@@ -23,7 +23,7 @@ func BenchmarkHandlers(b *testing.B) {
 	for _, name := range []string{"vs-direct-patched", "vs-two-leg-unchanged", "se-denied-egr101"} {
 		b.Run(name, func(b *testing.B) {
 			e := loadEngine(b, filepath.Join("testdata", "..", "..", "..", "test", "scenarios", "000-http-mtls-origination", "config.yaml"))
-			deps := handler.Deps{Engine: func() *engine.Engine { return e }, Metrics: metrics.New(prometheus.NewRegistry()), Log: logr.Discard()}
+			deps := handler.Deps{Engine: func() guard.Engine { return e }, Metrics: metrics.New(prometheus.NewRegistry()), Log: logr.Discard()}
 			review := readFile(b, filepath.Join("testdata", name, "review.json"))
 			for _, wh := range []struct {
 				path string

@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/egress-guard/egress-guard/webhook/engine"
+	"github.com/egress-guard/egress-guard/webhook/guard"
 	"github.com/egress-guard/egress-guard/webhook/handler"
 	"github.com/egress-guard/egress-guard/webhook/metrics"
 )
@@ -42,7 +42,7 @@ func TestEvents(t *testing.T) {
 			}
 			rec := record.NewFakeRecorder(10)
 			deps := handler.Deps{
-				Engine:   func() *engine.Engine { return loadEngine(t, cfg) },
+				Engine:   func() guard.Engine { return loadEngine(t, cfg) },
 				Metrics:  metrics.New(prometheus.NewRegistry()),
 				Log:      testr.New(t),
 				Recorder: rec,

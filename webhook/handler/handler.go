@@ -27,14 +27,26 @@ import (
 // DefaultMaxObjectBytes is the largest object evaluated: etcd's default limit.
 const DefaultMaxObjectBytes = 1572864
 
+// DefaultEvaluationTimeout bounds the work on one request when
+// Deps.EvaluationTimeout is not set.
+const DefaultEvaluationTimeout = 8 * time.Second
+
+// WhereHandler labels a panic in the handlers' own part of a request's work
+// (egress_guard_panics_total); the pipeline's steps have guard's names.
+const WhereHandler = "handler"
+
 // Deps are what the handlers need.
 type Deps struct {
 	// Engine returns the engine in force (swapped on reload).
-	Engine  func() *engine.Engine
+	Engine  func() guard.Engine
 	Metrics *metrics.Metrics
 	Log     logr.Logger
 	// MaxObjectBytes bounds the object evaluated (0: DefaultMaxObjectBytes).
 	MaxObjectBytes int
+	// EvaluationTimeout bounds the work on one request, waiting for a worker
+	// included (0: DefaultEvaluationTimeout); a deadline of the request's
+	// context that comes sooner applies.
+	EvaluationTimeout time.Duration
 	// Workers run the evaluations (nil: on the request's goroutine).
 	Workers *Workers
 	// Recorder records Events on objects for warn and dryrun decisions
@@ -53,7 +65,7 @@ var _ admission.Handler = (*Validator)(nil)
 
 // Handle answers a mutating admission request.
 func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	return h.observe(ctx, "mutate", req, func() (admission.Response, string) { return h.handle(ctx, req) })
+	return h.observe(ctx, "mutate", req, h.handle)
 }
 
 func (h *Mutator) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
@@ -64,7 +76,7 @@ func (h *Mutator) handle(ctx context.Context, req admission.Request) (admission.
 	}
 	m, err := guard.Mutate(ctx, e, in, guard.Options{})
 	if err != nil {
-		return h.fail(in, err)
+		return h.fail(ctx, in, err)
 	}
 	if len(m.Intents) == 0 {
 		return admission.Allowed(""), "allowed"
@@ -75,7 +87,7 @@ func (h *Mutator) handle(ctx context.Context, req admission.Request) (admission.
 	id := object.ID(in.Kind, in.Namespace, in.Name)
 	recorded, err := m.RecordedDiff()
 	if err != nil {
-		return h.fail(in, err)
+		return h.fail(ctx, in, err)
 	}
 	resp = admission.PatchResponseFromRaw(m.Original, m.Mutated)
 	decision := "allowed"
@@ -110,7 +122,7 @@ func (h *Mutator) handle(ctx context.Context, req admission.Request) (admission.
 		// API server's audit log and to ours.
 		raw, err := json.Marshal(recorded)
 		if err != nil {
-			return h.fail(in, err)
+			return h.fail(ctx, in, err)
 		}
 		if resp.AuditAnnotations == nil {
 			resp.AuditAnnotations = map[string]string{}
@@ -143,23 +155,92 @@ func codes(intents []engine.Intent) []string {
 
 // Handle answers a validating admission request.
 func (h *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	return h.observe(ctx, "validate", req, func() (admission.Response, string) { return h.handle(ctx, req) })
+	return h.observe(ctx, "validate", req, h.handle)
 }
 
-// observe runs a decision on a worker, times it and counts it.
-func (d *Deps) observe(ctx context.Context, webhook string, req admission.Request, decide func() (admission.Response, string)) admission.Response {
+// observe runs a decision on a worker within the request's deadline, times
+// it and counts it. Whatever goes wrong on the way is an answer for this
+// request alone: a panic is an internal error, no free worker is an overload
+// (codes 429 and 503, which the server in front answers with those HTTP
+// statuses), an evaluation past its deadline is an error.
+func (d *Deps) observe(ctx context.Context, webhook string, req admission.Request, decide func(context.Context, admission.Request) (admission.Response, string)) admission.Response {
 	if req.UID == "" {
 		// No request to answer: the review had none, or no uid.
 		return admission.Errored(http.StatusBadRequest, errors.New("malformed AdmissionReview: no request or an empty request.uid"))
 	}
 	start := time.Now()
-	var resp admission.Response
-	var decision string
-	if err := d.Workers.Do(ctx, func() { resp, decision = decide() }); err != nil {
-		resp, decision = admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("egress-guard: no evaluation slot before the request ended: %w", err)), "error"
+	timeout := d.EvaluationTimeout
+	if timeout <= 0 {
+		timeout = DefaultEvaluationTimeout
 	}
-	d.Metrics.Request(webhook, req.Kind.Kind, string(req.Operation), decision, time.Since(start))
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// The job writes its own answer: when the deadline passes first, it may
+	// still be running while this request is answered.
+	type answer struct {
+		resp     admission.Response
+		decision string
+	}
+	out := &answer{}
+	err := d.Workers.Do(ctx, func() { out.resp, out.decision = decide(ctx, req) })
+	resp, decision := out.resp, out.decision
+	if err != nil {
+		resp, decision = d.failed(req, start, err)
+	}
+	d.Metrics.Request(webhook, req.Kind.Kind, operationLabel(req.Operation), decision, time.Since(start))
 	return resp
+}
+
+// operationLabel is the operation as a metric label: one of the four, or
+// "unknown" (a label per made-up operation would grow without bound).
+func operationLabel(op admissionv1.Operation) string {
+	switch op {
+	case admissionv1.Create, admissionv1.Update, admissionv1.Delete, admissionv1.Connect:
+		return string(op)
+	}
+	return "unknown"
+}
+
+// failed answers a request whose job did not give an answer.
+func (d *Deps) failed(req admission.Request, start time.Time, err error) (admission.Response, string) {
+	id := requestID(req)
+	var busy *BusyError
+	var pe *guard.PanicError
+	switch {
+	case errors.As(err, &pe):
+		return d.panicked(id, pe)
+	case errors.As(err, &busy) && busy.Err == nil:
+		d.Log.Info("overloaded: request refused", "object", id, "workers", busy.Workers, "queue", busy.Queue)
+		return admission.Errored(http.StatusTooManyRequests, fmt.Errorf("egress-guard: %s: %w", id, err)), "overloaded"
+	case errors.As(err, &busy):
+		d.Log.Info("overloaded: no worker before the deadline", "object", id, "waited", time.Since(start).Round(time.Millisecond))
+		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("egress-guard: %s: %w", id, err)), "overloaded"
+	}
+	return d.timedOut(id, err)
+}
+
+// timedOut answers a request whose evaluation did not end before the
+// request's context did.
+func (d *Deps) timedOut(id string, err error) (admission.Response, string) {
+	d.Log.Info("evaluation stopped: the request's deadline passed", "object", id, "error", err.Error())
+	return admission.Errored(http.StatusInternalServerError, fmt.Errorf("egress-guard: %s: the evaluation did not finish before the request's deadline: %w", id, err)), "error"
+}
+
+// panicked answers a request whose work panicked, and logs the panic with
+// its stack in one entry.
+func (d *Deps) panicked(id string, pe *guard.PanicError) (admission.Response, string) {
+	d.Metrics.Panic(pe.Where)
+	d.Log.Error(pe, "panic while answering an admission request", "object", id, "where", pe.Where, "stack", string(pe.Stack))
+	return admission.Errored(http.StatusInternalServerError, fmt.Errorf("egress-guard: %s: %w", id, pe)), "error"
+}
+
+// requestID names the object of req, as messages do.
+func requestID(req admission.Request) string {
+	name := req.Name
+	if name == "" {
+		name = generateName(req.Object.Raw)
+	}
+	return object.ID(req.Kind.Kind, req.Namespace, name)
 }
 
 func (h *Validator) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
@@ -170,7 +251,7 @@ func (h *Validator) handle(ctx context.Context, req admission.Request) (admissio
 	}
 	d, err := guard.Validate(ctx, e, in, guard.Options{})
 	if err != nil {
-		return h.fail(in, err)
+		return h.fail(ctx, in, err)
 	}
 	for _, v := range d.Violations {
 		h.Metrics.Violation(in.Kind, v.Code, string(v.Action))
@@ -205,9 +286,9 @@ func (h *Validator) handle(ctx context.Context, req admission.Request) (admissio
 }
 
 // prepare converts the request, or answers it without evaluation: unknown
-// kinds, exempt namespaces and deletes are allowed untouched; oversized
-// objects are denied.
-func (d *Deps) prepare(req admission.Request, e *engine.Engine) (engine.Request, admission.Response, string) {
+// kinds, exempt namespaces, deletes and connects are allowed untouched;
+// oversized objects are denied; an unknown operation is an error.
+func (d *Deps) prepare(req admission.Request, e guard.Engine) (engine.Request, admission.Response, string) {
 	in := engine.Request{
 		Operation: string(req.Operation),
 		Group:     req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind,
@@ -221,8 +302,14 @@ func (d *Deps) prepare(req admission.Request, e *engine.Engine) (engine.Request,
 	if in.Name == "" {
 		in.Name = generateName(req.Object.Raw)
 	}
-	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+	switch req.Operation {
+	case admissionv1.Create, admissionv1.Update:
+	case admissionv1.Delete, admissionv1.Connect:
 		return in, admission.Allowed(""), "skipped"
+	default:
+		// Never admitted unevaluated: the server in front refuses these
+		// reviews before they get here.
+		return in, admission.Errored(http.StatusBadRequest, fmt.Errorf("egress-guard: %s: unknown operation %q (want CREATE, UPDATE, DELETE or CONNECT)", object.ID(in.Kind, in.Namespace, in.Name), req.Operation)), "error"
 	}
 	if why := guard.Skip(e.Config(), in.Group, in.Kind, in.Namespace); why != "" {
 		return in, admission.Allowed(why), "skipped"
@@ -247,14 +334,25 @@ func (d *Deps) prepare(req admission.Request, e *engine.Engine) (engine.Request,
 
 // fail answers a request the pipeline could not decide: a malformed object is
 // denied with the decoder's message naming the field; anything else is an
-// error, left to the webhook's failurePolicy.
-func (d *Deps) fail(in engine.Request, err error) (admission.Response, string) {
+// error answer (not allowed, status code 500), which the API server takes
+// as a refusal whatever the webhook's failurePolicy: a request is never
+// admitted because its evaluation failed.
+func (d *Deps) fail(ctx context.Context, in engine.Request, err error) (admission.Response, string) {
+	id := object.ID(in.Kind, in.Namespace, in.Name)
 	var ie *guard.InputError
-	if errors.As(err, &ie) {
+	var pe *guard.PanicError
+	switch {
+	case errors.As(err, &pe):
+		return d.panicked(id, pe)
+	case errors.As(err, &ie):
 		return admission.Denied("egress-guard denied " + ie.Error()), "denied"
+	case ctx.Err() != nil:
+		// The evaluators stop when the context ends, with an error of
+		// their own.
+		return d.timedOut(id, err)
 	}
-	d.Log.Error(err, "evaluation failed", "object", object.ID(in.Kind, in.Namespace, in.Name))
-	return admission.Errored(http.StatusInternalServerError, fmt.Errorf("egress-guard: %s: %w", object.ID(in.Kind, in.Namespace, in.Name), err)), "error"
+	d.Log.Error(err, "evaluation failed", "object", id)
+	return admission.Errored(http.StatusInternalServerError, fmt.Errorf("egress-guard: %s: %w", id, err)), "error"
 }
 
 func generateName(raw []byte) string {

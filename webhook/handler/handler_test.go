@@ -29,6 +29,7 @@ import (
 
 	"github.com/egress-guard/egress-guard/webhook/config"
 	"github.com/egress-guard/egress-guard/webhook/engine"
+	"github.com/egress-guard/egress-guard/webhook/guard"
 	"github.com/egress-guard/egress-guard/webhook/handler"
 	"github.com/egress-guard/egress-guard/webhook/metrics"
 )
@@ -387,7 +388,7 @@ func TestEngineReadPerRequest(t *testing.T) {
 	warn := loadEngine(t, filepath.Join("testdata", "warn-enforcement", "config.yaml"))
 	current := deny
 	h := &handler.Validator{Deps: handler.Deps{
-		Engine:  func() *engine.Engine { return current },
+		Engine:  func() guard.Engine { return current },
 		Metrics: metrics.New(prometheus.NewRegistry()),
 		Log:     testr.New(t),
 	}}
@@ -419,7 +420,7 @@ type handlers struct {
 func newHandlers(t *testing.T, e *engine.Engine, m *metrics.Metrics, maxObjectBytes int) *handlers {
 	t.Helper()
 	deps := handler.Deps{
-		Engine:         func() *engine.Engine { return e },
+		Engine:         func() guard.Engine { return e },
 		Metrics:        m,
 		Log:            testr.New(t),
 		MaxObjectBytes: maxObjectBytes,
@@ -827,28 +828,30 @@ func counters(t *testing.T, reg *prometheus.Registry, name string) map[string]fl
 	return out
 }
 
-func TestWorkersRunJobsAndGiveUpWithTheRequest(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	w := handler.NewWorkers(ctx, 1)
-	ran := false
-	if err := w.Do(context.Background(), func() { ran = true }); err != nil || !ran {
-		t.Fatalf("Do: ran=%v err=%v", ran, err)
+// An operation the handlers do not know is never admitted unevaluated, even
+// without the server's check in front: each webhook answers it with an
+// error naming the operation.
+func TestUnknownOperationIsRefused(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHandlers(t, loadEngine(t, scenario(scenario000, "config.yaml")), metrics.New(reg), 0)
+	review := bytes.Replace(readFile(t, filepath.Join("testdata", "se-allowed", "review.json")), []byte(`"operation": "CREATE"`), []byte(`"operation": "BOGUS"`), 1)
+	if bytes.Contains(review, []byte(`"CREATE"`)) {
+		t.Fatal("the review still says CREATE")
 	}
-	// With the only worker busy, a request whose context ends gives up.
-	release := make(chan struct{})
-	started := make(chan struct{})
-	go func() { _ = w.Do(context.Background(), func() { close(started); <-release }) }()
-	<-started
-	reqCtx, reqCancel := context.WithCancel(context.Background())
-	reqCancel()
-	if err := w.Do(reqCtx, func() { t.Error("ran after the request ended") }); err == nil {
-		t.Error("want an error when no worker is free before the request ends")
+	for _, wh := range []*admission.Webhook{h.mutate, h.validate} {
+		r := h.post(t, wh, review)
+		if r.Response.Allowed || r.Response.Result == nil || r.Response.Result.Code != http.StatusBadRequest {
+			t.Errorf("want an error (code 400), got %s", r.golden(t))
+		}
+		if msg := r.message(); !strings.Contains(msg, `ServiceEntry default/test-com: unknown operation "BOGUS"`) {
+			t.Errorf("message %q does not name the object and the operation", msg)
+		}
 	}
-	close(release)
-	var nilWorkers *handler.Workers
-	ran = false
-	if err := nilWorkers.Do(context.Background(), func() { ran = true }); err != nil || !ran {
-		t.Errorf("nil workers run in place: ran=%v err=%v", ran, err)
+	want := map[string]float64{
+		series("webhook", "mutate", "kind", "ServiceEntry", "operation", "unknown", "decision", "error"):   1,
+		series("webhook", "validate", "kind", "ServiceEntry", "operation", "unknown", "decision", "error"): 1,
+	}
+	if got := counters(t, reg, "egress_guard_admission_requests_total"); !reflect.DeepEqual(got, want) {
+		t.Errorf("egress_guard_admission_requests_total:\n got %v\nwant %v", got, want)
 	}
 }

@@ -17,6 +17,7 @@ type Metrics struct {
 	reloads    *prometheus.CounterVec
 	inventory  prometheus.Gauge
 	updates    *prometheus.CounterVec
+	panics     *prometheus.CounterVec
 }
 
 // New registers the metrics with reg.
@@ -24,7 +25,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "egress_guard_admission_requests_total",
-			Help: "Admission requests by webhook (mutate, validate), kind, operation and decision (allowed, denied, patched, error, skipped).",
+			Help: "Admission requests by webhook (mutate, validate), kind, operation and decision (allowed, denied, patched, dryrun, error, skipped, overloaded).",
 		}, []string{"webhook", "kind", "operation", "decision"}),
 		violations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "egress_guard_violations_total",
@@ -51,8 +52,12 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "egress_guard_inventory_updates_total",
 			Help: "Engines rebuilt with a new inventory, by result (success, failure).",
 		}, []string{"result"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egress_guard_panics_total",
+			Help: "Panics recovered while answering a request, each answered with an error, by where they happened (decode, input, evaluate, mutate, diff, handler, http).",
+		}, []string{"where"}),
 	}
-	reg.MustRegister(m.requests, m.violations, m.mutations, m.duration, m.reloads, m.inventory, m.updates)
+	reg.MustRegister(m.requests, m.violations, m.mutations, m.duration, m.reloads, m.inventory, m.updates, m.panics)
 	return m
 }
 
@@ -71,6 +76,9 @@ func (m *Metrics) Violation(kind, code, action string) {
 func (m *Metrics) Mutation(kind, intentType, code, action string) {
 	m.mutations.WithLabelValues(kind, intentType, code, action).Inc()
 }
+
+// Panic records a recovered panic.
+func (m *Metrics) Panic(where string) { m.panics.WithLabelValues(where).Inc() }
 
 // Reload records a reload attempt.
 func (m *Metrics) Reload(ok bool) { m.reloads.WithLabelValues(result(ok)).Inc() }

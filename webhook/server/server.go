@@ -32,6 +32,7 @@ import (
 	"github.com/egress-guard/egress-guard/certs"
 	"github.com/egress-guard/egress-guard/webhook/audit"
 	"github.com/egress-guard/egress-guard/webhook/config"
+	"github.com/egress-guard/egress-guard/webhook/guard"
 	"github.com/egress-guard/egress-guard/webhook/handler"
 	"github.com/egress-guard/egress-guard/webhook/inventory"
 	"github.com/egress-guard/egress-guard/webhook/metrics"
@@ -66,6 +67,17 @@ type Options struct {
 	MaxRequestBytes int64
 	// MaxObjectBytes bounds the object evaluated.
 	MaxObjectBytes int
+	// EvaluationTimeout bounds the work on one request, waiting for a worker
+	// included (0: handler.DefaultEvaluationTimeout); the timeout the API
+	// server puts on the URL, less a margin, shortens it.
+	EvaluationTimeout time.Duration
+	// MaxQueuedRequests is how many requests may wait for an evaluation
+	// worker (0: four per worker); beyond them a request is answered with
+	// HTTP 429 at once.
+	MaxQueuedRequests int
+	// HTTP bounds the webhook server's connections (a zero field: its
+	// default).
+	HTTP HTTPTimeouts
 	// PprofBindAddress serves net/http/pprof ("" or "0" disables).
 	PprofBindAddress string
 	// ShutdownTimeout bounds graceful shutdown.
@@ -100,17 +112,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("policies loaded", "config", displayConfig(o.ConfigFile), "enforcement", holder.Get().Config().Enforcement, "modules", len(holder.Get().Modules()))
 
-	workersCtx, stopWorkers := context.WithCancel(context.Background())
-	defer stopWorkers()
-	// With GetCertificate set, the webhook server runs no certwatcher of its
-	// own: the Source is the only one to load certificates.
-	srv := webhook.NewServer(webhook.Options{
-		Host: o.BindAddress, Port: o.Port,
-		TLSOpts: []func(*tls.Config){func(c *tls.Config) {
-			c.MinVersion = tls.VersionTLS12
-			c.GetCertificate = o.Certs.GetCertificate
-		}},
-	})
+	evaluation := o.EvaluationTimeout
+	if evaluation <= 0 {
+		evaluation = handler.DefaultEvaluationTimeout
+	}
+	timeouts := o.HTTP.withDefaults()
+	if err := timeouts.Validate(evaluation); err != nil {
+		return err
+	}
 	var recorder record.EventRecorder
 	if o.Events {
 		if o.REST == nil {
@@ -125,19 +134,36 @@ func Run(ctx context.Context, o Options) error {
 		defer broadcaster.Shutdown()
 		recorder = broadcaster.NewRecorder(clientgoscheme.Scheme, corev1.EventSource{Component: "egress-guard"})
 	}
+	workersCtx, stopWorkers := context.WithCancel(context.Background())
+	defer stopWorkers()
+	workers := 2 * runtime.GOMAXPROCS(0)
+	queue := o.MaxQueuedRequests
+	if queue <= 0 {
+		queue = 4 * workers
+	}
 	deps := handler.Deps{
 		Recorder: recorder,
-		Engine:   holder.Get, Metrics: m, Log: log.WithName("admission"), MaxObjectBytes: o.MaxObjectBytes,
+		Engine:   func() guard.Engine { return holder.Get() },
+		Metrics:  m, Log: log.WithName("admission"), MaxObjectBytes: o.MaxObjectBytes,
+		EvaluationTimeout: evaluation,
 		// The workers outlive the servers' shutdown, which drains requests.
-		Workers: handler.NewWorkers(workersCtx, 2*runtime.GOMAXPROCS(0)),
+		Workers: handler.NewWorkers(workersCtx, workers, queue),
 	}
-	mutate := &admission.Webhook{Handler: &handler.Mutator{Deps: deps}}
-	validate := &admission.Webhook{Handler: &handler.Validator{Deps: deps}}
-	for _, wh := range []*admission.Webhook{mutate, validate} {
-		wh.LogConstructor = func(base logr.Logger, _ *admission.Request) logr.Logger { return base }
+	mutate, validate := endpoints(deps, o.MaxRequestBytes)
+	// controller-runtime's webhook server only lends its mux, which counts
+	// requests per path (controller_runtime_webhook_*); tlsServer serves it.
+	hooks := webhook.NewServer(webhook.Options{Host: o.BindAddress, Port: o.Port})
+	hooks.Register(MutatePath, mutate)
+	hooks.Register(ValidatePath, validate)
+	port := o.Port
+	if port == 0 {
+		port = webhook.DefaultPort
 	}
-	srv.Register(MutatePath, limitBody(o.MaxRequestBytes, mutate))
-	srv.Register(ValidatePath, limitBody(o.MaxRequestBytes, validate))
+	srv := newTLSServer(o.BindAddress, port, hooks.WebhookMux(), &tls.Config{
+		NextProtos:     []string{"h2", "http/1.1"},
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: o.Certs.GetCertificate,
+	}, timeouts, o.ShutdownTimeout, log.WithName("webhook-server"))
 
 	ready := &healthz.Handler{Checks: map[string]healthz.Checker{
 		"webhook":     srv.StartedChecker(),
@@ -156,8 +182,8 @@ func Run(ctx context.Context, o Options) error {
 		ready.Checks["inventory"] = holder.InventoryChecker()
 	}
 	live := &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}
-	srv.Register(HealthzPath, http.StripPrefix(HealthzPath, live))
-	srv.Register(ReadyzPath, http.StripPrefix(ReadyzPath, ready))
+	hooks.Register(HealthzPath, http.StripPrefix(HealthzPath, live))
+	hooks.Register(ReadyzPath, http.StripPrefix(ReadyzPath, ready))
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return o.Certs.Start(ctx) })
@@ -208,12 +234,38 @@ func Run(ctx context.Context, o Options) error {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		g.Go(func() error { return serveHTTP(ctx, o.PprofBindAddress, mux, o.ShutdownTimeout) })
 	}
-	log.Info("serving", "address", net.JoinHostPort(o.BindAddress, fmt.Sprint(o.Port)), "certificates", fmt.Sprint(o.Certs))
+	log.Info("serving", "address", net.JoinHostPort(o.BindAddress, fmt.Sprint(port)), "certificates", fmt.Sprint(o.Certs),
+		"workers", workers, "maxQueuedRequests", queue, "evaluationTimeout", evaluation)
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
+}
+
+// endpoints are the two admission endpoints as served: limitBody in front of
+// controller-runtime's admission.Webhook and the handlers.
+func endpoints(deps handler.Deps, maxRequestBytes int64) (mutate, validate http.Handler) {
+	front := frontOptions{maxBytes: maxRequestBytes, metrics: deps.Metrics, log: deps.Log.WithName("http")}
+	recoverPanic := false
+	wrap := func(h admission.Handler) http.Handler {
+		return limitBody(front, &admission.Webhook{
+			Handler: h,
+			// A panic goes up to limitBody, which answers for the request,
+			// logs and counts it.
+			RecoverPanic: &recoverPanic,
+			// Without a request (a review it could not decode) the webhook
+			// would log an error with a stack trace; limitBody logs such a
+			// refusal in one line.
+			LogConstructor: func(base logr.Logger, req *admission.Request) logr.Logger {
+				if req == nil {
+					return logr.Discard()
+				}
+				return base
+			},
+		})
+	}
+	return wrap(&handler.Mutator{Deps: deps}), wrap(&handler.Validator{Deps: deps})
 }
 
 // followInventory puts in force an engine with the cluster's ServiceEntries

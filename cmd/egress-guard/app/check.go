@@ -31,7 +31,8 @@ The files given are the whole world: ServiceEntries among them count as
 registered hosts.
 
 Exit status: 0 when every object is allowed, 1 when any is denied, 2 on usage
-or input errors.`,
+or input errors, or when an object could not be evaluated (an internal error,
+reported on that object's line; the other objects are checked on).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
@@ -42,7 +43,14 @@ or input errors.`,
 	return cmd
 }
 
-func (o *checkOptions) run(cmd *cobra.Command) error {
+func (o *checkOptions) run(cmd *cobra.Command) (err error) {
+	// The work on each object contains its own panics; anything else is
+	// still an error message, never a stack trace.
+	defer func() {
+		if v := recover(); v != nil {
+			err = usageError("internal error: %v", v)
+		}
+	}()
 	if len(o.files) == 0 {
 		return usageError("check needs at least one -f FILE|DIR")
 	}
@@ -78,6 +86,9 @@ func (o *checkOptions) run(cmd *cobra.Command) error {
 	} else if err := writeText(cmd.OutOrStdout(), rep); err != nil {
 		return err
 	}
+	if n := rep.Errors(); n > 0 {
+		return usageError("%d of %d objects could not be evaluated", n, len(rep.Results))
+	}
 	if rep.Denied() {
 		return &exitError{code: ExitDenied, err: fmt.Errorf("denied")}
 	}
@@ -94,10 +105,12 @@ func loadConfig(path string) (*config.Config, error) {
 // writeText prints one line per object, then its violations, warnings and
 // the change as a unified diff of the YAML.
 func writeText(w io.Writer, rep *check.Report) error {
-	var allowed, denied, mutated int
+	var allowed, denied, mutated, errored int
 	for _, r := range rep.Results {
 		status := "allowed"
 		switch {
+		case r.Error != "":
+			status, errored = "ERROR", errored+1
 		case !r.Allowed:
 			status, denied = "DENIED", denied+1
 		case r.Mutated:
@@ -110,6 +123,9 @@ func writeText(w io.Writer, rep *check.Report) error {
 			line += " (" + r.Skipped + ")"
 		}
 		fmt.Fprintf(w, "%s  [%s]\n", line, r.Source)
+		if r.Error != "" {
+			fmt.Fprintf(w, "    error: %s\n", r.Error)
+		}
 		for _, v := range r.Violations {
 			fmt.Fprintf(w, "    %s %-6s %s\n", v.Code, v.Action, v.Message)
 		}
@@ -135,7 +151,11 @@ func writeText(w io.Writer, rep *check.Report) error {
 			fmt.Fprint(w, indent(diff, "    "))
 		}
 	}
-	fmt.Fprintf(w, "%d objects: %d allowed (%d mutated), %d denied\n", len(rep.Results), allowed, mutated, denied)
+	summary := fmt.Sprintf("%d objects: %d allowed (%d mutated), %d denied", len(rep.Results), allowed, mutated, denied)
+	if errored > 0 {
+		summary += fmt.Sprintf(", %d could not be evaluated", errored)
+	}
+	fmt.Fprintln(w, summary)
 	return nil
 }
 

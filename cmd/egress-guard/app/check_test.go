@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/egress-guard/egress-guard/webhook/check"
 )
 
 const scenario = "../../../test/scenarios/000-http-mtls-origination/"
@@ -184,5 +186,28 @@ func TestCheckDryRunOverride(t *testing.T) {
 	_, out, _ = run(t, "", "check", "-f", scenario+"mutate.yaml", "--config", cfg)
 	if !strings.Contains(out, "+++ would be mutated (dry run)") || !strings.Contains(out, "EGR201 dryrun") {
 		t.Errorf("text output lacks the would-be diff or the dry-run violation:\n%s", out)
+	}
+}
+
+// An object that could not be evaluated is reported on its own line with
+// the error, without a stack, and counted in the summary.
+func TestCheckTextReportsErrors(t *testing.T) {
+	rep := &check.Report{Results: []check.Result{
+		{Source: "a.yaml:1", Kind: "VirtualService", Namespace: "default", Name: "x", Error: "VirtualService default/x: internal error: boom"},
+		{Source: "a.yaml:2", Kind: "ServiceEntry", Namespace: "default", Name: "y", Allowed: true},
+	}}
+	var out bytes.Buffer
+	if err := writeText(&out, rep); err != nil {
+		t.Fatal(err)
+	}
+	want := "ERROR    VirtualService default/x  [a.yaml:1]\n" +
+		"    error: VirtualService default/x: internal error: boom\n" +
+		"allowed  ServiceEntry default/y  [a.yaml:2]\n" +
+		"2 objects: 1 allowed (0 mutated), 0 denied, 1 could not be evaluated\n"
+	if out.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
+	}
+	if rep.Denied() || rep.Errors() != 1 {
+		t.Errorf("Denied %v, Errors %d: an error is no denial", rep.Denied(), rep.Errors())
 	}
 }

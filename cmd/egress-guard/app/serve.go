@@ -53,6 +53,20 @@ func apiAccess(cmd *cobra.Command, o *server.Options, cf *certFlags) error {
 	return nil
 }
 
+// checkBounds refuses request bounds that cannot work.
+func checkBounds(o *server.Options) error {
+	if o.EvaluationTimeout <= 0 {
+		return usageError("--evaluation-timeout %s: must be positive", o.EvaluationTimeout)
+	}
+	if o.MaxQueuedRequests < 0 {
+		return usageError("--max-queued-requests %d: must not be negative", o.MaxQueuedRequests)
+	}
+	if err := o.HTTP.Validate(o.EvaluationTimeout); err != nil {
+		return usageError("%v", err)
+	}
+	return nil
+}
+
 func newServeCommand() *cobra.Command {
 	o := server.Options{}
 	cf := certFlags{}
@@ -73,6 +87,9 @@ func newServeCommand() *cobra.Command {
 				return err
 			}
 			o.Certs = src
+			if err := checkBounds(&o); err != nil {
+				return err
+			}
 			if err := apiAccess(cmd, &o, &cf); err != nil {
 				return err
 			}
@@ -96,6 +113,12 @@ func newServeCommand() *cobra.Command {
 	f.DurationVar(&o.ReloadInterval, "reload-interval", 10*time.Second, "how often to check the config and policy files for changes (0 disables)")
 	f.Int64Var(&o.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest AdmissionReview body accepted")
 	f.IntVar(&o.MaxObjectBytes, "max-object-bytes", handler.DefaultMaxObjectBytes, "largest object evaluated; larger ones are denied")
+	f.DurationVar(&o.EvaluationTimeout, "evaluation-timeout", handler.DefaultEvaluationTimeout, "longest the work on one admission request may take, waiting for a worker included; the API server's own timeout (?timeout= on the URL), less a margin, shortens it. A request past it is refused with an error")
+	f.IntVar(&o.MaxQueuedRequests, "max-queued-requests", 0, "admission requests that may wait for an evaluation worker; beyond them the server answers HTTP 429 with Retry-After, and the API server retries or applies the webhook's failurePolicy (0: four per worker; there are two workers per CPU)")
+	f.DurationVar(&o.HTTP.ReadHeader, "read-header-timeout", server.DefaultReadHeaderTimeout, "webhook server: longest wait for a request's headers")
+	f.DurationVar(&o.HTTP.Read, "read-timeout", server.DefaultReadTimeout, "webhook server: longest wait for a whole request, body included")
+	f.DurationVar(&o.HTTP.Write, "write-timeout", server.DefaultWriteTimeout, "webhook server: longest time from a request's headers to the end of its answer; must exceed --evaluation-timeout")
+	f.DurationVar(&o.HTTP.Idle, "idle-timeout", server.DefaultIdleTimeout, "webhook server: how long a kept-alive connection may wait for its next request")
 	f.StringVar(&o.PprofBindAddress, "pprof-bind-address", "0", "net/http/pprof address for profiling (0 disables)")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to drain requests on shutdown")
 	f.IntVar(&gcPercent, "gc-percent", 400, "Go GC target percentage unless GOGC is set: the live heap is small and each request's garbage large, so a higher target trades a few MiB for CPU")

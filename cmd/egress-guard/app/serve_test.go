@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/pflag"
@@ -152,6 +153,51 @@ func TestServeAPIAccess(t *testing.T) {
 		}
 		if (o.REST != nil) != tc.api || o.LeaderElectionNamespace != tc.leaseNS {
 			t.Errorf("%v: API access %v (lease namespace %q), want %v (%q)", tc.args, o.REST != nil, o.LeaderElectionNamespace, tc.api, tc.leaseNS)
+		}
+	}
+}
+
+// The request bounds are serve flags with working defaults; bounds that
+// cannot work are usage errors.
+func TestServeBoundsFlags(t *testing.T) {
+	parse := func(args ...string) (*server.Options, error) {
+		cmd := newServeCommand()
+		if err := cmd.Flags().Parse(args); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		o := &server.Options{}
+		o.EvaluationTimeout, _ = cmd.Flags().GetDuration("evaluation-timeout")
+		o.MaxQueuedRequests, _ = cmd.Flags().GetInt("max-queued-requests")
+		o.HTTP.ReadHeader, _ = cmd.Flags().GetDuration("read-header-timeout")
+		o.HTTP.Read, _ = cmd.Flags().GetDuration("read-timeout")
+		o.HTTP.Write, _ = cmd.Flags().GetDuration("write-timeout")
+		o.HTTP.Idle, _ = cmd.Flags().GetDuration("idle-timeout")
+		return o, checkBounds(o)
+	}
+	o, err := parse()
+	if err != nil {
+		t.Fatalf("the defaults: %v", err)
+	}
+	want := server.Options{EvaluationTimeout: 8 * time.Second, HTTP: server.HTTPTimeouts{ReadHeader: 10 * time.Second, Read: 30 * time.Second, Write: 30 * time.Second, Idle: 90 * time.Second}}
+	if o.EvaluationTimeout != want.EvaluationTimeout || o.MaxQueuedRequests != 0 || o.HTTP != want.HTTP {
+		t.Errorf("defaults %v %d %+v", o.EvaluationTimeout, o.MaxQueuedRequests, o.HTTP)
+	}
+	if o, err := parse("--evaluation-timeout=2s", "--max-queued-requests=7", "--read-timeout=5s", "--write-timeout=3s"); err != nil || o.EvaluationTimeout != 2*time.Second || o.MaxQueuedRequests != 7 || o.HTTP.Read != 5*time.Second || o.HTTP.Write != 3*time.Second {
+		t.Errorf("set: %+v %v", o, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--evaluation-timeout=0s"}, "--evaluation-timeout 0s: must be positive"},
+		{[]string{"--max-queued-requests=-1"}, "--max-queued-requests -1: must not be negative"},
+		{[]string{"--read-timeout=0s"}, "--read-timeout 0s: must be positive"},
+		{[]string{"--evaluation-timeout=40s"}, "--write-timeout 30s: must exceed --evaluation-timeout 40s"},
+	} {
+		_, err := parse(tc.args...)
+		var ee *exitError
+		if !errors.As(err, &ee) || ee.code != ExitUsage || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want a usage error with %q", tc.args, err, tc.want)
 		}
 	}
 }
