@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -183,5 +184,9 @@ func (q *query) value(ctx context.Context, input inputDoc, data vm.Value) (vm.Va
 
 // fallbackReason is a one-line reason topdown runs a query.
 func (q *query) fallbackReason() string {
-	return strings.ReplaceAll(q.fallback, "\n", "; ")
+	// The planner names a rule's function g<n>.data.<package>.<rule>; the
+	// author knows it as data.<package>.<rule>.
+	return planName.ReplaceAllString(strings.ReplaceAll(q.fallback, "\n", "; "), "data.")
 }
+
+var planName = regexp.MustCompile(`\bg[0-9]+\.data\.`)
