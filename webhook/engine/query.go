@@ -3,7 +3,9 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -23,6 +25,9 @@ type query struct {
 	plan    string
 	// fallback says why topdown runs the query ("" when the IR does).
 	fallback string
+	// opts are what the IR evaluator gives the built-ins, as topdown's
+	// prepared query gives them from queryOptions.
+	opts vm.EvalOptions
 }
 
 // queryOptions are what a query is prepared with.
@@ -45,7 +50,7 @@ type queryOptions struct {
 // instead. Only an error topdown gives too (a query that does not compile)
 // fails.
 func prepareQuery(ctx context.Context, text string, o queryOptions) (*query, error) {
-	q := &query{text: text}
+	q := &query{text: text, opts: vm.EvalOptions{StrictBuiltinErrors: o.strict, Capabilities: o.capabilities}}
 	if o.evaluator != EvaluatorTopdown {
 		prog, plan, err := planQuery(ctx, text, o)
 		if err == nil {
@@ -70,6 +75,11 @@ func prepareQuery(ctx context.Context, text string, o queryOptions) (*query, err
 func planQuery(ctx context.Context, text string, o queryOptions) (*vm.Program, string, error) {
 	pol, err := vm.Plan(ctx, rego.Query(text), rego.Compiler(o.compiler), rego.Capabilities(o.capabilities))
 	if err != nil {
+		if m := unknownOperator.FindStringSubmatch(err.Error()); m != nil {
+			if loc := callSite(o.compiler, m[1]); loc != nil {
+				return nil, "", fmt.Errorf("OPA's planner cannot plan it: %s: %w", loc, err)
+			}
+		}
 		return nil, "", fmt.Errorf("OPA's planner cannot plan it: %w", err)
 	}
 	prog, err := vm.Compile(pol)
@@ -81,6 +91,28 @@ func planQuery(ctx context.Context, text string, o queryOptions) (*vm.Program, s
 		return nil, "", fmt.Errorf("its plan has %d entry points", len(plans))
 	}
 	return prog, plans[0], nil
+}
+
+// unknownOperator is the planner's error for a call of a built-in it has
+// no declaration of; it says no more.
+var unknownOperator = regexp.MustCompile(`unknown operator "([^"]+)"`)
+
+// callSite is where the policies first call the built-in name (by file
+// name and line), nil if they do not.
+func callSite(c *ast.Compiler, name string) *ast.Location {
+	var first *ast.Location
+	for _, file := range slices.Sorted(maps.Keys(c.Modules)) {
+		ast.WalkExprs(c.Modules[file], func(e *ast.Expr) bool {
+			if first == nil && e.IsCall() && e.Operator().String() == name {
+				first = e.Location
+			}
+			return first != nil
+		})
+		if first != nil {
+			break
+		}
+	}
+	return first
 }
 
 // input is the input document in the two forms the evaluators take.
@@ -143,7 +175,7 @@ func (q *query) eval(ctx context.Context, input inputDoc, data vm.Value) ([]*vm.
 		}
 		return out, nil
 	}
-	rs, err := q.program.Eval(ctx, q.plan, input.vmValue(), data)
+	rs, err := q.program.EvalWith(ctx, q.plan, input.vmValue(), data, q.opts)
 	if err != nil {
 		return nil, fmt.Errorf("evaluating policies: %w", err)
 	}

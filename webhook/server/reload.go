@@ -128,8 +128,8 @@ func (h *Holder) Watch(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		digest, err := h.sum()
-		if err == nil && digest == h.digest {
+		changed, err := h.changed()
+		if err == nil && !changed {
 			continue
 		}
 		if err == nil {
@@ -147,6 +147,17 @@ func (h *Holder) Watch(ctx context.Context, interval time.Duration) {
 		h.metrics.Reload(true)
 		h.log.Info("reloaded configuration and policies", "enforcement", h.Get().Config().Enforcement)
 	}
+}
+
+// changed says whether the files differ from those last tried.
+func (h *Holder) changed() (bool, error) {
+	digest, err := h.sum()
+	if err != nil {
+		return false, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return digest != h.digest, nil
 }
 
 // sum digests the config file and every policy file.

@@ -2,21 +2,23 @@ package vm
 
 import (
 	"context"
-	"errors"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
 	"github.com/open-policy-agent/opa/v1/topdown"
-	"github.com/open-policy-agent/opa/v1/topdown/builtins"
 )
 
 // state is one evaluation.
 type state struct {
 	ctx     context.Context
 	prog    *Program
+	opts    EvalOptions
+	time    time.Time
 	results *Set
 	// memo holds the results of argument-free functions; a with statement
 	// pushes a fresh frame, as the values it replaces change them.
@@ -25,19 +27,36 @@ type state struct {
 	stack []Value
 	frame []Value
 	ret   Value
-	// built-in calls
-	bctx  *topdown.BuiltinContext
-	vals  []Value
-	args  []*ast.Term
-	out   *ast.Term
-	onOut func(*ast.Term) error
-	steps int
+	// built-in calls: the context, made on first use, and the buffers
+	bctx       *topdown.BuiltinContext
+	bctxStore  topdown.BuiltinContext
+	stopCancel func() bool
+	vals       []Value
+	args       []*ast.Term
+	out        *ast.Term
+	outs       []*ast.Term
+	many       bool
+	called     bool
+	onOut      func(*ast.Term) error
+	// builtinErr is the first error a built-in returned: the result of
+	// the evaluation in strict mode, as in topdown.
+	builtinErr error
+	// calling is the built-in being called, named if it panics.
+	calling *callBuiltin
+	// collect gathers the values of a function whose rules conflict.
+	collect *collector
+	steps   int
 }
 
 func newState() *state {
 	st := &state{}
 	st.onOut = func(t *ast.Term) error {
-		st.out = t
+		st.called = true
+		if st.many {
+			st.outs = append(st.outs, t)
+		} else {
+			st.out = t
+		}
 		return nil
 	}
 	return st
@@ -67,8 +86,13 @@ func (st *state) popMemo() {
 // reset readies a state for the pool: it keeps the buffers, drops every
 // value.
 func (st *state) reset() {
+	if st.stopCancel != nil {
+		st.stopCancel()
+		st.stopCancel = nil
+	}
 	st.ctx, st.prog, st.ret, st.out, st.bctx = nil, nil, nil, nil, nil
-	st.results = nil
+	st.opts, st.bctxStore = EvalOptions{}, topdown.BuiltinContext{}
+	st.results, st.builtinErr, st.calling, st.collect = nil, nil, nil, nil
 	for len(st.memo) > 0 {
 		st.popMemo()
 	}
@@ -79,6 +103,8 @@ func (st *state) reset() {
 	st.args = st.args[:0]
 	clear(st.vals)
 	st.vals = st.vals[:0]
+	clear(st.outs)
+	st.outs = st.outs[:0]
 	clear(st.frame)
 	st.steps = 0
 }
@@ -91,6 +117,12 @@ type memoEntry struct {
 // checkEvery is how many loop iterations and calls pass between checks of
 // the context.
 const checkEvery = 1024
+
+// cancelled is the error of an evaluation whose context ended, as topdown
+// gives it.
+func cancelled(err error) error {
+	return (&topdown.Error{Code: topdown.CancelErr, Message: err.Error()}).Wrap(err)
+}
 
 func (st *state) read(locals []Value, o ir.Operand) Value {
 	switch v := o.Value.(type) {
@@ -127,21 +159,45 @@ func (st *state) exec(locals []Value, code []instr) (int, error) {
 			s := in.stmt.(*ir.AssignVarStmt)
 			locals[s.Target] = st.read(locals, s.Source)
 		case opAssignVarOnce:
-			s := in.stmt.(*ir.AssignVarOnceStmt)
-			v := st.read(locals, s.Source)
+			s := in.stmt.(*assignOnce)
+			v := st.read(locals, s.source)
 			if v == nil {
 				return 0, nil
 			}
-			if cur := locals[s.Target]; cur != nil {
-				if !equal(cur, v) {
-					return 0, conflict(st.loc(s.Location), "complete rules must not produce multiple outputs")
+			if c := st.collect; c != nil && c.fn == s.fn && c.key == nil && !c.inserts {
+				if s.rule {
+					c.add(v, s.Location)
+				}
+				if locals[s.target] == nil {
+					locals[s.target] = v
 				}
 				continue
 			}
-			locals[s.Target] = v
+			if cur := locals[s.target]; cur != nil {
+				if !equal(cur, v) {
+					return 0, &conflictFound{fn: s.fn, loc: s.Location}
+				}
+				continue
+			}
+			locals[s.target] = v
+		case opUndefined:
+			return 0, nil
 		case opDot:
 			s := in.stmt.(*ir.DotStmt)
 			v := dot(st.read(locals, s.Source), st.read(locals, s.Key))
+			if v == nil {
+				return 0, nil
+			}
+			locals[s.Target] = v
+		case opDotData:
+			s := in.stmt.(*dotData)
+			src, key := st.read(locals, s.Source), st.read(locals, s.Key)
+			v := dot(src, key)
+			if n, ok := key.(ast.Number); ok && v == nil {
+				if o, ok := src.(*Object); ok {
+					v = o.GetString(string(n))
+				}
+			}
 			if v == nil {
 				return 0, nil
 			}
@@ -160,7 +216,21 @@ func (st *state) exec(locals []Value, code []instr) (int, error) {
 			}
 		case opCallFunc:
 			s := in.stmt.(*callFunc)
-			v, err := st.callFunc(locals, s)
+			v, err := st.call(locals, s.fn, s.args)
+			if err != nil {
+				return 0, err
+			}
+			if v == nil {
+				return 0, nil
+			}
+			locals[s.result] = v
+		case opCallDynamic:
+			s := in.stmt.(*callDynamic)
+			fn := st.dynamic(locals, s)
+			if fn == nil {
+				return 0, nil
+			}
+			v, err := st.call(locals, fn, s.args)
 			if err != nil {
 				return 0, err
 			}
@@ -211,6 +281,28 @@ func (st *state) exec(locals []Value, code []instr) (int, error) {
 				if r >= 1 {
 					return r - 1, nil
 				}
+			}
+		case opBaseFirst:
+			// The base document's part leaves the block, or outer ones,
+			// as the statements it is made of do; a break out of the
+			// block ends the enumeration before the rules, as in
+			// topdown.
+			s := in.stmt.(*baseFirst)
+			rb, err := st.exec(locals, s.base)
+			if err != nil || (rb != completed && rb != 0) {
+				return rb, err
+			}
+			for _, b := range s.virtual.blocks {
+				r, err := st.exec(locals, b)
+				if err != nil || r == returned {
+					return r, err
+				}
+				if r >= 1 {
+					return r - 1, nil
+				}
+			}
+			if rb == 0 {
+				return 0, nil
 			}
 		case opScan:
 			s := in.stmt.(*scanStmt)
@@ -274,14 +366,32 @@ func (st *state) exec(locals []Value, code []instr) (int, error) {
 			}
 			obj.insert(k, v)
 		case opObjectInsertOnce:
-			s := in.stmt.(*ir.ObjectInsertOnceStmt)
+			s := in.stmt.(*insertOnce)
 			obj, ok := locals[s.Object].(*Object)
 			k, v := st.read(locals, s.Key), st.read(locals, s.Value)
 			if !ok || k == nil || v == nil {
 				return 0, nil
 			}
+			if c := st.collect; c != nil && c.fn == s.fn && s.rule && (c.inserts || c.key != nil && s.ground) {
+				switch {
+				case c.inserts:
+					c.insertions = append(c.insertions, insertion{k, v, s.Location, s.named})
+				case equal(k, c.key):
+					c.add(v, s.Location)
+				}
+				if obj.Get(k) == nil {
+					obj.insert(k, v)
+				}
+				continue
+			}
 			if cur := obj.Get(k); cur != nil {
 				if !equal(cur, v) {
+					switch {
+					case s.ground:
+						return 0, &conflictFound{fn: s.fn, loc: s.Location, key: k}
+					case s.rule:
+						return 0, &conflictFound{fn: s.fn, loc: s.Location, partial: true}
+					}
 					return 0, conflict(st.loc(s.Location), "object keys must be unique")
 				}
 				continue
@@ -289,11 +399,7 @@ func (st *state) exec(locals []Value, code []instr) (int, error) {
 			obj.insert(k, v)
 		case opObjectMerge:
 			s := in.stmt.(*ir.ObjectMergeStmt)
-			v, err := st.merge(locals[s.A], locals[s.B], s.Location)
-			if err != nil {
-				return 0, err
-			}
-			locals[s.Target] = v
+			locals[s.Target] = merge(locals[s.A], locals[s.B])
 		case opLen:
 			s := in.stmt.(*ir.LenStmt)
 			n, ok := length(st.read(locals, s.Source))
@@ -333,17 +439,24 @@ func (st *state) exec(locals []Value, code []instr) (int, error) {
 func (st *state) scan(locals []Value, s *scanStmt) (int, error) {
 	r := completed
 	var err error
+	// next: go on to the next element; an every stops at its first
+	// counterexample.
+	next := func() bool {
+		return (r == completed || r == 0) && err == nil && !(s.every && locals[s.found] != nil)
+	}
 	switch c := locals[s.source].(type) {
 	case *Array:
-		for i := 0; i < len(c.elems) && (r == completed || r == 0) && err == nil; i++ {
+		for i := 0; i < len(c.elems) && next(); i++ {
 			r, err = st.iteration(locals, s, intNumber(i), c.elems[i])
 		}
 	case *Object:
-		for i := 0; i < len(c.kvs) && (r == completed || r == 0) && err == nil; i++ {
+		c.sort()
+		for i := 0; i < len(c.kvs) && next(); i++ {
 			r, err = st.iteration(locals, s, c.kvs[i].k, c.kvs[i].v)
 		}
 	case *Set:
-		for i := 0; i < len(c.elems) && (r == completed || r == 0) && err == nil; i++ {
+		c.sort()
+		for i := 0; i < len(c.elems) && next(); i++ {
 			r, err = st.iteration(locals, s, c.elems[i], c.elems[i])
 		}
 	}
@@ -359,7 +472,7 @@ func (st *state) scan(locals []Value, s *scanStmt) (int, error) {
 func (st *state) iteration(locals []Value, s *scanStmt, k, v Value) (int, error) {
 	if st.steps++; st.steps%checkEvery == 0 {
 		if err := st.ctx.Err(); err != nil {
-			return 0, err
+			return 0, cancelled(err)
 		}
 	}
 	locals[s.key], locals[s.value] = k, v
@@ -391,6 +504,7 @@ func upsert(doc Value, path []Value, value Value) Value {
 	obj := &Object{}
 	if cur, ok := doc.(*Object); ok {
 		obj.kvs = append(obj.kvs, cur.kvs...)
+		obj.unsorted = cur.unsorted
 		if cur.index != nil {
 			obj.index = make(map[uint64][]int, len(cur.index))
 			for h, is := range cur.index {
@@ -402,56 +516,43 @@ func upsert(doc Value, path []Value, value Value) Value {
 	return obj
 }
 
-// merge merges objects recursively; a key both hold with values that are not
-// both objects is a conflict.
-func (st *state) merge(a, b Value, loc ir.Location) (Value, error) {
+// merge merges a base document (a) with the rules' values beside it (b),
+// as topdown does: objects key by key, and a's value where the two are not
+// both objects.
+func merge(a, b Value) Value {
 	if a == nil {
-		return b, nil
+		return b
 	}
-	if b == nil {
-		return a, nil
-	}
-	merged, ok := mergeObjects(a, b)
-	if !ok {
-		return nil, conflict(st.loc(loc), "object merge conflict")
-	}
-	return merged, nil
-}
-
-func mergeObjects(a, b Value) (Value, bool) {
 	oa, ok1 := a.(*Object)
 	ob, ok2 := b.(*Object)
 	if !ok1 || !ok2 {
-		return nil, false
+		return a
 	}
-	out := &Object{}
+	out := newObject(len(oa.kvs) + len(ob.kvs))
 	for _, p := range oa.kvs {
+		if v := ob.Get(p.k); v != nil {
+			out.insert(p.k, merge(p.v, v))
+			continue
+		}
 		out.insert(p.k, p.v)
 	}
 	for _, p := range ob.kvs {
-		cur := out.Get(p.k)
-		if cur == nil {
+		if oa.Get(p.k) == nil {
 			out.insert(p.k, p.v)
-			continue
 		}
-		m, ok := mergeObjects(cur, p.v)
-		if !ok {
-			return nil, false
-		}
-		out.insert(p.k, m)
 	}
-	return out, true
+	return out
 }
 
-func (st *state) callFunc(locals []Value, s *callFunc) (Value, error) {
-	fn := s.fn
+// call calls fn with args, read from the caller's locals.
+func (st *state) call(locals []Value, fn *function, args []ir.Operand) (Value, error) {
 	memo := st.memo[len(st.memo)-1]
 	if fn.memo && memo[fn.index].done {
 		return memo[fn.index].value, nil
 	}
 	if st.steps++; st.steps%checkEvery == 0 {
 		if err := st.ctx.Err(); err != nil {
-			return nil, err
+			return nil, cancelled(err)
 		}
 	}
 	// The stack past its length is all nil: frames are cleared as they
@@ -464,12 +565,15 @@ func (st *state) callFunc(locals []Value, s *callFunc) (Value, error) {
 	}
 	frame := st.stack[base : base+fn.locals : base+fn.locals]
 	for i, p := range fn.params {
-		frame[p] = st.read(locals, s.args[i])
+		frame[p] = st.read(locals, args[i])
 	}
 	var result Value
 	for _, b := range fn.blocks {
 		r, err := st.exec(frame, b)
 		if err != nil {
+			if cf, ok := err.(*conflictFound); ok && cf.fn == fn {
+				err = st.conflictError(locals, fn, args, cf)
+			}
 			return nil, err
 		}
 		if r == returned {
@@ -484,6 +588,28 @@ func (st *state) callFunc(locals []Value, s *callFunc) (Value, error) {
 		memo[fn.index] = memoEntry{done: true, value: result}
 	}
 	return result, nil
+}
+
+// dynamic is the function a dynamic call names: the planned function whose
+// path is the call's (data.pkgs[x].allow with x "a": g0.data.pkgs.a.allow),
+// nil if there is none (the plan then reads the base document).
+func (st *state) dynamic(locals []Value, s *callDynamic) *function {
+	var b strings.Builder
+	for i, o := range s.path {
+		str, ok := st.read(locals, o).(string)
+		if !ok {
+			return nil
+		}
+		if i > 0 {
+			b.WriteByte(0)
+		}
+		b.WriteString(str)
+	}
+	fn := st.prog.byPath[b.String()]
+	if fn == nil || len(fn.params) != len(s.args) {
+		return nil
+	}
+	return fn
 }
 
 func (st *state) callBuiltin(locals []Value, s *callBuiltin) (Value, error) {
@@ -504,32 +630,60 @@ func (st *state) callBuiltin(locals []Value, s *callBuiltin) (Value, error) {
 	for _, v := range st.vals {
 		st.args = append(st.args, toTerm(v))
 	}
-	st.out = nil
-	var err error
-	if s.bare {
-		err = s.fn(s.bctx, st.args, st.onOut)
-	} else {
-		if st.bctx == nil {
-			st.bctx = &topdown.BuiltinContext{
-				Context: st.ctx,
-				Time:    ast.NewTerm(ast.Number(strconv.FormatInt(time.Now().UnixNano(), 10))),
-				Cache:   builtins.Cache{},
-			}
-		}
-		bctx := *st.bctx
+	// As topdown: built-ins that can do without a context get only the
+	// call's place.
+	bctx := s.bctx
+	if !s.bare {
+		bctx = *st.builtinContext()
 		bctx.Location = s.loc
-		err = s.fn(bctx, st.args, st.onOut)
 	}
-	if err != nil {
-		var halt topdown.Halt
-		if errors.As(err, &halt) {
-			return nil, halt.Err
+	var ndKey *ast.Array
+	if s.nondeterministic && bctx.NDBuiltinCache != nil {
+		ndKey = ast.NewArray(slices.Clone(st.args)...)
+		if v, ok := bctx.NDBuiltinCache.Get(s.name, ndKey); ok {
+			return FromAST(v), nil
 		}
-		// As topdown without strict built-in errors: the call is undefined.
+	}
+	st.out, st.called, st.many = nil, false, s.relation
+	st.calling = s
+	err := s.fn(bctx, st.args, st.onOut)
+	st.calling = nil
+	if err != nil {
+		if h, ok := err.(topdown.Halt); ok {
+			return nil, h.Err
+		}
+		// As topdown: the call is undefined, and the error is the
+		// evaluation's in strict mode.
+		if st.builtinErr == nil {
+			st.builtinErr = err
+		}
+		if err := st.ctx.Err(); err != nil {
+			return nil, cancelled(err)
+		}
 		return nil, nil
 	}
-	if st.out == nil {
+	switch {
+	case s.relation:
+		// The planner iterates a relation's outputs as an array's
+		// elements.
+		arr := newArray(len(st.outs))
+		for _, t := range st.outs {
+			arr.elems = append(arr.elems, FromAST(t.Value))
+		}
+		clear(st.outs)
+		st.outs = st.outs[:0]
+		return arr, nil
+	case s.void:
+		// print: nothing to bind, but the body goes on.
+		if !st.called {
+			return nil, nil
+		}
+		return true, nil
+	case st.out == nil:
 		return nil, nil
+	}
+	if ndKey != nil {
+		bctx.NDBuiltinCache.Put(s.name, ndKey, st.out.Value)
 	}
 	return FromAST(st.out.Value), nil
 }
@@ -552,8 +706,9 @@ func dot(src, key Value) Value {
 		}
 		return c.elems[i]
 	case *Set:
-		if i := c.find(key); i >= 0 {
-			return c.elems[i]
+		// s[x] is x, as in topdown: 1.0 looked up in {1} is 1.0.
+		if c.find(key) >= 0 {
+			return key
 		}
 	}
 	return nil

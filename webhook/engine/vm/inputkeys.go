@@ -54,6 +54,21 @@ func (p *Program) scanInputUses(in ir.Local, code []instr) {
 					p.inputAll = true
 				}
 			}
+		case *dotData:
+			if isIn(s.Key) {
+				p.inputAll = true
+			}
+		case *callDynamic:
+			for i, a := range s.args {
+				if i != 0 && isIn(a) {
+					p.inputAll = true
+				}
+			}
+			for _, a := range s.path {
+				if isIn(a) {
+					p.inputAll = true
+				}
+			}
 		case *callBuiltin:
 			for _, a := range s.args {
 				if isIn(a) {
@@ -64,6 +79,11 @@ func (p *Program) scanInputUses(in ir.Local, code []instr) {
 			for _, b := range s.blocks {
 				p.scanInputUses(in, b)
 			}
+		case *baseFirst:
+			for _, b := range s.virtual.blocks {
+				p.scanInputUses(in, b)
+			}
+			p.scanInputUses(in, s.base)
 		case *scanStmt:
 			if s.source == in || s.key == in || s.value == in {
 				p.inputAll = true
@@ -80,8 +100,8 @@ func (p *Program) scanInputUses(in ir.Local, code []instr) {
 			if isIn(s.Source) || s.Target == in {
 				p.inputAll = true
 			}
-		case *ir.AssignVarOnceStmt:
-			if isIn(s.Source) || s.Target == in {
+		case *assignOnce:
+			if isIn(s.source) || s.target == in {
 				p.inputAll = true
 			}
 		case *ir.ReturnLocalStmt:
@@ -96,7 +116,7 @@ func (p *Program) scanInputUses(in ir.Local, code []instr) {
 			if s.A == in || s.B == in || s.Target == in {
 				p.inputAll = true
 			}
-		case *makeConst, *ir.BreakStmt, *ir.NopStmt, *ir.MakeArrayStmt, *ir.MakeObjectStmt, *ir.MakeSetStmt,
+		case *makeConst, *undefined, *ir.BreakStmt, *ir.NopStmt, *ir.MakeArrayStmt, *ir.MakeObjectStmt, *ir.MakeSetStmt,
 			*ir.ResetLocalStmt, *ir.IsDefinedStmt, *ir.IsUndefinedStmt:
 			// These read no operand (or only test definedness).
 		default:
@@ -130,7 +150,7 @@ func touches(s ir.Stmt, isIn func(ir.Operand) bool) bool {
 		return isIn(s.Value)
 	case *ir.ObjectInsertStmt:
 		return isIn(s.Key) || isIn(s.Value)
-	case *ir.ObjectInsertOnceStmt:
+	case *insertOnce:
 		return isIn(s.Key) || isIn(s.Value)
 	}
 	// anything unknown

@@ -45,14 +45,26 @@ const (
 	opIsSet
 	opResultSetAdd
 	opNop
+	opUndefined
+	opCallDynamic
+	opBaseFirst
+	opDotData
 )
 
 func opOf(s ir.Stmt) opcode {
 	switch s.(type) {
 	case *ir.AssignVarStmt:
 		return opAssignVar
-	case *ir.AssignVarOnceStmt:
+	case *assignOnce:
 		return opAssignVarOnce
+	case *undefined:
+		return opUndefined
+	case *callDynamic:
+		return opCallDynamic
+	case *baseFirst:
+		return opBaseFirst
+	case *dotData:
+		return opDotData
 	case *ir.DotStmt:
 		return opDot
 	case *ir.EqualStmt:
@@ -95,7 +107,7 @@ func opOf(s ir.Stmt) opcode {
 		return opSetAdd
 	case *ir.ObjectInsertStmt:
 		return opObjectInsert
-	case *ir.ObjectInsertOnceStmt:
+	case *insertOnce:
 		return opObjectInsertOnce
 	case *ir.ObjectMergeStmt:
 		return opObjectMerge

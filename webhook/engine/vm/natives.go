@@ -1,7 +1,6 @@
 package vm
 
 import (
-	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -50,9 +49,15 @@ var natives = map[string]native{
 	ast.StartsWith.Name: strings2(strings.HasPrefix),
 	ast.EndsWith.Name:   strings2(strings.HasSuffix),
 	ast.Contains.Name:   strings2(strings.Contains),
+	// Comparisons order any two values as ast.Compare does.
 	ast.GreaterThan.Name: func(args []Value) (Value, bool) {
-		c, ok := compareScalars(args[0], args[1])
-		return c > 0, ok
+		return compare(args[0], args[1]) > 0, true
+	},
+	ast.GreaterThanEq.Name: func(args []Value) (Value, bool) {
+		return compare(args[0], args[1]) >= 0, true
+	},
+	ast.LessThanEq.Name: func(args []Value) (Value, bool) {
+		return compare(args[0], args[1]) <= 0, true
 	},
 	ast.ObjectGet.Name: func(args []Value) (Value, bool) {
 		obj, ok := args[0].(*Object)
@@ -103,8 +108,7 @@ var natives = map[string]native{
 		return fmt.Sprintf(format, vals...), true
 	},
 	ast.LessThan.Name: func(args []Value) (Value, bool) {
-		c, ok := compareScalars(args[0], args[1])
-		return c < 0, ok
+		return compare(args[0], args[1]) < 0, true
 	},
 }
 
@@ -117,24 +121,4 @@ func strings2(f func(a, b string) bool) native {
 		}
 		return f(a, b), true
 	}
-}
-
-// compareScalars orders two numbers or two strings as OPA does.
-func compareScalars(a, b Value) (int, bool) {
-	switch x := a.(type) {
-	case ast.Number:
-		if y, ok := b.(ast.Number); ok {
-			i, err1 := strconv.ParseInt(string(x), 10, 64)
-			j, err2 := strconv.ParseInt(string(y), 10, 64)
-			if err1 == nil && err2 == nil {
-				return cmp.Compare(i, j), true
-			}
-			return ast.Compare(x, y), true
-		}
-	case string:
-		if y, ok := b.(string); ok {
-			return strings.Compare(x, y), true
-		}
-	}
-	return 0, false
 }

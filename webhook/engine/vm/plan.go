@@ -3,6 +3,7 @@ package vm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -41,8 +42,14 @@ func (noEval) Eval(context.Context, *rego.EvalContext, ast.Value) (ast.Value, er
 }
 
 // Plan asks OPA's planner for the IR of the query the options describe
-// (rego.Query, rego.Compiler, ...).
-func Plan(ctx context.Context, opts ...func(*rego.Rego)) (*ir.Policy, error) {
+// (rego.Query, rego.Compiler, ...). A panic of the planner (it has some,
+// on functions a with replaces by themselves) is an ErrUnsupported error.
+func Plan(ctx context.Context, opts ...func(*rego.Rego)) (pol *ir.Policy, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			pol, err = nil, fmt.Errorf("%w: OPA's planner failed: %v", ErrUnsupported, r)
+		}
+	}()
 	registerOnce.Do(func() { rego.RegisterPlugin(target, capture{}) })
 	slot := &planSlot{}
 	opts = append(opts[:len(opts):len(opts)], rego.Target(target))

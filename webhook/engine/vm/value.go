@@ -3,7 +3,9 @@ package vm
 import (
 	"encoding/binary"
 	"hash/maphash"
-	"math/big"
+	"math"
+	"slices"
+	"strconv"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/valyala/fastjson"
@@ -37,7 +39,8 @@ type Array struct {
 	small [2]Value
 }
 
-// Object is a Rego object; keys keep their insertion order.
+// Object is a Rego object. Its keys are iterated in OPA's order (see
+// compare), as topdown iterates them.
 type Object struct {
 	kvs []pair
 	// index maps a key's hash to the positions of the keys with that hash,
@@ -46,15 +49,22 @@ type Object struct {
 	term  *ast.Term
 	// small holds the pairs of a small object: one allocation, not two.
 	small [2]pair
+	// unsorted: a key was added out of order, and kvs are sorted before
+	// they are next iterated. Objects an evaluation builds are sorted when
+	// first iterated; those it is given are sorted when made (FromJSON,
+	// FromAST, NewObject, Insert, Share), so that evaluations only read them.
+	unsorted bool
 }
 
 type pair struct{ k, v Value }
 
-// Set is a Rego set; elements keep their insertion order.
+// Set is a Rego set. Its elements are iterated in OPA's order, sorted
+// lazily as an object's keys are.
 type Set struct {
-	elems []Value
-	index map[uint64][]int
-	term  *ast.Term
+	elems    []Value
+	index    map[uint64][]int
+	term     *ast.Term
+	unsorted bool
 }
 
 // indexFrom is the size from which objects and sets look keys up by hash.
@@ -144,17 +154,36 @@ func (o *Object) insert(k, v Value) {
 	if o.kvs == nil {
 		o.kvs = o.small[:0]
 	}
+	if n := len(o.kvs); n > 0 && !o.unsorted && less(k, o.kvs[n-1].k) {
+		o.unsorted = true
+	}
 	o.kvs = append(o.kvs, pair{k, v})
 	switch {
 	case o.index != nil:
 		h := hash(k)
 		o.index[h] = append(o.index[h], len(o.kvs)-1)
 	case len(o.kvs) == indexFrom:
-		o.index = make(map[uint64][]int, len(o.kvs))
-		for i := range o.kvs {
-			h := hash(o.kvs[i].k)
-			o.index[h] = append(o.index[h], i)
-		}
+		o.reindex()
+	}
+}
+
+func (o *Object) reindex() {
+	o.index = make(map[uint64][]int, len(o.kvs))
+	for i := range o.kvs {
+		h := hash(o.kvs[i].k)
+		o.index[h] = append(o.index[h], i)
+	}
+}
+
+// sort puts the keys in order; a no-op (and no write) when they are.
+func (o *Object) sort() {
+	if !o.unsorted {
+		return
+	}
+	slices.SortFunc(o.kvs, func(a, b pair) int { return compare(a.k, b.k) })
+	o.unsorted = false
+	if o.index != nil {
+		o.reindex()
 	}
 }
 
@@ -186,17 +215,36 @@ func (s *Set) add(v Value) {
 	if s.elems == nil {
 		s.elems = make([]Value, 0, 4)
 	}
+	if n := len(s.elems); n > 0 && !s.unsorted && less(v, s.elems[n-1]) {
+		s.unsorted = true
+	}
 	s.elems = append(s.elems, v)
 	switch {
 	case s.index != nil:
 		h := hash(v)
 		s.index[h] = append(s.index[h], len(s.elems)-1)
 	case len(s.elems) == indexFrom:
-		s.index = make(map[uint64][]int, len(s.elems))
-		for i, e := range s.elems {
-			h := hash(e)
-			s.index[h] = append(s.index[h], i)
-		}
+		s.reindex()
+	}
+}
+
+func (s *Set) reindex() {
+	s.index = make(map[uint64][]int, len(s.elems))
+	for i, e := range s.elems {
+		h := hash(e)
+		s.index[h] = append(s.index[h], i)
+	}
+}
+
+// sort puts the elements in order; a no-op (and no write) when they are.
+func (s *Set) sort() {
+	if !s.unsorted {
+		return
+	}
+	slices.SortFunc(s.elems, compare)
+	s.unsorted = false
+	if s.index != nil {
+		s.reindex()
 	}
 }
 
@@ -218,7 +266,7 @@ func equal(a, b Value) bool {
 		return ok
 	case ast.Number:
 		y, ok := b.(ast.Number)
-		return ok && (x == y || ast.Compare(x, y) == 0)
+		return ok && (x == y || ast.NumberCompare(x, y) == 0)
 	case *Array:
 		y, ok := b.(*Array)
 		if !ok || len(x.elems) != len(y.elems) {
@@ -272,12 +320,7 @@ func hash(v Value) uint64 {
 	case Null:
 		return 3
 	case ast.Number:
-		// Equal numbers may be written differently (1, 1.0, 1e0).
-		f, ok := new(big.Float).SetString(string(x))
-		if !ok {
-			return maphash.String(seed, string(x))
-		}
-		return maphash.String(seed, f.Text('g', 40))
+		return hashNumber(x)
 	case *Array:
 		h := uint64(5)
 		for _, e := range x.elems {
@@ -299,6 +342,18 @@ func hash(v Value) uint64 {
 		return h
 	}
 	return 0
+}
+
+// hashNumber hashes a number by its nearest float64. Numbers equal as OPA
+// compares them (1, 1.0, 1e0; 0 and -0) have the same nearest float64, or
+// are both past float64's range on the same side (ParseFloat gives the
+// infinity of their sign); unequal numbers may share one, as hashes may.
+func hashNumber(n ast.Number) uint64 {
+	f, _ := strconv.ParseFloat(string(n), 64)
+	if f == 0 {
+		f = 0 // -0
+	}
+	return math.Float64bits(f)*0x9e3779b97f4a7c15 + 13
 }
 
 func mix(a, b uint64) uint64 {
@@ -371,12 +426,15 @@ func FromAST(v ast.Value) Value {
 		}
 		return a
 	case ast.Object:
+		// OPA iterates in order: the keys come sorted.
 		o := newObject(x.Len())
 		x.Foreach(func(k, v *ast.Term) { o.insert(FromAST(k.Value), FromAST(v.Value)) })
+		o.sort()
 		return o
 	case ast.Set:
 		s := &Set{elems: make([]Value, 0, x.Len())}
 		x.Foreach(func(t *ast.Term) { s.add(FromAST(t.Value)) })
+		s.sort()
 		return s
 	}
 	return nil
@@ -404,6 +462,7 @@ func FromJSON(v *fastjson.Value, keys map[string]Value) Value {
 			}
 			o.insert(k, FromJSON(x, keys))
 		})
+		o.sort()
 		return o
 	case fastjson.TypeArray:
 		src := v.GetArray()
@@ -431,14 +490,19 @@ func NewObject(kvs ...Value) *Object {
 	for i := 0; i+1 < len(kvs); i += 2 {
 		o.insert(kvs[i], kvs[i+1])
 	}
+	o.sort()
 	return o
 }
 
-// Elems lists the set's elements.
-func (s *Set) Elems() []Value { return s.elems }
+// Elems lists the set's elements in OPA's order.
+func (s *Set) Elems() []Value {
+	s.sort()
+	return s.elems
+}
 
-// Values lists the object's values, in the order of its keys.
+// Values lists the object's values, in the order of its keys (OPA's).
 func (o *Object) Values() []Value {
+	o.sort()
 	out := make([]Value, len(o.kvs))
 	for i, p := range o.kvs {
 		out[i] = p.v
@@ -446,15 +510,40 @@ func (o *Object) Values() []Value {
 	return out
 }
 
-// Insert sets k to v.
-func (o *Object) Insert(k, v Value) { o.insert(k, v) }
+// Insert sets k to v, keeping the keys in order.
+func (o *Object) Insert(k, v Value) {
+	o.insert(k, v)
+	o.sort()
+}
 
-// Share readies v for concurrent evaluations: it makes the ast form of every
-// composite in it now, which evaluations would otherwise make and store on
-// first use. The evaluator never modifies a value it did not build.
+// Share readies v for concurrent evaluations: it puts every object's keys
+// and every set's elements in order and makes the ast form of every
+// composite now, which evaluations would otherwise do on first use. The
+// evaluator never modifies a value it did not build.
 func Share(v Value) Value {
+	sortAll(v)
 	toTerm(v)
 	return v
+}
+
+func sortAll(v Value) {
+	switch x := v.(type) {
+	case *Array:
+		for _, e := range x.elems {
+			sortAll(e)
+		}
+	case *Object:
+		for _, p := range x.kvs {
+			sortAll(p.k)
+			sortAll(p.v)
+		}
+		x.sort()
+	case *Set:
+		for _, e := range x.elems {
+			sortAll(e)
+		}
+		x.sort()
+	}
 }
 
 // Elems lists the array's elements.

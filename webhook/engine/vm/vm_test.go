@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/ir"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
 
@@ -261,24 +260,6 @@ func TestCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := p.Eval(ctx, p.Plans()[0], vm.NewObject(), vm.NewObject()); !errors.Is(err, context.Canceled) {
-		t.Fatalf("error: %v", err)
-	}
-}
-
-// TestUnsupported: a plan with a statement the VM does not run is refused
-// with ErrUnsupported, so that the caller can use topdown.
-func TestUnsupported(t *testing.T) {
-	pol := &ir.Policy{
-		Static: &ir.Static{},
-		Plans: &ir.Plans{Plans: []*ir.Plan{{Name: "eval", Blocks: []*ir.Block{{Stmts: []ir.Stmt{
-			&ir.CallDynamicStmt{Args: []ir.Local{ir.Input, ir.Data}, Result: 2},
-		}}}}}},
-	}
-	if _, err := vm.Compile(pol); !errors.Is(err, vm.ErrUnsupported) {
-		t.Fatalf("error: %v", err)
-	}
-	pol.Plans.Plans[0].Blocks[0].Stmts[0] = &ir.CallStmt{Func: "no.such.builtin", Result: 2}
-	if _, err := vm.Compile(pol); !errors.Is(err, vm.ErrUnsupported) {
 		t.Fatalf("error: %v", err)
 	}
 }
