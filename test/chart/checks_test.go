@@ -539,6 +539,9 @@ func (r rendered) checkConfig(t *testing.T) {
 	if string(cfg.Enforcement) != r.want.enforcement {
 		t.Errorf("enforcement %s, want %s", cfg.Enforcement, r.want.enforcement)
 	}
+	if !slices.Equal(cfg.Policies.AllowedBuiltins, r.want.allowedBuiltins) || !slices.Equal(cfg.Policies.AllowedHosts, r.want.allowedHosts) {
+		t.Errorf("policies %+v, want allowedBuiltins %v allowedHosts %v", cfg.Policies, r.want.allowedBuiltins, r.want.allowedHosts)
+	}
 	if on := cfg.Audit.Every() > 0; on != (r.want.audit != "") || (on && cfg.Audit.ReportAPI != r.want.audit) {
 		t.Errorf("audit interval %q report API %q, want the audit %v with %q", cfg.Audit.Interval, cfg.Audit.ReportAPI, r.want.audit != "", r.want.audit)
 	}

@@ -3,6 +3,8 @@
 package chart
 
 import (
+	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/egress-guard/egress-guard/test/harness"
+	"github.com/egress-guard/egress-guard/webhook/config"
 )
 
 // renderNamespace is the release namespace of the render cases.
@@ -60,6 +63,8 @@ type want struct {
 	reportCRDs    []string
 	// requestFlags are serve's request bounds, flag name -> value.
 	requestFlags map[string]string
+	// allowedBuiltins and allowedHosts are config.policies.
+	allowedBuiltins, allowedHosts []string
 }
 
 // defaults is what values.yaml says.
@@ -120,6 +125,14 @@ func renderCases() []renderCase {
 			name:   "policies",
 			values: "policies:\n  platform.rego: |\n" + harness.Indent(strings.TrimRight(platformPolicy, "\n"), "    ") + "\n",
 			want:   with(func(w *want) { w.policies = map[string]string{"platform.rego": platformPolicy} }),
+		},
+		{
+			name:   "restricted-builtins-allowed",
+			values: "config:\n  policies:\n    allowedBuiltins: [http.send, net.lookup_ip_addr]\n    allowedHosts: [policy-api.platform.svc]\n",
+			want: with(func(w *want) {
+				w.allowedBuiltins = []string{"http.send", "net.lookup_ip_addr"}
+				w.allowedHosts = []string{"policy-api.platform.svc"}
+			}),
 		},
 		{
 			name: "metrics",
@@ -336,6 +349,39 @@ func dryRun(t *testing.T, objs harness.Objects, path string) {
 	}
 }
 
+// TestSchemaKnowsRestrictedBuiltins: the chart's schema offers exactly the
+// built-ins egress-guard restricts.
+func TestSchemaKnowsRestrictedBuiltins(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(env.chart, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Properties struct {
+			Config struct {
+				Properties struct {
+					Policies struct {
+						Properties struct {
+							AllowedBuiltins struct {
+								Items struct {
+									Enum []string `json:"enum"`
+								} `json:"items"`
+							} `json:"allowedBuiltins"`
+						} `json:"properties"`
+					} `json:"policies"`
+				} `json:"properties"`
+			} `json:"config"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	got := slices.Sorted(slices.Values(schema.Properties.Config.Properties.Policies.Properties.AllowedBuiltins.Items.Enum))
+	if want := slices.Sorted(maps.Keys(config.RestrictedBuiltins)); !slices.Equal(got, want) {
+		t.Fatalf("the schema allows %v, egress-guard restricts %v", got, want)
+	}
+}
+
 func TestSchemaRejects(t *testing.T) {
 	for _, c := range []struct {
 		set  string
@@ -371,6 +417,9 @@ func TestSchemaRejects(t *testing.T) {
 		{"config.audit.interval=3600", []string{"/config/audit/interval", "want string"}},
 		{"config.audit.interval=1day", []string{"/config/audit/interval", "1day"}},
 		{"config.audit.every=1h", []string{"/config/audit", "'every' not allowed"}},
+		{"config.policies.allowedBuiltins[0]=http.sned", []string{"/config/policies/allowedBuiltins/0", "'http.send'"}},
+		{"config.policies.allowedBuiltins[0]=http.send", []string{"/config/policies", "allowedHosts"}},
+		{"config.policies.allowedNet[0]=a.com", []string{"/config/policies", "'allowedNet' not allowed"}},
 		{"events.enabled=yes", []string{"/events/enabled", "want boolean"}},
 		{"inventory.enabled=yes", []string{"/inventory/enabled", "want boolean"}},
 		{"audit.leaderElectionID=Audit_Lease", []string{"/audit/leaderElectionID", "Audit_Lease"}},

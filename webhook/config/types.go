@@ -68,8 +68,8 @@ type Config struct {
 type Policies struct {
 	// AllowedBuiltins names restricted built-ins the policies may call.
 	AllowedBuiltins []string `json:"allowedBuiltins,omitempty"`
-	// AllowedHosts are the hosts http.send and JSON schema references may
-	// reach (OPA's allow_net); absent means none.
+	// AllowedHosts are the hosts http.send, net.lookup_ip_addr and JSON
+	// schema references may reach (OPA's allow_net); absent means none.
 	AllowedHosts []string `json:"allowedHosts,omitempty"`
 }
 

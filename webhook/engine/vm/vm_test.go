@@ -208,6 +208,12 @@ p := [1 in s, 3 in s]`, "data.t.p", `{}`},
 		{"objects with composite keys", `p := {[1]: "a", {"k": 1}: "b"}[[1]]`, "data.t.p", `{}`},
 		{"sprintf", `p := [sprintf("%s:%d %v", ["a", 3, "b"]), sprintf("%v %d", [-4, 12345678901]), sprintf("%v", [1.5]), sprintf("%v", [[1, "a"]]), sprintf("%d", [1e3]), sprintf("%s", ["x", "y"])]`, "data.t.p", `{}`},
 		{"sprintf of input numbers", `p := sprintf("%d/%v/%s", [input.a, input.b, input.c])`, "data.t.p", `{"a": 80, "b": 2.50, "c": {"k": 1}}`},
+		{"walk", `p := [path | walk(input.spec, [path, v]); is_string(v)]`, "data.t.p", `{"spec": {"hosts": ["a", "b"], "http": [{"route": [{"destination": {"host": "c"}}]}]}}`},
+		{"set iteration is sorted", "s := {\"b\", \"c\", \"a\", \"B\"}\np := concat(\",\", [x | some x in s])", "data.t.p", `{}`},
+		{"object iteration is sorted", `p := concat(",", [k | some k, _ in object.union(input.o, {"m": 1, "b": 2})])`, "data.t.p", `{"o": {"z": 1, "a": 2}}`},
+		{"a set lookup gives the key", "s := {1.0, \"a\"}\np := sprintf(\"%v %v\", [s[1], s[1.00]])", "data.t.p", `{}`},
+		{"zeros in a large set", `p := [count({x | some x in input.xs}), count({x | some x in input.xs} & {0})]`, "data.t.p", `{"xs": [0, -0, 0.0, -0.0, 0e3, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79]}`},
+		{"ones in a large object", `p := count({x: 1 | some x in input.xs})`, "data.t.p", `{"xs": [1, 1.0, 10e-1, 100e-2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79]}`},
 		{"some in nested", `p contains [x, y] if { some x in input.xs; some y in input.ys; x < y }`, "data.t.p", `{"xs": [1, 3], "ys": [2, 4]}`},
 	}
 	for _, tc := range cases {
