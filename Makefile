@@ -115,8 +115,16 @@ chart-test: tools build
 	$(HELM) lint --strict charts/egress-guard
 	EGRESS_GUARD_BIN=$(EGRESS_GUARD) $(GO) test -count=1 -v -timeout 10m -tags e2e ./test/chart/...
 
+# The servers run on CPU 1 and the load generator on CPU 0 when the machine
+# has two or more (taskset); BENCH_ARGS adds flags (go run ./test/bench -h).
 bench: build
-	$(GO) run ./test/bench -egress-guard $(EGRESS_GUARD)
+	$(GO) build -o $(BIN)/bench ./test/bench
+	@if [ "$$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then \
+		echo taskset -c 0 $(BIN)/bench -egress-guard $(EGRESS_GUARD) -server-cpus 1 $(BENCH_ARGS); \
+		taskset -c 0 $(BIN)/bench -egress-guard $(EGRESS_GUARD) -server-cpus 1 $(BENCH_ARGS); \
+	else \
+		$(BIN)/bench -egress-guard $(EGRESS_GUARD) $(BENCH_ARGS); \
+	fi
 
 demo: $(KUBE_APISERVER) $(ETCD) build
 	$(GO) run ./test/demo -egress-guard $(EGRESS_GUARD)

@@ -44,6 +44,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -83,6 +84,30 @@ type options struct {
 	evalOnly     bool
 	auditObjects int
 	auditOnly    bool
+	serverCPUs   string
+}
+
+// pinned is the command line that runs bin with args on the servers' CPUs.
+// taskset execs bin, so the process is bin's (its /proc CPU times too).
+func (o options) pinned(bin string, args ...string) []string {
+	if o.serverCPUs == "" {
+		return append([]string{bin}, args...)
+	}
+	return append([]string{"taskset", "-c", o.serverCPUs, bin}, args...)
+}
+
+// allowedCPUs is the CPU list this process may run on.
+func allowedCPUs() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
 }
 
 func main() {
@@ -103,6 +128,7 @@ func main() {
 	flag.IntVar(&o.auditObjects, "audit-objects", 10000, "objects the audit benchmark generates and audits (0 skips it)")
 	flag.BoolVar(&o.auditOnly, "audit-only", false, "run the evaluation and audit benchmarks only")
 	flag.BoolVar(&o.evalOnly, "eval-only", false, "time the in-process policy evaluation only")
+	flag.StringVar(&o.serverCPUs, "server-cpus", "", "CPU list the servers are pinned to with taskset (e.g. 1); run the bench itself pinned to others (taskset -c 0 bench ...); empty: not pinned")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (certificates, config, server logs)")
 	flag.Parse()
 	if o.egressGuard == "" || o.concurrency < 1 || o.rate < 1 || o.duration <= 0 || o.rounds < 1 || o.evalN < 1 {
@@ -187,19 +213,23 @@ func run(ctx context.Context, o options) error {
 	}
 	noopSrv, err := start(ctx, "noop", dir, ports[0],
 		[]string{fmt.Sprintf("https://127.0.0.1:%d/readyz", ports[0])}, probe,
-		noopBin, "--cert-dir", dir, "--bind-address", "127.0.0.1", "--port", strconv.Itoa(ports[0]))
+		o.pinned(noopBin, "--cert-dir", dir, "--bind-address", "127.0.0.1", "--port", strconv.Itoa(ports[0])))
 	if err != nil {
 		return err
 	}
 	defer noopSrv.stop()
 	args := []string{"serve", "--cert-dir", dir, "--bind-address", "127.0.0.1", "--port", strconv.Itoa(ports[1]),
 		"--config", cfgPath,
+		// A closed loop never has more requests waiting than it has
+		// workers: the bench measures decisions, not overload answers
+		// (HTTP 429 beyond the default bound of four per worker).
+		"--max-queued-requests", strconv.Itoa(o.concurrency),
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2]),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[3])}
 	args = append(args, strings.Fields(o.extraArgs)...)
 	egSrv, err := start(ctx, "egress-guard", dir, ports[1],
 		[]string{fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[3]), fmt.Sprintf("https://127.0.0.1:%d/readyz", ports[1])}, probe,
-		bin, args...)
+		o.pinned(bin, args...))
 	if err != nil {
 		return err
 	}
@@ -230,6 +260,7 @@ func run(ctx context.Context, o options) error {
 
 	fmt.Printf("egress-guard bench: %d CPUs (load average %s), %d workers, %s runs (+%s warmup), open loop %d req/s, memory run %d req/server\n",
 		runtime.NumCPU(), loadAvg(), o.concurrency, o.duration, o.warmup, o.rate, o.rssRequests)
+	fmt.Printf("  CPUs: the servers %s, the load generator %s\n", cmp.Or(o.serverCPUs, "any"), allowedCPUs())
 
 	// 1. Closed loop, in rounds alternating between the servers so that a
 	// change in the machine's background load hits both alike.

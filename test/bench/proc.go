@@ -62,7 +62,7 @@ type server struct {
 
 // start runs the server's command, its output going to a log file in dir,
 // and waits until one of its readiness URLs answers 200.
-func start(ctx context.Context, name, dir string, port int, readyz []string, client *http.Client, bin string, args ...string) (*server, error) {
+func start(ctx context.Context, name, dir string, port int, readyz []string, client *http.Client, argv []string) (*server, error) {
 	s := &server{
 		name:    name,
 		url:     fmt.Sprintf("https://127.0.0.1:%d", port),
@@ -75,7 +75,7 @@ func start(ctx context.Context, name, dir string, port int, readyz []string, cli
 		return nil, err
 	}
 	defer logFile.Close()
-	s.cmd = exec.Command(bin, args...)
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	// The server dies with the bench, whatever the bench dies of.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

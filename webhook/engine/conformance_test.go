@@ -170,6 +170,9 @@ func checkConformance(t *testing.T, tc cases.TestCase, q *query) {
 		input = newASTInput(nil)
 	}
 	rs, err := q.eval(t.Context(), input, vm.Share(vm.FromAST(data)))
+	if err != nil && planName.MatchString(err.Error()) {
+		t.Errorf("the error names the plan's internals: %v", err)
+	}
 	if tc.WantError != nil && (err == nil || !strings.Contains(err.Error(), *tc.WantError)) {
 		t.Fatalf("want an error containing %q, got %v", *tc.WantError, err)
 	}

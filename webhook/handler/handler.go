@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -187,8 +188,18 @@ func (d *Deps) observe(ctx context.Context, webhook string, req admission.Reques
 	if err != nil {
 		resp, decision = d.failed(req, start, err)
 	}
-	d.Metrics.Request(webhook, req.Kind.Kind, operationLabel(req.Operation), decision, time.Since(start))
+	d.Metrics.Request(webhook, kindLabel(req.Kind.Kind), operationLabel(req.Operation), decision, time.Since(start))
 	return resp
+}
+
+// kindLabel is the request's kind as a metric label: a handled kind, or
+// "other" (the client names the kind; a label per made-up kind would grow
+// without bound).
+func kindLabel(kind string) string {
+	if slices.Contains(object.Kinds, kind) {
+		return kind
+	}
+	return "other"
 }
 
 // operationLabel is the operation as a metric label: one of the four, or

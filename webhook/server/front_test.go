@@ -117,3 +117,29 @@ func TestMalformedReviewsGetHTTP400(t *testing.T) {
 		}
 	}
 }
+
+// A kind the webhook does not handle is counted under kind="other": the
+// client names the kind, and a series per name would grow without bound.
+func TestRequestMetricKindIsBounded(t *testing.T) {
+	s := newStack(t, stackOptions{engine: defaultEngine(t), workers: 1})
+	for _, kind := range []string{"Gateway", "MadeUp1", "MadeUp2"} {
+		body := strings.Replace(validReview, `"version": "v1", "kind": "ServiceEntry"}`, `"version": "v1", "kind": "`+kind+`"}`, 1)
+		if r := s.post(t, ValidatePath, body); r.status != http.StatusOK {
+			t.Fatalf("%s: HTTP %d %s", kind, r.status, r.raw)
+		}
+	}
+	if r := s.post(t, ValidatePath, validReview); r.status != http.StatusOK {
+		t.Fatalf("HTTP %d %s", r.status, r.raw)
+	}
+	if got := s.counter(t, "egress_guard_admission_requests_total", "kind", "other"); got != 3 {
+		t.Errorf("%v requests counted under kind=other, want 3", got)
+	}
+	if got := s.counter(t, "egress_guard_admission_requests_total", "kind", "ServiceEntry"); got != 1 {
+		t.Errorf("%v requests counted under kind=ServiceEntry, want 1", got)
+	}
+	for _, kind := range []string{"Gateway", "MadeUp1", "MadeUp2"} {
+		if got := s.counter(t, "egress_guard_admission_requests_total", "kind", kind); got != 0 {
+			t.Errorf("a series for kind %s", kind)
+		}
+	}
+}
