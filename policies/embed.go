@@ -2,7 +2,7 @@
 //
 // Every rule lives in a package under egressguard.rules and contributes to
 // `deny` (violations) and, where it can fix what it finds, `intents`.
-// egressguard.main gathers them; see the README for the contract.
+// egressguard.main gathers them; see docs/policy-contract.md for the contract.
 package policies
 
 import "embed"

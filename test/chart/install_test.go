@@ -44,7 +44,7 @@ const (
 	waitTimeout = 60 * time.Second
 )
 
-// TestCertManagerInstall installs the chart as the README says, in
+// TestCertManagerInstall installs the chart as docs/install.md says, in
 // cert-manager mode, and follows one release through its life: the
 // certificates are issued, cert-manager's CA injector writes the CA into the
 // webhook configurations, the API server calls egress-guard through the

@@ -18,7 +18,7 @@ import (
 // renderNamespace is the release namespace of the render cases.
 const renderNamespace = "eg-render"
 
-// platformPolicy is a platform Rego module, the README's example.
+// platformPolicy is a platform Rego module, the example in docs/policy-contract.md.
 const platformPolicy = `package egressguard.rules.platform
 
 deny contains {

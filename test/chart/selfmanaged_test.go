@@ -30,7 +30,7 @@ const (
 
 var reportsGVR = schema.GroupVersionResource{Group: "openreports.io", Version: "v1alpha1", Resource: "reports"}
 
-// TestSelfManagedInstall installs the chart as the README says, in
+// TestSelfManagedInstall installs the chart as docs/install.md says, in
 // self-managed mode (no cert-manager), with Events (the default) and the
 // periodic audit on and the report CRDs the chart ships. egress-guard runs
 // with the Deployment's own arguments and mounted files, as the chart's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -88,10 +89,20 @@ func FuzzPolicyAgrees(f *testing.F) {
 		// conflict, and lists the values of both calls.
 		// With two conflicts, which one is found first may differ too:
 		// topdown goes on with the rest of the query with a function's
-		// first value before it tries the function's other rules, so a
-		// rule's conflict further on can come before the function's.
+		// (or, under with, a rule's) first value before it tries the
+		// other rules, so a conflict further on can come first. A rule
+		// the IR evaluator names must then conflict in topdown too,
+		// queried alone.
 		conflictsAgree := func() bool {
-			return conflictRule(td.err) == conflictRule(v.err) || functionConflict(td.err) || functionConflict(v.err)
+			if conflictRule(td.err) == conflictRule(v.err) || functionConflict(td.err) || functionConflict(v.err) {
+				return true
+			}
+			m := conflictingRule.FindStringSubmatch(conflictRule(v.err))
+			if m == nil {
+				return false
+			}
+			alone := viaTopdownWith(ctx, c, m[1], in, data, eopts, rego.StrictBuiltinErrors(strict))
+			return alone.code() == topdown.ConflictErr && conflictRule(alone.err) == conflictRule(v.err)
 		}
 		if td.code() != v.code() || td.value != v.value || (td.code() == topdown.ConflictErr && !conflictsAgree()) {
 			t.Fatalf("the evaluators disagree (strict %v) on\n%s\ninput %s\n vm:      %v\n topdown: %v", strict, src, input, v, td)
@@ -137,6 +148,9 @@ func conflictRule(err error) string {
 	line, _, _ := strings.Cut(te.Message, "\n")
 	return line
 }
+
+// conflictingRule finds the rule a conflict error names.
+var conflictingRule = regexp.MustCompile(`^rule (data\.[^ ]+) produced conflicting values`)
 
 // functionConflict: err is a function's conflict (two values for the same
 // arguments).
