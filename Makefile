@@ -116,15 +116,21 @@ chart-test: tools build
 	EGRESS_GUARD_BIN=$(EGRESS_GUARD) $(GO) test -count=1 -v -timeout 10m -tags e2e ./test/chart/...
 
 # The servers run on CPU 1 and the load generator on CPU 0 when the machine
-# has two or more (taskset); BENCH_ARGS adds flags (go run ./test/bench -h).
-bench: build
+# has two or more (taskset); BENCH_ARGS adds flags to both runs (go run
+# ./test/bench -h). The second run (-churn) measures serve --inventory under
+# ServiceEntry churn against a real kube-apiserver and etcd (on the load
+# generator's CPU); BENCH_CHURN_ARGS adds flags to it alone.
+bench: build $(KUBE_APISERVER) $(ETCD)
 	$(GO) build -o $(BIN)/bench ./test/bench
 	@if [ "$$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then \
-		echo taskset -c 0 $(BIN)/bench -egress-guard $(EGRESS_GUARD) -server-cpus 1 $(BENCH_ARGS); \
-		taskset -c 0 $(BIN)/bench -egress-guard $(EGRESS_GUARD) -server-cpus 1 $(BENCH_ARGS); \
+		pin="taskset -c 0"; cpus="-server-cpus 1"; \
 	else \
-		$(BIN)/bench -egress-guard $(EGRESS_GUARD) $(BENCH_ARGS); \
-	fi
+		pin=""; cpus=""; \
+	fi; \
+	echo $$pin $(BIN)/bench -egress-guard $(EGRESS_GUARD) $$cpus $(BENCH_ARGS); \
+	$$pin $(BIN)/bench -egress-guard $(EGRESS_GUARD) $$cpus $(BENCH_ARGS); \
+	echo $$pin $(BIN)/bench -churn -egress-guard $(EGRESS_GUARD) $$cpus $(BENCH_ARGS) $(BENCH_CHURN_ARGS); \
+	$$pin $(BIN)/bench -churn -egress-guard $(EGRESS_GUARD) $$cpus $(BENCH_ARGS) $(BENCH_CHURN_ARGS)
 
 demo: $(KUBE_APISERVER) $(ETCD) build
 	$(GO) run ./test/demo -egress-guard $(EGRESS_GUARD)

@@ -1,6 +1,7 @@
 package mutators
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -10,7 +11,7 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/egress-guard/egress-guard/webhook/engine"
+	"github.com/egress-guard/egress-guard/webhook/config"
 )
 
 const gwHost = "istio-egressgateway.istio-system.svc.cluster.local"
@@ -21,8 +22,8 @@ func vs(spec *networking.VirtualService) *networkingv1.VirtualService {
 	return obj
 }
 
-func route(section string, gwPort uint32, targets ...uint32) engine.Intent {
-	return engine.Intent{Type: RouteViaGateway, Section: section, GatewayHost: gwHost, Gateway: "istio-system/egress-gateway", GatewayPort: gwPort, TargetPorts: targets}
+func route(section string, gwPort uint32, targets ...uint32) Intent {
+	return Intent{Type: TypeRouteViaGateway, RouteViaGateway: &RouteViaGateway{Section: section, GatewayHost: gwHost, Gateway: "istio-system/egress-gateway", GatewayPort: gwPort, TargetPorts: targets}}
 }
 
 func TestRouteViaGatewayHTTPWithoutMatch(t *testing.T) {
@@ -35,7 +36,7 @@ func TestRouteViaGatewayHTTPWithoutMatch(t *testing.T) {
 			},
 		}},
 	})
-	if err := Apply(obj, []engine.Intent{route("http", 80, 443, 0)}); err != nil {
+	if err := Apply(obj, []Intent{route("http", 80, 443, 0)}); err != nil {
 		t.Fatal(err)
 	}
 	s := &obj.Spec
@@ -83,7 +84,7 @@ func TestRouteViaGatewayOneDestinationHeaders(t *testing.T) {
 			Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "a.com"}, Headers: headers("x-to", "a")}},
 		}},
 	})
-	if err := Apply(obj, []engine.Intent{route("http", 80, 443)}); err != nil {
+	if err := Apply(obj, []Intent{route("http", 80, 443)}); err != nil {
 		t.Fatal(err)
 	}
 	mesh, gw := obj.Spec.Http[0], obj.Spec.Http[1]
@@ -108,7 +109,7 @@ func TestRouteViaGatewayKeepsOtherRoutesAndOrder(t *testing.T) {
 	in := route("http", 80)
 	in.Index = 1
 	in.Gateway = "default/egress-gateway"
-	if err := Apply(obj, []engine.Intent{in}); err != nil {
+	if err := Apply(obj, []Intent{in}); err != nil {
 		t.Fatal(err)
 	}
 	names := []string{}
@@ -140,7 +141,7 @@ func TestRouteViaGatewayTLSAndTCP(t *testing.T) {
 	})
 	tcp := route("tcp", 15443, 0)
 	tcp.GatewaySubset = "mysql"
-	if err := Apply(obj, []engine.Intent{route("tls", 443, 0), tcp}); err != nil {
+	if err := Apply(obj, []Intent{route("tls", 443, 0), tcp}); err != nil {
 		t.Fatal(err)
 	}
 	tls := obj.Spec.Tls
@@ -163,16 +164,16 @@ func TestRouteViaGatewayErrors(t *testing.T) {
 	obj := vs(&networking.VirtualService{Hosts: []string{"a.com"}})
 	in := route("http", 80)
 	in.Index = 3
-	if err := Apply(obj, []engine.Intent{in}); err == nil || !strings.Contains(err.Error(), "spec.http[3]") {
+	if err := Apply(obj, []Intent{in}); err == nil || !strings.Contains(err.Error(), "spec.http[3]") {
 		t.Errorf("a missing route is an error naming it: %v", err)
 	}
-	if err := Apply(obj, []engine.Intent{{Type: "rewrite_everything"}}); err == nil || !strings.Contains(err.Error(), "rewrite_everything") {
+	if err := Apply(obj, []Intent{{Type: "rewrite_everything"}}); err == nil || !strings.Contains(err.Error(), "rewrite_everything") {
 		t.Errorf("an unknown intent is an error naming it: %v", err)
 	}
-	if err := Apply(&networkingv1.DestinationRule{}, []engine.Intent{route("http", 80)}); err == nil {
+	if err := Apply(&networkingv1.DestinationRule{}, []Intent{route("http", 80)}); err == nil {
 		t.Error("a route intent on a DestinationRule is an error")
 	}
-	if err := Apply(obj, []engine.Intent{{Type: RouteViaGateway, Section: "http"}}); err == nil {
+	if err := Apply(obj, []Intent{{Type: TypeRouteViaGateway, RouteViaGateway: &RouteViaGateway{Section: "http"}}}); err == nil {
 		t.Error("an intent without a gateway is an error")
 	}
 }
@@ -181,7 +182,7 @@ func dr(tp *networking.TrafficPolicy) *networkingv1.DestinationRule {
 	return &networkingv1.DestinationRule{Spec: networking.DestinationRule{Host: "test.com", TrafficPolicy: tp}}
 }
 
-var mutual = engine.Intent{Type: OriginateTLS, Port: 443, Mode: "MUTUAL", CredentialName: "test.client", SNI: "test.com"}
+var mutual = Intent{Type: TypeOriginateTLS, OriginateTLS: &OriginateTLS{Port: 443, Mode: "MUTUAL", CredentialName: "test.client", SNI: "test.com"}}
 
 func TestOriginateTLS(t *testing.T) {
 	for _, tc := range []struct {
@@ -205,7 +206,7 @@ func TestOriginateTLS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			obj := dr(tc.in)
-			if err := Apply(obj, []engine.Intent{mutual}); err != nil {
+			if err := Apply(obj, []Intent{mutual}); err != nil {
 				t.Fatal(err)
 			}
 			var got *networking.ClientTLSSettings
@@ -218,7 +219,7 @@ func TestOriginateTLS(t *testing.T) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 			again := proto.Clone(&obj.Spec).(*networking.DestinationRule)
-			if err := Apply(obj, []engine.Intent{mutual}); err != nil {
+			if err := Apply(obj, []Intent{mutual}); err != nil {
 				t.Fatal(err)
 			}
 			if !proto.Equal(again, &obj.Spec) {
@@ -230,13 +231,53 @@ func TestOriginateTLS(t *testing.T) {
 	// the other settings are carried over.
 	lb := &networking.LoadBalancerSettings{LbPolicy: &networking.LoadBalancerSettings_Simple{Simple: networking.LoadBalancerSettings_ROUND_ROBIN}}
 	obj := dr(&networking.TrafficPolicy{LoadBalancer: lb})
-	if err := Apply(obj, []engine.Intent{mutual}); err != nil {
+	if err := Apply(obj, []Intent{mutual}); err != nil {
 		t.Fatal(err)
 	}
 	if pls := obj.Spec.TrafficPolicy.PortLevelSettings[0]; !proto.Equal(pls.LoadBalancer, lb) || pls.ConnectionPool != nil {
 		t.Errorf("port-level setting: %v", pls)
 	}
-	if err := Apply(dr(nil), []engine.Intent{{Type: OriginateTLS, Port: 443, Mode: "STRONG"}}); err == nil {
+	if err := Apply(dr(nil), []Intent{{Type: TypeOriginateTLS, OriginateTLS: &OriginateTLS{Port: 443, Mode: "STRONG"}}}); err == nil {
 		t.Error("an unknown mode is an error")
+	}
+}
+
+// An intent's JSON is the policy's intent as written: the mutation's fields
+// beside type, code and action. The engine orders intents by it.
+func TestIntentJSON(t *testing.T) {
+	in := route("tls", 443, 0)
+	in.Code, in.Action = "EGR201", config.ActionWarn
+	got, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"type":"route_via_gateway","code":"EGR201","action":"warn","section":"tls","gatewayHost":"` + gwHost + `","gateway":"istio-system/egress-gateway","gatewayPort":443,"targetPorts":[0]}`
+	if string(got) != want {
+		t.Errorf("route intent JSON\n got %s\nwant %s", got, want)
+	}
+	if got, _ := json.Marshal(mutual); string(got) != `{"type":"originate_tls","port":443,"mode":"MUTUAL","credentialName":"test.client","sni":"test.com"}` {
+		t.Errorf("origination intent JSON %s", got)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	in := route("http", 80)
+	in.Index = 2
+	for _, tc := range []struct {
+		in   Intent
+		want string
+	}{
+		{in, "spec.http[2]: routed through the egress gateway " + gwHost + ":80 (gateway istio-system/egress-gateway)"},
+		{mutual, `spec.trafficPolicy.portLevelSettings: port 443 originates MUTUAL tls (credentialName "test.client", sni "test.com")`},
+		{Intent{Type: "rewrite_everything"}, "rewrite_everything"},
+	} {
+		if got := tc.in.Describe(); got != tc.want {
+			t.Errorf("Describe() = %q, want %q", got, tc.want)
+		}
+	}
+	dry := mutual
+	dry.Action = config.ActionDryRun
+	if !mutual.Applied() || dry.Applied() {
+		t.Error("Applied: deny and warn intents are applied, dry-run ones are not")
 	}
 }

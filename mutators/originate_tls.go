@@ -6,8 +6,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
-
-	"github.com/egress-guard/egress-guard/webhook/engine"
 )
 
 // strength orders TLS modes; a mutator never lowers it.
@@ -18,13 +16,29 @@ var strength = map[networking.ClientTLSSettings_TLSmode]int{
 	networking.ClientTLSSettings_ISTIO_MUTUAL: 2,
 }
 
-// originateTLS sets the port-level TLS the gateway originates to the host:
-// mode, credential and SNI when the mode is missing or weaker; only the
-// missing credential or SNI when the mode is already as strong.
-func originateTLS(dr *networkingv1.DestinationRule, in engine.Intent) error {
+// OriginateTLS makes the gateway originate TLS to a DestinationRule's host
+// on one port: the mode, the client credential (a secret in the gateway's
+// namespace) and the SNI.
+type OriginateTLS struct {
+	Port uint32 `json:"port,omitempty"`
+	// Mode is a ClientTLSSettings mode by name: SIMPLE, MUTUAL, ISTIO_MUTUAL.
+	Mode           string `json:"mode,omitempty"`
+	CredentialName string `json:"credentialName,omitempty"`
+	SNI            string `json:"sni,omitempty"`
+}
+
+// Describe says in one line what the mutation changes.
+func (in *OriginateTLS) Describe() string {
+	return fmt.Sprintf("spec.trafficPolicy.portLevelSettings: port %d originates %s tls (credentialName %q, sni %q)", in.Port, in.Mode, in.CredentialName, in.SNI)
+}
+
+// apply sets the port-level TLS the gateway originates to the host: mode,
+// credential and SNI when the mode is missing or weaker; only the missing
+// credential or SNI when the mode is already as strong.
+func (in *OriginateTLS) apply(dr *networkingv1.DestinationRule) error {
 	modeValue, ok := networking.ClientTLSSettings_TLSmode_value[in.Mode]
 	if !ok || in.Port == 0 {
-		return fmt.Errorf("intent %s needs a tls mode and port, got mode %q port %d", in.Type, in.Mode, in.Port)
+		return fmt.Errorf("intent %s needs a tls mode and port, got mode %q port %d", TypeOriginateTLS, in.Mode, in.Port)
 	}
 	mode := networking.ClientTLSSettings_TLSmode(modeValue)
 	if dr.Spec.TrafficPolicy == nil {

@@ -8,26 +8,46 @@ import (
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
-
-	"github.com/egress-guard/egress-guard/webhook/engine"
 )
 
 const mesh = "mesh"
+
+// RouteViaGateway sends a direct mesh route of a VirtualService,
+// spec.<Section>[<Index>], through the egress gateway: the mesh leg goes to
+// the gateway's Service (GatewayHost, GatewayPort, GatewaySubset), the
+// gateway leg, bound to the Gateway resource (namespace/name), on to the
+// route's destinations, each on its target port (0: the destination's own
+// port).
+type RouteViaGateway struct {
+	// Section is the route list: http, tls or tcp.
+	Section       string   `json:"section,omitempty"`
+	Index         int      `json:"index,omitempty"`
+	GatewayHost   string   `json:"gatewayHost,omitempty"`
+	Gateway       string   `json:"gateway,omitempty"`
+	GatewayPort   uint32   `json:"gatewayPort,omitempty"`
+	GatewaySubset string   `json:"gatewaySubset,omitempty"`
+	TargetPorts   []uint32 `json:"targetPorts,omitempty"`
+}
+
+// Describe says in one line what the mutation changes.
+func (in *RouteViaGateway) Describe() string {
+	return fmt.Sprintf("spec.%s[%d]: routed through the egress gateway %s:%d (gateway %s)", in.Section, in.Index, in.GatewayHost, in.GatewayPort, in.Gateway)
+}
 
 // routeViaGateway splits each named direct mesh route into two legs: a mesh
 // leg, matched on the mesh only, that sends the traffic to the egress gateway
 // Service, and a gateway leg, matched on the gateway only, that sends it on to
 // the external hosts. The gateway leg follows the mesh leg, and the Gateway
 // resource is added to the object's gateways.
-func routeViaGateway(vs *networkingv1.VirtualService, intents []engine.Intent) error {
-	bySection := map[string]map[int]engine.Intent{}
+func routeViaGateway(vs *networkingv1.VirtualService, intents []*RouteViaGateway) error {
+	bySection := map[string]map[int]*RouteViaGateway{}
 	gateways := map[string]bool{}
 	for _, in := range intents {
 		if in.GatewayHost == "" || in.Gateway == "" || in.GatewayPort == 0 {
-			return fmt.Errorf("intent %s for spec.%s[%d] lacks gatewayHost, gateway or gatewayPort", in.Type, in.Section, in.Index)
+			return fmt.Errorf("intent %s for spec.%s[%d] lacks gatewayHost, gateway or gatewayPort", TypeRouteViaGateway, in.Section, in.Index)
 		}
 		if bySection[in.Section] == nil {
-			bySection[in.Section] = map[int]engine.Intent{}
+			bySection[in.Section] = map[int]*RouteViaGateway{}
 		}
 		bySection[in.Section][in.Index] = in
 		gateways[in.Gateway] = true
@@ -43,7 +63,7 @@ func routeViaGateway(vs *networkingv1.VirtualService, intents []engine.Intent) e
 		case "tcp":
 			spec.Tcp, err = split(spec.Tcp, byIndex, section, tcpLegs)
 		default:
-			err = fmt.Errorf("intent %s names unknown route section %q", RouteViaGateway, section)
+			err = fmt.Errorf("intent %s names unknown route section %q", TypeRouteViaGateway, section)
 		}
 		if err != nil {
 			return err
@@ -61,10 +81,10 @@ func routeViaGateway(vs *networkingv1.VirtualService, intents []engine.Intent) e
 }
 
 // split replaces each route named by an intent with its two legs.
-func split[R proto.Message](routes []R, byIndex map[int]engine.Intent, section string, legs func(R, engine.Intent) (R, R, error)) ([]R, error) {
+func split[R proto.Message](routes []R, byIndex map[int]*RouteViaGateway, section string, legs func(R, *RouteViaGateway) (R, R, error)) ([]R, error) {
 	for i := range byIndex {
 		if i < 0 || i >= len(routes) {
-			return nil, fmt.Errorf("intent %s names spec.%s[%d], which does not exist", RouteViaGateway, section, i)
+			return nil, fmt.Errorf("intent %s names spec.%s[%d], which does not exist", TypeRouteViaGateway, section, i)
 		}
 	}
 	out := make([]R, 0, len(routes)+len(byIndex))
@@ -83,7 +103,7 @@ func split[R proto.Message](routes []R, byIndex map[int]engine.Intent, section s
 	return out, nil
 }
 
-func gatewayDestination(in engine.Intent) *networking.Destination {
+func gatewayDestination(in *RouteViaGateway) *networking.Destination {
 	return &networking.Destination{
 		Host:   in.GatewayHost,
 		Subset: in.GatewaySubset,
@@ -93,7 +113,7 @@ func gatewayDestination(in engine.Intent) *networking.Destination {
 
 // upstream is the gateway leg's destination j: the original one on the
 // intent's target port (0 keeps the original port).
-func upstream(d *networking.Destination, in engine.Intent, j int) (*networking.Destination, error) {
+func upstream(d *networking.Destination, in *RouteViaGateway, j int) (*networking.Destination, error) {
 	if d == nil {
 		return nil, fmt.Errorf("route[%d] has no destination", j)
 	}
@@ -107,7 +127,7 @@ func upstream(d *networking.Destination, in engine.Intent, j int) (*networking.D
 	return out, nil
 }
 
-func httpLegs(r *networking.HTTPRoute, in engine.Intent) (*networking.HTTPRoute, *networking.HTTPRoute, error) {
+func httpLegs(r *networking.HTTPRoute, in *RouteViaGateway) (*networking.HTTPRoute, *networking.HTTPRoute, error) {
 	meshLeg := proto.Clone(r).(*networking.HTTPRoute)
 	meshLeg.Match = nil
 	for _, m := range r.Match {
@@ -157,7 +177,7 @@ func httpLegs(r *networking.HTTPRoute, in engine.Intent) (*networking.HTTPRoute,
 	return meshLeg, gatewayLeg, nil
 }
 
-func tlsLegs(r *networking.TLSRoute, in engine.Intent) (*networking.TLSRoute, *networking.TLSRoute, error) {
+func tlsLegs(r *networking.TLSRoute, in *RouteViaGateway) (*networking.TLSRoute, *networking.TLSRoute, error) {
 	meshLeg := &networking.TLSRoute{}
 	gatewayLeg := &networking.TLSRoute{}
 	for _, m := range r.Match {
@@ -176,7 +196,7 @@ func tlsLegs(r *networking.TLSRoute, in engine.Intent) (*networking.TLSRoute, *n
 	return meshLeg, gatewayLeg, err
 }
 
-func tcpLegs(r *networking.TCPRoute, in engine.Intent) (*networking.TCPRoute, *networking.TCPRoute, error) {
+func tcpLegs(r *networking.TCPRoute, in *RouteViaGateway) (*networking.TCPRoute, *networking.TCPRoute, error) {
 	meshLeg := &networking.TCPRoute{}
 	for _, m := range r.Match {
 		mm := proto.Clone(m).(*networking.L4MatchAttributes)
@@ -196,7 +216,7 @@ func tcpLegs(r *networking.TCPRoute, in engine.Intent) (*networking.TCPRoute, *n
 }
 
 // upstreamRoutes are a TLS or TCP gateway leg's destinations.
-func upstreamRoutes(routes []*networking.RouteDestination, in engine.Intent) ([]*networking.RouteDestination, error) {
+func upstreamRoutes(routes []*networking.RouteDestination, in *RouteViaGateway) ([]*networking.RouteDestination, error) {
 	out := make([]*networking.RouteDestination, 0, len(routes))
 	for j, d := range routes {
 		up, err := upstream(d.GetDestination(), in, j)

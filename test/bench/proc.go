@@ -62,7 +62,7 @@ type server struct {
 
 // start runs the server's command, its output going to a log file in dir,
 // and waits until one of its readiness URLs answers 200.
-func start(ctx context.Context, name, dir string, port int, readyz []string, client *http.Client, argv []string) (*server, error) {
+func start(ctx context.Context, name, dir string, port int, readyz []string, client *http.Client, env []string, argv []string) (*server, error) {
 	s := &server{
 		name:    name,
 		url:     fmt.Sprintf("https://127.0.0.1:%d", port),
@@ -77,6 +77,7 @@ func start(ctx context.Context, name, dir string, port int, readyz []string, cli
 	defer logFile.Close()
 	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	s.cmd.Env = append(os.Environ(), env...)
 	// The server dies with the bench, whatever the bench dies of.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
@@ -221,19 +222,31 @@ func (s *server) rss() (int64, error) {
 	return 0, errors.New("no VmRSS in /proc status")
 }
 
-// newTransport is a keep-alive client transport trusting pool, HTTP/2 when
-// the server offers it (as the API server's webhook client does).
-func newTransport(pool *x509.CertPool) *http.Transport {
-	return &http.Transport{
+// newTransport is a keep-alive client transport trusting pool. With h2 it
+// speaks HTTP/2 when the server offers it, one connection per transport
+// (requests multiplexed on it); without, HTTP/1.1 only, at most conns
+// connections, each carrying one request at a time (a request waits for a
+// free connection).
+func newTransport(pool *x509.CertPool, h2 bool, conns int) *http.Transport {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	t := &http.Transport{
 		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		ForceAttemptHTTP2:   true,
-		MaxIdleConns:        64,
-		MaxIdleConnsPerHost: 64,
+		MaxIdleConns:        max(64, conns),
+		MaxIdleConnsPerHost: max(64, conns),
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 		TLSHandshakeTimeout: 10 * time.Second,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 	}
+	if h2 {
+		protocols.SetHTTP2(true)
+		t.ForceAttemptHTTP2 = true
+	} else {
+		t.MaxConnsPerHost = conns
+	}
+	t.Protocols = &protocols
+	return t
 }
 
 // buildNoop compiles the baseline server into dir: from the bench's source

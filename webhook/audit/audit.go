@@ -19,7 +19,6 @@ import (
 
 	jsonpatch "gomodules.xyz/jsonpatch/v2"
 
-	"github.com/egress-guard/egress-guard/mutators"
 	"github.com/egress-guard/egress-guard/webhook/check"
 	"github.com/egress-guard/egress-guard/webhook/config"
 	"github.com/egress-guard/egress-guard/webhook/engine"
@@ -205,62 +204,40 @@ func objectOf(d check.Document) Object {
 	return Object{APIVersion: d.GVK.GroupVersion().String(), Kind: d.GVK.Kind, Namespace: d.Namespace, Name: d.Name, UID: d.UID, Source: d.Source}
 }
 
-// evaluate mutates the object with every intent, as enforcement would, then
-// validates the result.
+// evaluate reviews the object as enforcement of every rule would: every
+// intent applied, dry runs included, and the result validated.
 func evaluate(ctx context.Context, e guard.Engine, d check.Document, strict bool) (_ *Result, err error) {
 	defer guard.Contain(WhereAudit, &err)
 	res := &Result{Object: objectOf(d), Findings: []Finding{}}
-	if why := guard.Skip(e.Config(), d.GVK.Group, d.GVK.Kind, d.Namespace); why != "" {
-		res.Skipped = why
-		return res, nil
-	}
 	// As check does, each object is evaluated as its creation would be.
 	req := engine.Request{
 		Operation: "CREATE", Group: d.GVK.Group, Version: d.GVK.Version, Kind: d.GVK.Kind,
 		Namespace: d.Namespace, Name: d.Name, Object: d.JSON,
 	}
-	opts := guard.Options{Strict: strict}
-	m, err := guard.Mutate(ctx, e, req, opts)
+	o, err := guard.Review(ctx, e, req, guard.Options{Strict: strict, Enforce: true})
 	if inputError(res, err) {
 		return res, nil
 	}
 	if err != nil {
 		return nil, wrap(d, err)
 	}
-	if len(m.Intents) > 0 {
-		full := &guard.MutateResult{Intents: m.Intents, Original: m.Original, Mutated: m.WouldBe}
-		if res.Patch, err = full.Diff(); err != nil {
-			return nil, wrap(d, err)
-		}
+	if o.Skipped != "" {
+		res.Skipped = o.Skipped
+		return res, nil
 	}
-	if len(res.Patch) > 0 {
-		patched, err := check.ApplyPatch(d.JSON, res.Patch)
-		if err != nil {
-			return nil, fmt.Errorf("%s: applying the would-be patch: %w", d.Source, err)
-		}
-		if res.Diff, err = check.YAMLDiff(d.JSON, patched, "as written", "after enforcement"); err != nil {
+	if len(o.Patch) > 0 {
+		res.Patch = o.Patch
+		if res.Diff, err = check.YAMLDiff(d.JSON, o.Object, "as written", "after enforcement"); err != nil {
 			return nil, wrap(d, err)
 		}
-		req.Object = patched
-		for _, in := range m.Intents {
+		for _, in := range o.Intents {
 			res.Findings = append(res.Findings, Finding{
 				Code: in.Code, Type: TypeMutation, Intent: in.Type, Action: in.Action,
-				Outcome: outcome(in.Action), Severity: Medium, Message: mutators.Describe(in),
+				Outcome: outcome(in.Action), Severity: Medium, Message: in.Describe(),
 			})
 		}
 	}
-	var input *engine.Prepared
-	if len(res.Patch) == 0 {
-		input = m.Input // nothing changed: the same input
-	}
-	dec, err := guard.ValidateInput(ctx, e, req, input, opts)
-	if inputError(res, err) {
-		return res, nil
-	}
-	if err != nil {
-		return nil, wrap(d, err)
-	}
-	for _, v := range dec.Violations {
+	for _, v := range o.Violations {
 		res.Findings = append(res.Findings, Finding{
 			Code: v.Code, Type: TypeViolation, Action: v.Action,
 			Outcome: outcome(v.Action), Severity: High, Field: v.Field, Message: v.Message,

@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 
-	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	"github.com/pmezard/go-difflib/difflib"
 	yamlv2 "go.yaml.in/yaml/v2"
 	jsonpatch "gomodules.xyz/jsonpatch/v2"
 
-	"github.com/egress-guard/egress-guard/mutators"
 	"github.com/egress-guard/egress-guard/webhook/engine"
 	"github.com/egress-guard/egress-guard/webhook/guard"
 	"github.com/egress-guard/egress-guard/webhook/object"
@@ -39,8 +37,10 @@ type Result struct {
 	Warnings []string `json:"warnings,omitempty"`
 	// Object is the object as the API server would store it.
 	Object json.RawMessage `json:"object"`
-	// Original is the object as read, for diffs.
+	// Original is the object as read, and WouldBe the object with
+	// DryRunPatch applied too, for diffs.
 	Original json.RawMessage `json:"-"`
+	WouldBe  json.RawMessage `json:"-"`
 }
 
 // Report is what `check -o json` prints.
@@ -93,9 +93,9 @@ func Inventory(docs []Document) (engine.Inventory, error) {
 	return inv, nil
 }
 
-// Run mutates then validates each document, as the API server calls the
-// mutating and then the validating webhook. An object that cannot be decoded
-// is an input error. A panic in the work for one object is that object's
+// Run reviews each document with both phases, as the API server calls the
+// mutating and then the validating webhook on its creation, and renders the
+// outcomes. An object that cannot be decoded is an input error. A panic in the work for one object is that object's
 // Error, and the others are checked on.
 func Run(ctx context.Context, e guard.Engine, docs []Document) (*Report, error) {
 	rep := &Report{Results: make([]Result, 0, len(docs))}
@@ -106,7 +106,7 @@ func Run(ctx context.Context, e guard.Engine, docs []Document) (*Report, error) 
 			res = Result{
 				Source: d.Source, Kind: d.GVK.Kind, Namespace: d.Namespace, Name: d.Name,
 				Patch: []jsonpatch.Operation{}, Violations: []engine.Violation{},
-				Object: d.JSON, Original: d.JSON,
+				Object: d.JSON, Original: d.JSON, WouldBe: d.JSON,
 				Error: fmt.Sprintf("%s: %v", object.ID(d.GVK.Kind, d.Namespace, d.Name), pe),
 			}
 		} else if err != nil {
@@ -122,57 +122,28 @@ const WhereCheck = "check"
 
 func checkOne(ctx context.Context, e guard.Engine, d Document) (res Result, err error) {
 	defer guard.Contain(WhereCheck, &err)
-	opts := guard.Options{Strict: true}
 	res = Result{
 		Source: d.Source, Kind: d.GVK.Kind, Namespace: d.Namespace, Name: d.Name,
 		Allowed: true, Patch: []jsonpatch.Operation{}, Violations: []engine.Violation{},
-		Object: d.JSON, Original: d.JSON,
-	}
-	if why := guard.Skip(e.Config(), d.GVK.Group, d.GVK.Kind, d.Namespace); why != "" {
-		res.Skipped = why
-		return res, nil
+		Object: d.JSON, Original: d.JSON, WouldBe: d.JSON,
 	}
 	req := engine.Request{
 		Operation: "CREATE", Group: d.GVK.Group, Version: d.GVK.Version, Kind: d.GVK.Kind,
 		Namespace: d.Namespace, Name: d.Name, Object: d.JSON,
 	}
-	m, err := guard.Mutate(ctx, e, req, opts)
+	o, err := guard.Review(ctx, e, req, guard.Options{Strict: true})
 	if err != nil {
 		return res, wrap(d, err)
 	}
-	patch, err := m.Diff()
-	if err != nil {
-		return res, wrap(d, err)
+	res.Skipped, res.Allowed, res.Warnings = o.Skipped, o.Allowed, o.Warnings
+	if len(o.Patch) > 0 {
+		res.Mutated, res.Patch = true, o.Patch
 	}
-	if len(patch) > 0 {
-		patched, err := ApplyPatch(d.JSON, patch)
-		if err != nil {
-			return res, fmt.Errorf("%s: applying patch: %w", d.Source, err)
-		}
-		res.Patch, res.Warnings = patch, mutationWarnings(req, m.Applied())
-		res.Mutated, res.Object, req.Object = true, patched, patched
+	res.DryRunPatch, res.Object, res.WouldBe = o.WouldBePatch, o.Object, o.WouldBe
+	if o.Violations != nil {
+		res.Violations = o.Violations
 	}
-	if res.DryRunPatch, err = m.RecordedDiff(); err != nil {
-		return res, wrap(d, err)
-	}
-	dec, err := guard.Validate(ctx, e, req, opts)
-	if err != nil {
-		return res, wrap(d, err)
-	}
-	res.Allowed = dec.Allowed
-	res.Violations = dec.Violations
-	res.Warnings = append(res.Warnings, dec.Warnings...)
 	return res, nil
-}
-
-// mutationWarnings are the warnings the mutating webhook returns with a patch.
-func mutationWarnings(req engine.Request, applied []engine.Intent) []string {
-	id := object.ID(req.Kind, req.Namespace, req.Name)
-	out := make([]string, 0, len(applied))
-	for _, in := range applied {
-		out = append(out, "egress-guard "+id+": "+mutators.Describe(in))
-	}
-	return out
 }
 
 func wrap(d Document, err error) error {
@@ -232,17 +203,4 @@ func yamlValue(v any) any {
 		return f
 	}
 	return v
-}
-
-// ApplyPatch applies RFC 6902 operations to a JSON document, as the API server does.
-func ApplyPatch(doc []byte, ops []jsonpatch.Operation) ([]byte, error) {
-	raw, err := json.Marshal(ops)
-	if err != nil {
-		return nil, err
-	}
-	p, err := jsonpatchapply.DecodePatch(raw)
-	if err != nil {
-		return nil, err
-	}
-	return p.Apply(doc)
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/test/cases"
 	"github.com/open-policy-agent/opa/v1/test/cases/testdata"
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -143,13 +142,8 @@ func conformanceQuery(t *testing.T, tc cases.TestCase, policies config.Policies)
 	if err != nil {
 		return nil, err
 	}
-	data := map[string]any{}
-	if tc.Data != nil {
-		data = *tc.Data
-	}
-	store := inmem.NewFromObjectWithOpts(data, inmem.OptReturnASTValuesOnRead(true))
 	return prepareQuery(t.Context(), tc.Query, queryOptions{
-		compiler: compiler, store: store, capabilities: caps, strict: tc.StrictError,
+		compiler: compiler, capabilities: caps, strict: tc.StrictError,
 	})
 }
 
@@ -169,7 +163,7 @@ func checkConformance(t *testing.T, tc cases.TestCase, q *query) {
 	default:
 		input = newASTInput(nil)
 	}
-	rs, err := q.eval(t.Context(), input, vm.Share(vm.FromAST(data)))
+	rs, err := q.eval(t.Context(), input, docFromValue(vm.Share(vm.FromAST(data))))
 	if err != nil && planName.MatchString(err.Error()) {
 		t.Errorf("the error names the plan's internals: %v", err)
 	}

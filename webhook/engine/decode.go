@@ -6,6 +6,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/egress-guard/egress-guard/mutators"
 	"github.com/egress-guard/egress-guard/webhook/config"
 	"github.com/egress-guard/egress-guard/webhook/engine/vm"
 )
@@ -101,17 +102,30 @@ func decodeViolation(t vm.Value) (Violation, error) {
 	return v, nil
 }
 
+// Intent is a mutation a policy asks for, decoded into the type of the
+// package that applies it.
+type Intent = mutators.Intent
+
+// decodeIntent decodes an intent into its typed mutation, the one its type
+// names; an intent of another type keeps its type alone, and applying it is
+// an error.
 func decodeIntent(t vm.Value) (Intent, error) {
 	r, err := newRecord(t, "an intent")
 	if err != nil {
 		return Intent{}, err
 	}
-	in := Intent{
-		Type: r.str("type"), Code: r.str("code"), Action: config.Action(r.str("action")),
-		Section: r.str("section"), Index: r.int("index"),
-		GatewayHost: r.str("gatewayHost"), Gateway: r.str("gateway"), GatewayPort: r.uint32("gatewayPort"),
-		GatewaySubset: r.str("gatewaySubset"), TargetPorts: r.uint32s("targetPorts"),
-		Port: r.uint32("port"), Mode: r.str("mode"), CredentialName: r.str("credentialName"), SNI: r.str("sni"),
+	in := Intent{Type: r.str("type"), Code: r.str("code"), Action: config.Action(r.str("action"))}
+	switch in.Type {
+	case mutators.TypeRouteViaGateway:
+		in.RouteViaGateway = &mutators.RouteViaGateway{
+			Section: r.str("section"), Index: r.int("index"),
+			GatewayHost: r.str("gatewayHost"), Gateway: r.str("gateway"), GatewayPort: r.uint32("gatewayPort"),
+			GatewaySubset: r.str("gatewaySubset"), TargetPorts: r.uint32s("targetPorts"),
+		}
+	case mutators.TypeOriginateTLS:
+		in.OriginateTLS = &mutators.OriginateTLS{
+			Port: r.uint32("port"), Mode: r.str("mode"), CredentialName: r.str("credentialName"), SNI: r.str("sni"),
+		}
 	}
 	return in, r.err
 }

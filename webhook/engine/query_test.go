@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/open-policy-agent/opa/v1/types"
 
@@ -33,12 +32,12 @@ func TestFallbackToTopdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := queryOptions{compiler: c, store: inmem.New(), capabilities: caps}
+	opts := queryOptions{compiler: c, capabilities: caps}
 	q, err := prepareQuery(t.Context(), "data.p.x", opts)
 	if err != nil {
 		t.Fatalf("a plan the IR cannot run must fall back, not fail: %v", err)
 	}
-	if q.program != nil {
+	if q.onIR() {
 		t.Fatal("the IR evaluator claims a built-in it has no implementation of")
 	}
 	reason := q.fallbackReason()
@@ -57,7 +56,7 @@ func TestFallbackToTopdown(t *testing.T) {
 	}
 	// The rest of the policies still run on the IR.
 	q, err = prepareQuery(t.Context(), "data.p.y", opts)
-	if err != nil || q.program == nil {
+	if err != nil || !q.onIR() {
 		t.Fatalf("data.p.y should run on the IR evaluator: %v %s", err, q.fallbackReason())
 	}
 	v, err := q.value(t.Context(), newASTInput(ast.MustParseTerm(`{"n": 21}`).Value), nil)

@@ -1,17 +1,16 @@
-// Package guard is the decision pipeline shared by the admission handlers and
-// the offline CLI: decode the typed Istio object, evaluate the policies,
-// apply mutation intents, diff, and turn violations into a decision.
+// Package guard is the decision pipeline shared by the admission handlers,
+// the offline check and the audit: decode the typed Istio object once,
+// evaluate the policies, apply the mutation intents, diff, validate the
+// result, and say in one Outcome everything decided about the object. The
+// callers only render the Outcome.
 package guard
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
 	"slices"
-	"strings"
 
 	jsonpatch "gomodules.xyz/jsonpatch/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -30,19 +29,40 @@ type Engine interface {
 	// Input converts a request into the policy input.
 	Input(engine.Request) (*engine.Prepared, error)
 	// Intents and Violations evaluate the policies; they stop when ctx ends.
-	Intents(context.Context, *engine.Prepared) ([]engine.Intent, error)
+	Intents(context.Context, *engine.Prepared) ([]mutators.Intent, error)
 	Violations(context.Context, *engine.Prepared) ([]engine.Violation, error)
 }
 
 var _ Engine = (*engine.Engine)(nil)
 
-// Options tune decoding.
+// Phase is a step of admission, as the API server runs them: the mutating
+// webhooks, then the validating ones on the mutated object.
+type Phase uint8
+
+// The phases.
+const (
+	Mutating Phase = 1 << iota
+	Validating
+	// Both phases, one after the other: the offline check and the audit.
+	Both = Mutating | Validating
+)
+
+// Options tune a review.
 type Options struct {
+	// Phases are the steps the review runs (0: Both).
+	Phases Phase
 	// Strict rejects fields the Istio types do not have. The API server prunes
 	// them before admission; files read by the CLI are not pruned.
 	Strict bool
+	// Enforce applies every intent, the dry-run ones too, and validates the
+	// result: what enforcing every rule would make of the object (the
+	// audit). Actions stay as configured.
+	Enforce bool
+	// MaxObjectBytes bounds the object evaluated (0: no bound); a larger
+	// one is an InputError.
+	MaxObjectBytes int
 	// Mutate applies intents to a typed object (nil: mutators.Apply).
-	Mutate func(client.Object, []engine.Intent) error
+	Mutate func(client.Object, []mutators.Intent) error
 }
 
 // Skip reports why a request is admitted without evaluation, or "".
@@ -56,33 +76,9 @@ func Skip(cfg *config.Config, group, kind, namespace string) string {
 	return ""
 }
 
-// MutateResult is the outcome of the mutating step.
-type MutateResult struct {
-	// Intents are every mutation the policies ask for, each with its action.
-	Intents []engine.Intent
-	// Original is the object's spec as {"spec": ...} in Istio's JSON shape
-	// (what the mutators change; a diff of two patches the whole object);
-	// Mutated is the spec after the intents whose action is deny or warn;
-	// WouldBe is the spec after every intent, dry runs included. They are
-	// equal when nothing changes.
-	Original []byte
-	Mutated  []byte
-	WouldBe  []byte
-	// Input is the policy input of the object as submitted.
-	Input *engine.Prepared
-}
-
-// Applied are the intents applied to the object (deny and warn actions).
-func (r *MutateResult) Applied() []engine.Intent {
-	return slices.DeleteFunc(slices.Clone(r.Intents), func(in engine.Intent) bool { return in.Action == config.ActionDryRun })
-}
-
-// Recorded are the dry-run intents: recorded, not applied.
-func (r *MutateResult) Recorded() []engine.Intent {
-	return slices.DeleteFunc(slices.Clone(r.Intents), func(in engine.Intent) bool { return in.Action != config.ActionDryRun })
-}
-
-// InputError is a request whose object cannot be decoded into its Istio type.
+// InputError is a request whose object cannot be evaluated: it does not
+// decode into its Istio type (the message names the field), it is too large,
+// or there is none.
 type InputError struct {
 	ID  string
 	Err error
@@ -142,177 +138,203 @@ func inputError(id string, err error) error {
 	return &InputError{ID: id, Err: err}
 }
 
-// Mutate evaluates the intents for req and applies them to the typed object.
+// Review runs the phases of opts on req and returns what they decided.
 //
-// The object is decoded into its Istio type only when there is something to
-// apply; a malformed object without intents is left to the validating step.
-// A panic in any step is returned as a *PanicError.
-func Mutate(ctx context.Context, e Engine, req engine.Request, opts Options) (*MutateResult, error) {
-	id := object.ID(req.Kind, req.Namespace, req.Name)
-	input, err := step(StepInput, func() (*engine.Prepared, error) { return e.Input(req) })
-	if err != nil {
-		return nil, inputError(id, err)
+// The mutating phase decodes the object into its Istio type only when there
+// is something to apply (a malformed object without intents is left to the
+// validating phase), once: a copy is made where the applied and the would-be
+// object differ. The validating phase evaluates the object as the mutating
+// phase left it.
+//
+// An object that cannot be evaluated is an *InputError; a panic in a step is
+// a *PanicError naming the step; other errors are the engine's. A panic
+// outside the steps (the engine's Config) is the caller's to contain.
+func Review(ctx context.Context, e Engine, req engine.Request, opts Options) (*Outcome, error) {
+	if opts.Phases == 0 {
+		opts.Phases = Both
 	}
-	intents, err := step(StepEvaluate, func() ([]engine.Intent, error) { return e.Intents(ctx, input) })
-	if err != nil {
-		return nil, err
+	r := &review{e: e, req: req, opts: opts, o: newOutcome(req)}
+	if why := Skip(e.Config(), req.Group, req.Kind, req.Namespace); why != "" {
+		r.o.Skipped = why
+		r.o.Metrics.Decision = DecisionSkipped
+		return r.o, nil
 	}
-	res := &MutateResult{Intents: intents, Input: input}
-	if len(intents) == 0 {
-		return res, nil
+	if n := len(req.Object); opts.MaxObjectBytes > 0 && n > opts.MaxObjectBytes {
+		return nil, &InputError{ID: r.o.ID, Err: fmt.Errorf("the object is %d bytes, over the %d-byte limit", n, opts.MaxObjectBytes)}
 	}
-	applied, recorded := res.Applied(), res.Recorded()
-	switch {
-	case len(recorded) == 0:
-		res.Original, res.Mutated, err = apply(req, applied, opts)
-		res.WouldBe = res.Mutated
-	case len(applied) == 0:
-		res.Original, res.WouldBe, err = apply(req, recorded, opts)
-		res.Mutated = res.Original
-	default:
-		if res.Original, res.Mutated, err = apply(req, applied, opts); err == nil {
-			_, res.WouldBe, err = apply(req, intents, opts)
+	if len(req.Object) == 0 {
+		return nil, &InputError{ID: r.o.ID, Err: errors.New("the request carries no object")}
+	}
+	if opts.Phases&Mutating != 0 {
+		if err := r.mutate(ctx); err != nil {
+			return nil, err
 		}
 	}
-	if err != nil {
-		return nil, err
+	if opts.Phases&Validating != 0 {
+		if err := r.validate(ctx); err != nil {
+			return nil, err
+		}
 	}
-	return res, nil
+	r.o.Metrics.Decision = r.o.decision()
+	return r.o, nil
 }
 
-// apply decodes the spec of req's object and applies intents to it. It
-// returns the spec before and after, as {"spec": ...} in Istio's JSON shape.
-func apply(req engine.Request, intents []engine.Intent, opts Options) (before, after []byte, err error) {
-	id := object.ID(req.Kind, req.Namespace, req.Name)
-	obj, err := step(StepDecode, func() (client.Object, error) {
-		obj, err := object.DecodeSpec(req.Kind, req.Object, opts.Strict)
-		if err != nil {
-			return nil, &InputError{ID: id, Err: err}
+// review is the work on one object.
+type review struct {
+	e    Engine
+	req  engine.Request
+	opts Options
+	o    *Outcome
+	// input is the policy input of req.Object, once built.
+	input *engine.Prepared
+	// decoded: the mutating phase decoded req.Object into its Istio type.
+	decoded bool
+}
+
+func (r *review) prepare() error {
+	if r.input != nil {
+		return nil
+	}
+	input, err := step(StepInput, func() (*engine.Prepared, error) { return r.e.Input(r.req) })
+	if err != nil {
+		return inputError(r.o.ID, err)
+	}
+	r.input = input
+	return nil
+}
+
+// mutate evaluates the intents and applies them: the deny and warn ones to
+// the object, every one to the would-be object.
+func (r *review) mutate(ctx context.Context) error {
+	if err := r.prepare(); err != nil {
+		return err
+	}
+	intents, err := step(StepEvaluate, func() ([]mutators.Intent, error) { return r.e.Intents(ctx, r.input) })
+	if err != nil {
+		return err
+	}
+	if len(intents) == 0 {
+		return nil
+	}
+	var applied, recorded []mutators.Intent
+	for _, in := range intents {
+		if in.Applied() || r.opts.Enforce {
+			applied = append(applied, in)
+		} else {
+			recorded = append(recorded, in)
 		}
-		obj.SetNamespace(req.Namespace)
-		obj.SetName(req.Name)
+	}
+	original, mutated, wouldBe, err := r.apply(intents, applied, recorded)
+	if err != nil {
+		return err
+	}
+	if r.o.Patch, err = diff(original, mutated); err != nil {
+		return err
+	}
+	if r.o.WouldBePatch, err = diff(mutated, wouldBe); err != nil {
+		return err
+	}
+	r.o.mutated(r.req.Kind, intents, applied, recorded)
+	if r.opts.Phases&Validating == 0 {
+		// The mutating webhook answers with the patches alone.
+		return nil
+	}
+	if r.o.Object, err = patch(r.o.ID, r.req.Object, r.o.Patch); err != nil {
+		return err
+	}
+	r.o.WouldBe, err = patch(r.o.ID, r.o.Object, r.o.WouldBePatch)
+	return err
+}
+
+// patch applies ops to the JSON document doc, as the API server does.
+func patch(id string, doc []byte, ops []jsonpatch.Operation) ([]byte, error) {
+	if len(ops) == 0 {
+		return doc, nil
+	}
+	out, err := step(StepDiff, func() ([]byte, error) { return ApplyPatch(doc, ops) })
+	if err != nil {
+		return nil, fmt.Errorf("%s: applying the patch: %w", id, err)
+	}
+	return out, nil
+}
+
+// apply decodes the object once and applies the intents. It returns the
+// spec before, after the applied intents and after every intent, as
+// {"spec": ...} in Istio's JSON shape.
+func (r *review) apply(all, applied, recorded []mutators.Intent) (original, mutated, wouldBe []byte, err error) {
+	obj, err := step(StepDecode, func() (client.Object, error) {
+		obj, err := object.DecodeSpec(r.req.Kind, r.req.Object, r.opts.Strict)
+		if err != nil {
+			return nil, &InputError{ID: r.o.ID, Err: err}
+		}
+		obj.SetNamespace(r.req.Namespace)
+		obj.SetName(r.req.Name)
 		return obj, nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if before, err = step(StepDecode, func() ([]byte, error) { return object.MarshalSpec(obj) }); err != nil {
-		return nil, nil, err
+	r.decoded = true
+	if original, err = step(StepDecode, func() ([]byte, error) { return object.MarshalSpec(obj) }); err != nil {
+		return nil, nil, nil, err
 	}
-	if len(intents) == 0 {
-		return before, before, nil
-	}
-	mutate := opts.Mutate
+	mutate := r.opts.Mutate
 	if mutate == nil {
 		mutate = mutators.Apply
 	}
-	after, err = step(StepMutate, func() ([]byte, error) {
-		if err := mutate(obj, intents); err != nil {
-			return nil, fmt.Errorf("%s: %w", id, err)
+	// change applies intents to obj in place and writes it out.
+	change := func(obj client.Object, intents []mutators.Intent) ([]byte, error) {
+		return step(StepMutate, func() ([]byte, error) {
+			if err := mutate(obj, intents); err != nil {
+				return nil, fmt.Errorf("%s: %w", r.o.ID, err)
+			}
+			return object.MarshalSpec(obj)
+		})
+	}
+	mutated, wouldBe = original, original
+	if len(applied) > 0 {
+		target := obj
+		if len(recorded) > 0 {
+			// obj is wanted again for the would-be object.
+			target = obj.DeepCopyObject().(client.Object)
 		}
-		return object.MarshalSpec(obj)
-	})
+		if mutated, err = change(target, applied); err != nil {
+			return nil, nil, nil, err
+		}
+		wouldBe = mutated
+	}
+	if len(recorded) > 0 {
+		// Every intent at once on the object as submitted: each names the
+		// part it changes by its place there.
+		if wouldBe, err = change(obj, all); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return original, mutated, wouldBe, nil
+}
+
+// validate evaluates the violations of the object as the mutating phase left
+// it, and decides.
+func (r *review) validate(ctx context.Context) error {
+	if len(r.o.Patch) > 0 {
+		r.req.Object, r.input = r.o.Object, nil
+	}
+	// A lenient decode of the mutating phase is the check; a strict check
+	// covers the metadata too.
+	if !r.decoded || r.opts.Strict {
+		if _, err := step(StepDecode, func() (struct{}, error) {
+			return struct{}{}, object.Check(r.req.Kind, r.req.Object, r.opts.Strict)
+		}); err != nil {
+			return inputError(r.o.ID, err)
+		}
+	}
+	if err := r.prepare(); err != nil {
+		return err
+	}
+	vs, err := step(StepEvaluate, func() ([]engine.Violation, error) { return r.e.Violations(ctx, r.input) })
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	return before, after, nil
-}
-
-// Decision is the outcome of the validating step.
-type Decision struct {
-	Violations []engine.Violation
-	// Allowed is false when any violation's action is deny.
-	Allowed bool
-	// Message explains a denial: the object and each denying violation.
-	Message string
-	// Warnings are the warn-action violations, for the user.
-	Warnings []string
-	// Recorded are the dryrun-action violations: admitted, only recorded.
-	Recorded []engine.Violation
-}
-
-// Validate evaluates the violations for req. A panic in any step is returned
-// as a *PanicError.
-func Validate(ctx context.Context, e Engine, req engine.Request, opts Options) (*Decision, error) {
-	return ValidateInput(ctx, e, req, nil, opts)
-}
-
-// ValidateInput is Validate with the policy input of req already built
-// (nil: built here), e.g. by Mutate when it changed nothing.
-func ValidateInput(ctx context.Context, e Engine, req engine.Request, input *engine.Prepared, opts Options) (*Decision, error) {
-	id := object.ID(req.Kind, req.Namespace, req.Name)
-	if _, err := step(StepDecode, func() (struct{}, error) { return struct{}{}, object.Check(req.Kind, req.Object, opts.Strict) }); err != nil {
-		return nil, inputError(id, err)
-	}
-	if input == nil {
-		var err error
-		if input, err = step(StepInput, func() (*engine.Prepared, error) { return e.Input(req) }); err != nil {
-			return nil, inputError(id, err)
-		}
-	}
-	vs, err := step(StepEvaluate, func() ([]engine.Violation, error) { return e.Violations(ctx, input) })
-	if err != nil {
-		return nil, err
-	}
-	return Decide(id, vs), nil
-}
-
-// Decide turns violations into a decision.
-func Decide(id string, vs []engine.Violation) *Decision {
-	d := &Decision{Violations: vs, Allowed: true}
-	var denied []string
-	for _, v := range vs {
-		line := v.Code + ": " + v.Message
-		switch v.Action {
-		case config.ActionDeny:
-			denied = append(denied, line)
-		case config.ActionWarn:
-			d.Warnings = append(d.Warnings, "egress-guard "+id+": "+line)
-		default:
-			d.Recorded = append(d.Recorded, v)
-		}
-	}
-	if len(denied) > 0 {
-		d.Allowed = false
-		d.Message = "egress-guard denied " + id + ": " + strings.Join(denied, "; ")
-	}
-	return d
-}
-
-// Describe summarises a patch for people: one line per operation.
-func Describe(patch []jsonpatch.Operation) []string {
-	out := make([]string, 0, len(patch))
-	for _, op := range patch {
-		if op.Operation == "remove" {
-			out = append(out, fmt.Sprintf("%s %s", op.Operation, op.Path))
-			continue
-		}
-		v, _ := json.Marshal(op.Value)
-		out = append(out, fmt.Sprintf("%s %s %s", op.Operation, op.Path, v))
-	}
-	return out
-}
-
-// Diff is the RFC 6902 patch applied: from the original to the mutated object.
-func (r *MutateResult) Diff() ([]jsonpatch.Operation, error) {
-	return diff(r.Original, r.Mutated)
-}
-
-// RecordedDiff is the would-be patch of the dry-run intents, not applied:
-// from the mutated object to the one every intent would give.
-func (r *MutateResult) RecordedDiff() ([]jsonpatch.Operation, error) {
-	return diff(r.Mutated, r.WouldBe)
-}
-
-func diff(from, to []byte) (_ []jsonpatch.Operation, err error) {
-	defer Contain(StepDiff, &err)
-	if from == nil || bytes.Equal(from, to) {
-		return nil, nil
-	}
-	ops, err := jsonpatch.CreatePatch(from, to)
-	if err != nil {
-		return nil, err
-	}
-	slices.SortStableFunc(ops, func(a, b jsonpatch.Operation) int { return strings.Compare(a.Path, b.Path) })
-	return ops, nil
+	r.o.validated(r.req.Kind, vs)
+	return nil
 }

@@ -28,7 +28,7 @@ func BenchmarkHandlers(b *testing.B) {
 			for _, wh := range []struct {
 				path string
 				h    admission.Handler
-			}{{"mutate", &handler.Mutator{Deps: deps}}, {"validate", &handler.Validator{Deps: deps}}} {
+			}{{"mutate", &handler.Mutating{Deps: deps}}, {"validate", &handler.Validating{Deps: deps}}} {
 				hook := &admission.Webhook{Handler: wh.h, LogConstructor: discardLog}
 				b.Run(wh.path, func(b *testing.B) {
 					b.ReportAllocs()

@@ -2,8 +2,6 @@ package handler
 
 import (
 	"encoding/json"
-	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -11,18 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/egress-guard/egress-guard/webhook/config"
 	"github.com/egress-guard/egress-guard/webhook/engine"
-)
-
-// Event reasons.
-const (
-	// ReasonWouldDeny: a dry-run violation, admitted.
-	ReasonWouldDeny = "EgressGuardWouldDeny"
-	// ReasonWouldPatch: a dry-run mutation, not applied.
-	ReasonWouldPatch = "EgressGuardWouldPatch"
-	// ReasonWarning: a warn-action violation, admitted with a warning.
-	ReasonWarning = "EgressGuardWarning"
 )
 
 // event records a Kubernetes Event on the object of req, unless there is no
@@ -51,21 +38,4 @@ func objectUID(req admission.Request) types.UID {
 	}
 	_ = json.Unmarshal(req.Object.Raw, &meta)
 	return meta.Metadata.UID
-}
-
-// violationEvents records the warn and dryrun violations.
-func (d *Deps) violationEvents(req admission.Request, in engine.Request, vs []engine.Violation) {
-	for _, v := range vs {
-		switch v.Action {
-		case config.ActionWarn:
-			d.event(req, in, ReasonWarning, fmt.Sprintf("%s (warn): %s", v.Code, v.Message))
-		case config.ActionDryRun:
-			d.event(req, in, ReasonWouldDeny, fmt.Sprintf("%s (dry run, would deny): %s", v.Code, v.Message))
-		}
-	}
-}
-
-// patchEvent records the dry-run mutations.
-func (d *Deps) patchEvent(req admission.Request, in engine.Request, codes []string, described []string) {
-	d.event(req, in, ReasonWouldPatch, fmt.Sprintf("%s (dry run, would patch): %s", strings.Join(codes, ","), strings.Join(described, "; ")))
 }

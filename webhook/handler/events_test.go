@@ -53,8 +53,8 @@ func TestEvents(t *testing.T) {
 			}
 			req := admission.Request{AdmissionRequest: *review.Request}
 			req.DryRun = &tc.dryRun
-			(&handler.Mutator{Deps: deps}).Handle(context.Background(), req)
-			(&handler.Validator{Deps: deps}).Handle(context.Background(), req)
+			(&handler.Mutating{Deps: deps}).Handle(context.Background(), req)
+			(&handler.Validating{Deps: deps}).Handle(context.Background(), req)
 			close(rec.Events)
 			var got []string
 			for e := range rec.Events {

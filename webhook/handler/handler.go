@@ -1,5 +1,6 @@
-// Package handler holds the admission handlers: decode, evaluate, respond.
-// The decisions come from the guard pipeline; the handlers only translate.
+// Package handler holds the admission handlers: convert the request, review
+// it with the guard pipeline, render the outcome as the response (and as
+// metrics, log entries and Events). The handlers decide nothing themselves.
 package handler
 
 import (
@@ -9,16 +10,14 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/egress-guard/egress-guard/mutators"
-	"github.com/egress-guard/egress-guard/webhook/config"
 	"github.com/egress-guard/egress-guard/webhook/engine"
 	"github.com/egress-guard/egress-guard/webhook/guard"
 	"github.com/egress-guard/egress-guard/webhook/metrics"
@@ -55,108 +54,99 @@ type Deps struct {
 	Recorder record.EventRecorder
 }
 
-// Mutator is the mutating webhook.
-type Mutator struct{ Deps }
+// Mutating is the mutating webhook.
+type Mutating struct{ Deps }
 
-// Validator is the validating webhook.
-type Validator struct{ Deps }
+// Validating is the validating webhook.
+type Validating struct{ Deps }
 
-var _ admission.Handler = (*Mutator)(nil)
-var _ admission.Handler = (*Validator)(nil)
+var _ admission.Handler = (*Mutating)(nil)
+var _ admission.Handler = (*Validating)(nil)
 
 // Handle answers a mutating admission request.
-func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	return h.observe(ctx, "mutate", req, h.handle)
-}
-
-func (h *Mutator) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
-	e := h.Engine()
-	in, resp, skip := h.prepare(req, e)
-	if skip != "" {
-		return resp, skip
-	}
-	m, err := guard.Mutate(ctx, e, in, guard.Options{})
-	if err != nil {
-		return h.fail(ctx, in, err)
-	}
-	if len(m.Intents) == 0 {
-		return admission.Allowed(""), "allowed"
-	}
-	for _, intent := range m.Intents {
-		h.Metrics.Mutation(in.Kind, intent.Type, intent.Code, string(intent.Action))
-	}
-	id := object.ID(in.Kind, in.Namespace, in.Name)
-	recorded, err := m.RecordedDiff()
-	if err != nil {
-		return h.fail(ctx, in, err)
-	}
-	resp = admission.PatchResponseFromRaw(m.Original, m.Mutated)
-	decision := "allowed"
-	if len(resp.Patches) > 0 {
-		decision = "patched"
-		applied := m.Applied()
-		warnings := make([]string, 0, len(applied))
-		for _, intent := range applied {
-			warnings = append(warnings, "egress-guard "+id+": "+mutators.Describe(intent))
-		}
-		resp = resp.WithWarnings(warnings...)
-		h.Log.V(1).Info("patched", "object", id, "intents", len(applied))
-		// A warn-action mutation is applied and, like a warn violation,
-		// recorded: audit annotation, log line, Event.
-		for _, intent := range applied {
-			if intent.Action != config.ActionWarn {
-				continue
-			}
-			if resp.AuditAnnotations == nil {
-				resp.AuditAnnotations = map[string]string{}
-			}
-			resp.AuditAnnotations["warn."+strings.ToLower(intent.Code)+".intent"] = mutators.Describe(intent)
-			h.Log.Info("warned", "object", id, "code", intent.Code, "action", intent.Action, "patched", mutators.Describe(intent), "dryRun", in.DryRun)
-			h.event(req, in, ReasonWarning, fmt.Sprintf("%s (warn, patched): %s", intent.Code, mutators.Describe(intent)))
-		}
-	} else {
-		// Nothing to apply: answer without an empty patch.
-		resp = admission.Allowed("")
-	}
-	if len(recorded) > 0 {
-		// A dry run is silent for the user: the would-be patch goes to the
-		// API server's audit log and to ours.
-		raw, err := json.Marshal(recorded)
-		if err != nil {
-			return h.fail(ctx, in, err)
-		}
-		if resp.AuditAnnotations == nil {
-			resp.AuditAnnotations = map[string]string{}
-		}
-		resp.AuditAnnotations["dryrun.patch"] = string(raw)
-		for _, intent := range m.Recorded() {
-			resp.AuditAnnotations["dryrun."+strings.ToLower(intent.Code)+".intent"] = mutators.Describe(intent)
-		}
-		h.Log.Info("dry run: would patch", "object", id, "codes", codes(m.Recorded()), "patch", guard.Describe(recorded), "dryRun", in.DryRun)
-		var described []string
-		for _, intent := range m.Recorded() {
-			described = append(described, mutators.Describe(intent))
-		}
-		h.patchEvent(req, in, codes(m.Recorded()), described)
-		if decision == "allowed" {
-			decision = "dryrun"
-		}
-	}
-	return resp, decision
-}
-
-// codes lists the rule codes of intents.
-func codes(intents []engine.Intent) []string {
-	out := make([]string, 0, len(intents))
-	for _, in := range intents {
-		out = append(out, in.Code)
-	}
-	return out
+func (h *Mutating) Handle(ctx context.Context, req admission.Request) admission.Response {
+	return h.observe(ctx, "mutate", req, func(ctx context.Context, req admission.Request) (admission.Response, string) {
+		return h.review(ctx, req, guard.Mutating)
+	})
 }
 
 // Handle answers a validating admission request.
-func (h *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	return h.observe(ctx, "validate", req, h.handle)
+func (h *Validating) Handle(ctx context.Context, req admission.Request) admission.Response {
+	return h.observe(ctx, "validate", req, func(ctx context.Context, req admission.Request) (admission.Response, string) {
+		return h.review(ctx, req, guard.Validating)
+	})
+}
+
+// review runs one phase of the pipeline on req and renders its outcome.
+func (d *Deps) review(ctx context.Context, req admission.Request, phase guard.Phase) (admission.Response, string) {
+	in, resp, decision := d.prepare(req)
+	if decision != "" {
+		return resp, decision
+	}
+	limit := d.MaxObjectBytes
+	if limit <= 0 {
+		limit = DefaultMaxObjectBytes
+	}
+	o, err := guard.Review(ctx, d.Engine(), in, guard.Options{Phases: phase, MaxObjectBytes: limit})
+	if err != nil {
+		return d.fail(ctx, in, err)
+	}
+	d.record(req, in, o)
+	return respond(in, o), o.Metrics.Decision
+}
+
+// respond renders an outcome with controller-runtime's response
+// constructors. A denial carries, beside its one-line message, each denying
+// violation as a cause (field and message) in the status details, as the API
+// server reports field errors; its reason stays Forbidden, so that kubectl
+// prints the message, which names the webhook.
+func respond(in engine.Request, o *guard.Outcome) admission.Response {
+	var resp admission.Response
+	switch {
+	case o.Skipped != "":
+		return admission.Allowed(o.Skipped)
+	case !o.Allowed:
+		resp = admission.Denied(o.Message)
+		if len(o.Causes) > 0 {
+			resp.Result.Details = &metav1.StatusDetails{Group: in.Group, Kind: in.Kind, Name: in.Name, Causes: o.Causes}
+		}
+		return resp.WithWarnings(o.Warnings...)
+	case len(o.Patch) > 0:
+		resp = admission.Patched("", o.Patch...)
+	default:
+		resp = admission.Allowed("")
+	}
+	resp = resp.WithWarnings(o.Warnings...)
+	resp.AuditAnnotations = o.AuditAnnotations
+	return resp
+}
+
+// record counts the outcome, logs it and records its Events.
+func (d *Deps) record(req admission.Request, in engine.Request, o *guard.Outcome) {
+	for _, m := range o.Metrics.Mutations {
+		d.Metrics.Mutation(m.Kind, m.Intent, m.Code, m.Action)
+	}
+	for _, v := range o.Metrics.Violations {
+		d.Metrics.Violation(v.Kind, v.Code, v.Action)
+	}
+	switch {
+	case !o.Allowed:
+		d.Log.V(1).Info("denied", "object", o.ID, "message", o.Message)
+	case len(o.Patch) > 0:
+		d.Log.V(1).Info("patched", "object", o.ID, "operations", len(o.Patch))
+	}
+	for _, e := range o.Events {
+		kv := append([]any{"object", o.ID}, e.Log...)
+		d.Log.Info(logMessages[e.Reason], append(kv, "dryRun", in.DryRun)...)
+		d.event(req, in, e.Reason, e.Message)
+	}
+}
+
+// logMessages are the log entries of the Event reasons.
+var logMessages = map[string]string{
+	guard.ReasonWarning:    "warned",
+	guard.ReasonWouldDeny:  "dry run: would deny",
+	guard.ReasonWouldPatch: "dry run: would patch",
 }
 
 // observe runs a decision on a worker within the request's deadline, times
@@ -254,52 +244,9 @@ func requestID(req admission.Request) string {
 	return object.ID(req.Kind.Kind, req.Namespace, name)
 }
 
-func (h *Validator) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
-	e := h.Engine()
-	in, resp, skip := h.prepare(req, e)
-	if skip != "" {
-		return resp, skip
-	}
-	d, err := guard.Validate(ctx, e, in, guard.Options{})
-	if err != nil {
-		return h.fail(ctx, in, err)
-	}
-	for _, v := range d.Violations {
-		h.Metrics.Violation(in.Kind, v.Code, string(v.Action))
-	}
-	id := object.ID(in.Kind, in.Namespace, in.Name)
-	if !d.Allowed {
-		h.Log.V(1).Info("denied", "object", id, "message", d.Message)
-		return admission.Denied(d.Message).WithWarnings(d.Warnings...), "denied"
-	}
-	// Admitted: the warn and dry-run violations are recorded in the audit
-	// annotations (warn.<code>.<n>, dryrun.<code>.<n>), the log and Events.
-	resp = admission.Allowed("").WithWarnings(d.Warnings...)
-	seen := map[string]int{}
-	for _, v := range d.Violations {
-		if v.Action != config.ActionWarn && v.Action != config.ActionDryRun {
-			continue
-		}
-		msg := map[config.Action]string{config.ActionWarn: "warned", config.ActionDryRun: "dry run: would deny"}[v.Action]
-		h.Log.Info(msg, "object", id, "code", v.Code, "action", v.Action, "field", v.Field, "message", v.Message, "dryRun", in.DryRun)
-		if resp.AuditAnnotations == nil {
-			resp.AuditAnnotations = map[string]string{}
-		}
-		key := string(v.Action) + "." + strings.ToLower(v.Code)
-		resp.AuditAnnotations[fmt.Sprintf("%s.%d", key, seen[key])] = v.Message
-		seen[key]++
-	}
-	h.violationEvents(req, in, d.Violations)
-	if len(d.Recorded) > 0 {
-		return resp, "dryrun"
-	}
-	return resp, "allowed"
-}
-
-// prepare converts the request, or answers it without evaluation: unknown
-// kinds, exempt namespaces, deletes and connects are allowed untouched;
-// oversized objects are denied; an unknown operation is an error.
-func (d *Deps) prepare(req admission.Request, e guard.Engine) (engine.Request, admission.Response, string) {
+// prepare converts the request, or answers it without evaluation: deletes
+// and connects are allowed untouched; an unknown operation is an error.
+func (d *Deps) prepare(req admission.Request) (engine.Request, admission.Response, string) {
 	in := engine.Request{
 		Operation: string(req.Operation),
 		Group:     req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind,
@@ -316,26 +263,11 @@ func (d *Deps) prepare(req admission.Request, e guard.Engine) (engine.Request, a
 	switch req.Operation {
 	case admissionv1.Create, admissionv1.Update:
 	case admissionv1.Delete, admissionv1.Connect:
-		return in, admission.Allowed(""), "skipped"
+		return in, admission.Allowed(""), guard.DecisionSkipped
 	default:
 		// Never admitted unevaluated: the server in front refuses these
 		// reviews before they get here.
 		return in, admission.Errored(http.StatusBadRequest, fmt.Errorf("egress-guard: %s: unknown operation %q (want CREATE, UPDATE, DELETE or CONNECT)", object.ID(in.Kind, in.Namespace, in.Name), req.Operation)), "error"
-	}
-	if why := guard.Skip(e.Config(), in.Group, in.Kind, in.Namespace); why != "" {
-		return in, admission.Allowed(why), "skipped"
-	}
-	limit := d.MaxObjectBytes
-	if limit <= 0 {
-		limit = DefaultMaxObjectBytes
-	}
-	if n := len(req.Object.Raw); n > limit {
-		msg := fmt.Sprintf("egress-guard denied %s: the object is %d bytes, over the %d-byte limit", object.ID(in.Kind, in.Namespace, in.Name), n, limit)
-		return in, admission.Denied(msg), "denied"
-	}
-	if len(req.Object.Raw) == 0 {
-		msg := fmt.Sprintf("egress-guard denied %s: the request carries no object", object.ID(in.Kind, in.Namespace, in.Name))
-		return in, admission.Denied(msg), "denied"
 	}
 	if req.UserInfo.Username != "" {
 		in.UserInfo, _ = json.Marshal(req.UserInfo)
@@ -343,8 +275,9 @@ func (d *Deps) prepare(req admission.Request, e guard.Engine) (engine.Request, a
 	return in, admission.Response{}, ""
 }
 
-// fail answers a request the pipeline could not decide: a malformed object is
-// denied with the decoder's message naming the field; anything else is an
+// fail answers a request the pipeline could not decide: an object that
+// cannot be evaluated (malformed, too large, missing) is denied, a malformed
+// one with the decoder's message naming the field; anything else is an
 // error answer (not allowed, status code 500), which the API server takes
 // as a refusal whatever the webhook's failurePolicy: a request is never
 // admitted because its evaluation failed.

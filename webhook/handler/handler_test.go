@@ -54,6 +54,9 @@ type want struct {
 	patched bool
 	// message holds substrings of status.message.
 	message []string
+	// causes are the fields of status.details.causes, in order: one per
+	// denying violation.
+	causes []string
 	// warnings holds substrings each found in some warning.
 	warnings []string
 	// audit lists the auditAnnotations keys.
@@ -95,7 +98,7 @@ var cases = []handlerCase{{
 	name:   "se-denied-egr101",
 	config: scenario(scenario000, "config.yaml"),
 	mutate: want{allowed: true, decision: "allowed"},
-	validate: want{decision: "denied", message: []string{
+	validate: want{causes: []string{"spec.hosts[0]"}, decision: "denied", message: []string{
 		`egress-guard denied ServiceEntry default/httpbin-org: EGR101: `,
 		`spec.hosts[0]: external host "httpbin.org" is not allowed for namespace "default"`,
 	}},
@@ -107,7 +110,7 @@ var cases = []handlerCase{{
 		"egress-guard VirtualService default/test-com-direct: spec.http[0]: routed through the egress gateway istio-egressgateway.istio-system.svc.cluster.local:80",
 	}},
 	// The API server validates the patched object; the original is denied.
-	validate:   want{decision: "denied", message: []string{"EGR201", "spec.http[0].route[0].destination.host"}},
+	validate:   want{causes: []string{"spec.http[0].route[0].destination.host"}, decision: "denied", message: []string{"EGR201", "spec.http[0].route[0].destination.host"}},
 	violations: []string{"VirtualService EGR201 deny"},
 	storedAs:   scenario(scenario000, "mutate-expected.yaml"),
 }, {
@@ -116,7 +119,7 @@ var cases = []handlerCase{{
 	mutate: want{allowed: true, decision: "patched", patched: true, warnings: []string{
 		"spec.http[0]: routed through the egress gateway",
 	}},
-	validate:   want{decision: "denied", message: []string{"EGR201"}},
+	validate:   want{causes: []string{"spec.http[0].route[0].destination.host"}, decision: "denied", message: []string{"EGR201"}},
 	violations: []string{"VirtualService EGR201 deny"},
 	storedAs:   scenario(scenario000, "mutate-expected.yaml"),
 }, {
@@ -125,7 +128,7 @@ var cases = []handlerCase{{
 	mutate: want{allowed: true, decision: "patched", patched: true, warnings: []string{
 		"spec.http[0]: routed through the egress gateway",
 	}},
-	validate:   want{decision: "denied", message: []string{"EGR201"}},
+	validate:   want{causes: []string{"spec.http[0].route[0].destination.host"}, decision: "denied", message: []string{"EGR201"}},
 	violations: []string{"VirtualService EGR201 deny"},
 	storedAs:   scenario(scenario000, "mutate-expected.yaml"),
 }, {
@@ -139,14 +142,14 @@ var cases = []handlerCase{{
 	mutate: want{allowed: true, decision: "patched", patched: true, warnings: []string{
 		`port 443 originates MUTUAL tls (credentialName "test.client", sni "test.com")`,
 	}},
-	validate:   want{decision: "denied", message: []string{"EGR303", `"MUTUAL"`}},
+	validate:   want{causes: []string{"spec.trafficPolicy.tls.mode"}, decision: "denied", message: []string{"EGR303", `"MUTUAL"`}},
 	violations: []string{"DestinationRule EGR303 deny"},
 	storedAs:   scenario(scenario000, "mutate-expected.yaml"),
 }, {
 	name:       "dr-insecure-denied-egr302",
 	config:     scenario(scenario000, "config.yaml"),
 	mutate:     want{allowed: true, decision: "allowed"},
-	validate:   want{decision: "denied", message: []string{"EGR302", "spec.trafficPolicy.portLevelSettings[0].tls.insecureSkipVerify", `"test.com"`}},
+	validate:   want{causes: []string{"spec.trafficPolicy.portLevelSettings[0].tls.insecureSkipVerify"}, decision: "denied", message: []string{"EGR302", "spec.trafficPolicy.portLevelSettings[0].tls.insecureSkipVerify", `"test.com"`}},
 	violations: []string{"DestinationRule EGR302 deny"},
 }, {
 	name:     "exempt-namespace",
@@ -225,7 +228,7 @@ var cases = []handlerCase{{
 	name:       "review-v1beta1",
 	config:     scenario(scenario000, "config.yaml"),
 	mutate:     want{allowed: true, decision: "allowed"},
-	validate:   want{decision: "denied", message: []string{`EGR101: spec.hosts[0]: external host "httpbin.org"`}},
+	validate:   want{causes: []string{"spec.hosts[0]"}, decision: "denied", message: []string{`EGR101: spec.hosts[0]: external host "httpbin.org"`}},
 	violations: []string{"ServiceEntry EGR101 deny"},
 }, {
 	// An update that turns the two legs back into a direct route.
@@ -234,7 +237,7 @@ var cases = []handlerCase{{
 	mutate: want{allowed: true, decision: "patched", patched: true, warnings: []string{
 		"spec.http[0]: routed through the egress gateway",
 	}},
-	validate:   want{decision: "denied", message: []string{"EGR201"}},
+	validate:   want{causes: []string{"spec.http[0].route[0].destination.host"}, decision: "denied", message: []string{"EGR201"}},
 	violations: []string{"VirtualService EGR201 deny"},
 	storedAs:   scenario(scenario000, "mutate-expected.yaml"),
 }}
@@ -391,7 +394,7 @@ func TestEngineReadPerRequest(t *testing.T) {
 	deny := loadEngine(t, scenario(scenario000, "config.yaml"))
 	warn := loadEngine(t, filepath.Join("testdata", "warn-enforcement", "config.yaml"))
 	current := deny
-	h := &handler.Validator{Deps: handler.Deps{
+	h := &handler.Validating{Deps: handler.Deps{
 		Engine:  func() guard.Engine { return current },
 		Metrics: metrics.New(prometheus.NewRegistry()),
 		Log:     testr.New(t),
@@ -430,8 +433,8 @@ func newHandlers(t *testing.T, e *engine.Engine, m *metrics.Metrics, maxObjectBy
 		MaxObjectBytes: maxObjectBytes,
 	}
 	h := &handlers{
-		mutate:   &admission.Webhook{Handler: &handler.Mutator{Deps: deps}, LogConstructor: discardLog},
-		validate: &admission.Webhook{Handler: &handler.Validator{Deps: deps}, LogConstructor: discardLog},
+		mutate:   &admission.Webhook{Handler: &handler.Mutating{Deps: deps}, LogConstructor: discardLog},
+		validate: &admission.Webhook{Handler: &handler.Validating{Deps: deps}, LogConstructor: discardLog},
 		servers:  map[*admission.Webhook]string{},
 	}
 	for _, wh := range []*admission.Webhook{h.mutate, h.validate} {
@@ -465,6 +468,13 @@ type admissionResponse struct {
 		Code    int32  `json:"code"`
 		Reason  string `json:"reason"`
 		Message string `json:"message"`
+		Details *struct {
+			Causes []struct {
+				Reason  string `json:"reason"`
+				Field   string `json:"field"`
+				Message string `json:"message"`
+			} `json:"causes"`
+		} `json:"details"`
 	} `json:"status"`
 	Patch            []byte            `json:"patch"`
 	PatchType        *string           `json:"patchType"`
@@ -527,6 +537,21 @@ func (r *reviewResponse) check(t *testing.T, apiVersion, uid string, w want) {
 		if !strings.Contains(r.message(), s) {
 			t.Errorf("message %q does not contain %q", r.message(), s)
 		}
+	}
+	var fields []string
+	if resp.Result != nil && resp.Result.Details != nil {
+		for _, c := range resp.Result.Details.Causes {
+			fields = append(fields, c.Field)
+			// A cause is a violation of the one-line message, "CODE:
+			// field: text", as a field error: the field apart, "CODE: text".
+			code, text, _ := strings.Cut(c.Message, ": ")
+			if c.Reason != "FieldValueInvalid" || !strings.Contains(r.message(), code+": "+c.Field+": "+text) {
+				t.Errorf("cause %+v: want reason FieldValueInvalid and a violation of the message %q", c, r.message())
+			}
+		}
+	}
+	if !slices.Equal(fields, w.causes) {
+		t.Errorf("status.details.causes name the fields %q, want %q", fields, w.causes)
 	}
 	if got := r.patched(); got != w.patched {
 		t.Errorf("patched = %v, want %v", got, w.patched)

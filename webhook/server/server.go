@@ -265,7 +265,7 @@ func endpoints(deps handler.Deps, maxRequestBytes int64) (mutate, validate http.
 			},
 		})
 	}
-	return wrap(&handler.Mutator{Deps: deps}), wrap(&handler.Validator{Deps: deps})
+	return wrap(&handler.Mutating{Deps: deps}), wrap(&handler.Validating{Deps: deps})
 }
 
 // followInventory puts in force an engine with the cluster's ServiceEntries

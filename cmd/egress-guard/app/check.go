@@ -140,11 +140,7 @@ func writeText(w io.Writer, rep *check.Report) error {
 			fmt.Fprint(w, indent(diff, "    "))
 		}
 		if len(r.DryRunPatch) > 0 {
-			wouldBe, err := check.ApplyPatch(r.Object, r.DryRunPatch)
-			if err != nil {
-				return err
-			}
-			diff, err := yamlDiff(r.Object, wouldBe, "would be mutated (dry run)")
+			diff, err := yamlDiff(r.Object, r.WouldBe, "would be mutated (dry run)")
 			if err != nil {
 				return err
 			}

@@ -23,28 +23,75 @@ covers(pattern, host) if {
 # external(host): traffic to host leaves the cluster.
 external(host) if not cluster_local(host)
 
-external(host) if {
-	some entry in data.config.allow
-	some pattern in entry.hosts
-	covers(pattern, host)
-}
+external(host) if count(_covering(host)) > 0
 
-# The hosts of MESH_EXTERNAL ServiceEntries, indexed once per load: exact
-# names, and the suffixes of "*." wildcards.
+# The hosts of MESH_EXTERNAL ServiceEntries, indexed once per inventory:
+# exact names, and the suffixes of "*." wildcards.
 external(host) if data.inventory.externalHosts[host]
 
 external(host) if {
-	some suffix in data.inventory.externalSuffixes
-	endswith(host, suffix)
+	some suffix in _suffixes(host)
+	_external_suffixes[suffix]
 }
 
-# The allow entries that cover host for namespace ns.
+# The allow entries that cover host for namespace ns, in the list's order
+# (an entry once per pattern of it that covers host).
 entries(host, ns) := [entry |
-	some entry in data.config.allow
-	some pattern in entry.hosts
-	covers(pattern, host)
+	some position in _covering(host)
+	entry := data.config.allow[position[0]]
 	_namespace_ok(entry, ns)
 ]
+
+# Indexes. Lookups never scan the allow list or the inventory: a host is
+# looked up by name, and by each of its suffixes that starts at a dot, so
+# that a review costs the same with ten entries or ten thousand. The engine
+# derives the indexes once per configuration (data.config.allowIndex) and
+# per inventory (data.inventory.externalSuffixIndex); data without them (a
+# test's own data.config or data.inventory) gets them derived here, per
+# evaluation.
+
+# _suffixes(host): the suffixes of host that start at a dot ("a.b.com":
+# ".b.com" and ".com"), the keys "*." wildcards are indexed by.
+_suffixes(host) := {substring(host, i, -1) | some i in indexof_n(host, ".")}
+
+# _covering(host): the positions [entry, pattern] in data.config.allow of the
+# patterns that cover host, sorted.
+_covering(host) := sort({position |
+	some position in _allow_index.hosts[host]
+} | {position |
+	some suffix in _suffixes(host)
+	some position in _allow_index.suffixes[suffix]
+})
+
+# _allow_index.hosts[name]: the positions of the patterns equal to name
+# (those without a "*." wildcard); _allow_index.suffixes[".x.com"]: those of
+# the pattern "*.x.com".
+_allow_index := data.config.allowIndex
+
+_allow_index := {
+	"hosts": {pattern: _positions(pattern) |
+		some entry in data.config.allow
+		some pattern in entry.hosts
+		not startswith(pattern, "*.")
+	},
+	"suffixes": {substring(pattern, 1, -1): _positions(pattern) |
+		some entry in data.config.allow
+		some pattern in entry.hosts
+		startswith(pattern, "*.")
+	},
+} if not data.config.allowIndex
+
+_positions(pattern) := [[i, j] |
+	some i, entry in data.config.allow
+	some j, p in entry.hosts
+	p == pattern
+]
+
+# _external_suffixes[".x.com"]: a MESH_EXTERNAL ServiceEntry has the host
+# "*.x.com".
+_external_suffixes := data.inventory.externalSuffixIndex
+
+_external_suffixes := {suffix: true | some suffix in data.inventory.externalSuffixes} if not data.inventory.externalSuffixIndex
 
 _namespace_ok(entry, _) if not entry.namespaces
 

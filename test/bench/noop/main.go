@@ -3,6 +3,10 @@
 // handler returning admission.Allowed(""), and /readyz, over the same TLS
 // setup egress-guard uses, so that the benchmark measures what egress-guard
 // adds on top of the framework.
+//
+// Its Go GC target is set as `egress-guard serve` sets its own: the
+// --gc-percent flag (serve's default) unless GOGC is set. The bench sets
+// GOGC for both servers, so that both run with the same target.
 package main
 
 import (
@@ -12,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/go-logr/logr"
@@ -24,7 +29,11 @@ func main() {
 	certDir := flag.String("cert-dir", "", "directory holding tls.crt and tls.key")
 	host := flag.String("bind-address", "127.0.0.1", "address to listen on")
 	port := flag.Int("port", 9443, "port to listen on")
+	gcPercent := flag.Int("gc-percent", 400, "Go GC target percentage unless GOGC is set (as egress-guard serve's flag of that name)")
 	flag.Parse()
+	if os.Getenv("GOGC") == "" && *gcPercent > 0 {
+		debug.SetGCPercent(*gcPercent)
+	}
 
 	// Without a logger, controller-runtime keeps a pending log promise per
 	// request and the baseline's memory grows for no reason of its own.

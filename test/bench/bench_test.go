@@ -1,0 +1,76 @@
+package main
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+func TestGCPercentDefault(t *testing.T) {
+	for _, c := range []struct {
+		help string
+		want int
+		ok   bool
+	}{
+		{"      --gc-percent int     Go GC target percentage unless GOGC is set: a higher target trades memory for CPU (default 400)\n", 400, true},
+		{"      --gc-percent int     Go GC target percentage\n      --port int   webhook server port (default 9443)\n", 0, false},
+		{"      --port int   webhook server port (default 9443)\n", 0, false},
+	} {
+		got, ok := gcPercentDefault([]byte(c.help))
+		if got != c.want || ok != c.ok {
+			t.Errorf("gcPercentDefault(%q) = %d, %v; want %d, %v", c.help, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func TestParseMetric(t *testing.T) {
+	data := []byte(`# HELP egress_guard_inventory_updates_total Engines rebuilt with a new inventory.
+# TYPE egress_guard_inventory_updates_total counter
+egress_guard_inventory_updates_total{result="failure"} 2
+egress_guard_inventory_updates_total{result="success"} 40
+egress_guard_inventory_service_entries 5000
+egress_guard_inventory_service_entries_other 7
+`)
+	if m := parseMetric(data, "egress_guard_inventory_updates_total"); !m.found || m.v != 42 {
+		t.Errorf("updates: %+v, want 42", m)
+	}
+	if m := parseMetric(data, "egress_guard_inventory_service_entries"); !m.found || m.v != 5000 {
+		t.Errorf("service entries: %+v, want 5000", m)
+	}
+	if m := parseMetric(data, "egress_guard_policy_compiles_total"); m.found || m.String() != "n/a" {
+		t.Errorf("absent metric: %+v (%s), want n/a", m, m)
+	}
+}
+
+// The mix's reviews and the probe's: valid AdmissionReviews whose uid
+// newBody rewrites, and verify reads answers back.
+func TestReviews(t *testing.T) {
+	rs, err := mix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := &review{name: "VS probe", path: "/validate", object: []byte("kind: VirtualService\nmetadata: {name: probe-001}\nspec:\n  hosts: [probe-001]\n")}
+	if err := probe.build(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range append(rs, probe) {
+		body, uid := r.newBody()
+		var ar struct {
+			Request struct {
+				UID string `json:"uid"`
+			} `json:"request"`
+		}
+		if err := json.Unmarshal(body, &ar); err != nil {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+		if ar.Request.UID != uid {
+			t.Errorf("%s: uid %q, want %q", r.name, ar.Request.UID, uid)
+		}
+		answer := []byte(`{"response":{"uid":"` + uid + `","allowed":false,"status":{"code":403,"message":"denied"}}}`)
+		if msg := verify(answer, uid, denied); msg != "" {
+			t.Errorf("%s: %s", r.name, msg)
+		}
+		if msg := verify(answer, uid, allowed); msg == "" {
+			t.Errorf("%s: a denial verified as allowed", r.name)
+		}
+	}
+}

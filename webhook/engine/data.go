@@ -1,0 +1,262 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+
+	"github.com/egress-guard/egress-guard/webhook/config"
+	"github.com/egress-guard/egress-guard/webhook/engine/vm"
+)
+
+// Inventory is what the engine knows of other objects, for cross-object rules.
+type Inventory struct {
+	ServiceEntries []ServiceEntryRef `json:"serviceEntries"`
+}
+
+// ServiceEntryRef is the part of a ServiceEntry other rules look at.
+type ServiceEntryRef struct {
+	Namespace string   `json:"namespace"`
+	Name      string   `json:"name"`
+	Hosts     []string `json:"hosts"`
+	Location  string   `json:"location,omitempty"`
+}
+
+// document is the policies' data document,
+//
+//	{"config": <the configuration, derived values, allowIndex>,
+//	 "inventory": <serviceEntries, externalHosts, externalSuffixes, externalSuffixIndex>}
+//
+// in the forms the evaluators read: a value for the IR evaluator and, over
+// the same value's ast form, an in-memory store for topdown. It never
+// changes; a swap builds another, which shares the unchanged part.
+type document struct {
+	value vm.Value
+	store storage.Store
+	// config is data.config, kept for the documents withInventory builds.
+	config vm.Value
+	// serviceEntries counts the inventory's ServiceEntries.
+	serviceEntries int
+}
+
+// newDocument builds the data document of a configuration and an inventory.
+func newDocument(cfg *config.Config, inv Inventory) (*document, error) {
+	c, err := configValue(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return assemble(vm.Share(vm.FromAST(c)), inv), nil
+}
+
+// withInventory builds the document with d's configuration and inv.
+func (d *document) withInventory(inv Inventory) *document {
+	return assemble(d.config, inv)
+}
+
+func assemble(cfg vm.Value, inv Inventory) *document {
+	root := vm.Share(vm.NewObject("config", cfg, "inventory", vm.FromAST(inventoryValue(inv))))
+	d := docFromValue(root)
+	d.config, d.serviceEntries = cfg, len(inv.ServiceEntries)
+	return d
+}
+
+// docFromValue is a document holding v, a shared value (vm.Share).
+func docFromValue(v vm.Value) *document {
+	obj, ok := vm.ToAST(v).(ast.Object)
+	if !ok {
+		obj = ast.NewObject()
+	}
+	return &document{value: v, store: inmem.NewFromASTObject(obj)}
+}
+
+// emptyDocument is a document without data, for queries that read none.
+func emptyDocument() *document { return docFromValue(vm.Share(vm.NewObject())) }
+
+// configValue is data.config: the configuration as JSON, with the values
+// the rules derive from it and the index of its allow list.
+func configValue(cfg *config.Config) (ast.Value, error) {
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("engine: config: %w", err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return nil, fmt.Errorf("engine: config: %w", err)
+	}
+	doc["gatewayHost"] = cfg.GatewayHost()
+	doc["gatewayNames"] = map[string]any{
+		cfg.GatewayHost(): true,
+		cfg.Gateway.Service + "." + cfg.Gateway.Namespace:          true,
+		cfg.Gateway.Service + "." + cfg.Gateway.Namespace + ".svc": true,
+	}
+	doc["serviceSuffix"] = ".svc." + cfg.ClusterDomain
+	allow, _ := doc["allow"].([]any)
+	index, err := allowIndex(allow)
+	if err != nil {
+		return nil, err
+	}
+	doc["allowIndex"] = index
+	return ast.InterfaceToValue(doc)
+}
+
+// allowIndex indexes the allow list (its JSON form, as the rules read it)
+// as lib/hosts.rego's _allow_index derives it when the data lacks it:
+// "hosts" maps an exact pattern to the positions [entry, pattern] that hold
+// it, "suffixes" maps ".x.com" to those of "*.x.com"; positions in the
+// list's order.
+func allowIndex(allow []any) (map[string]any, error) {
+	hosts, suffixes := map[string]any{}, map[string]any{}
+	for i, e := range allow {
+		entry, ok := e.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("engine: config: allow[%d] is not an object", i)
+		}
+		patterns, _ := entry["hosts"].([]any)
+		for j, p := range patterns {
+			pattern, ok := p.(string)
+			if !ok {
+				return nil, fmt.Errorf("engine: config: allow[%d].hosts[%d] is not a string", i, j)
+			}
+			index, key := hosts, pattern
+			if rest, ok := strings.CutPrefix(pattern, "*."); ok {
+				index, key = suffixes, "."+rest
+			}
+			positions, _ := index[key].([]any)
+			index[key] = append(positions, []any{i, j})
+		}
+	}
+	return map[string]any{"hosts": hosts, "suffixes": suffixes}, nil
+}
+
+// inventoryValue is data.inventory: the ServiceEntries, and the hosts of the
+// MESH_EXTERNAL ones (no location means MESH_EXTERNAL) indexed: exact names
+// in externalHosts, the suffixes (".x.com") of "*.x.com" wildcards sorted in
+// externalSuffixes and as the keys of externalSuffixIndex.
+func inventoryValue(inv Inventory) ast.Value {
+	entries := make([]*ast.Term, 0, len(inv.ServiceEntries))
+	hosts := ast.NewObject()
+	suffixes := ast.NewObject()
+	for _, se := range inv.ServiceEntries {
+		// As encoding/json writes a ServiceEntryRef.
+		hostsTerm := ast.NullTerm()
+		if se.Hosts != nil {
+			terms := make([]*ast.Term, len(se.Hosts))
+			for j, h := range se.Hosts {
+				terms[j] = ast.StringTerm(h)
+			}
+			hostsTerm = ast.ArrayTerm(terms...)
+		}
+		kvs := [][2]*ast.Term{
+			ast.Item(ast.InternedTerm("namespace"), ast.StringTerm(se.Namespace)),
+			ast.Item(ast.InternedTerm("name"), ast.StringTerm(se.Name)),
+			ast.Item(ast.InternedTerm("hosts"), hostsTerm),
+		}
+		if se.Location != "" {
+			kvs = append(kvs, ast.Item(ast.InternedTerm("location"), ast.StringTerm(se.Location)))
+		}
+		entries = append(entries, ast.ObjectTerm(kvs...))
+		if se.Location != "" && se.Location != "MESH_EXTERNAL" {
+			continue
+		}
+		for _, h := range se.Hosts {
+			if rest, ok := strings.CutPrefix(h, "*."); ok {
+				suffixes.Insert(ast.StringTerm("."+rest), ast.InternedTerm(true))
+				continue
+			}
+			hosts.Insert(ast.StringTerm(h), ast.InternedTerm(true))
+		}
+	}
+	sorted := make([]*ast.Term, 0, suffixes.Len())
+	for _, k := range suffixes.Keys() {
+		sorted = append(sorted, k)
+	}
+	slices.SortFunc(sorted, func(a, b *ast.Term) int { return a.Value.Compare(b.Value) })
+	return ast.NewObject(
+		ast.Item(ast.InternedTerm("serviceEntries"), ast.ArrayTerm(entries...)),
+		ast.Item(ast.InternedTerm("externalHosts"), ast.NewTerm(hosts)),
+		ast.Item(ast.InternedTerm("externalSuffixes"), ast.ArrayTerm(sorted...)),
+		ast.Item(ast.InternedTerm("externalSuffixIndex"), ast.NewTerm(suffixes)),
+	)
+}
+
+// dataStore is the store topdown's queries are prepared with. A prepared
+// query reads data through the store it was prepared with; this one holds
+// none of its own: it reads the document of the transaction an evaluation
+// opens (document.begin). So a data swap needs no new preparation, an
+// evaluation reads one document from start to end, and a swap never waits
+// for evaluations nor they for it.
+type dataStore struct {
+	storage.WritesNotSupported
+	storage.PolicyNotSupported
+	storage.TriggersNotSupported
+}
+
+// docTxn is a read transaction on a document's store.
+type docTxn struct {
+	store storage.Store
+	txn   storage.Transaction
+}
+
+func (t *docTxn) ID() uint64 { return t.txn.ID() }
+
+// begin opens a read transaction on d for an evaluation; end closes it.
+func (d *document) begin(ctx context.Context) (*docTxn, error) {
+	txn, err := d.store.NewTransaction(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &docTxn{store: d.store, txn: txn}, nil
+}
+
+func (t *docTxn) end(ctx context.Context) { t.store.Abort(ctx, t.txn) }
+
+// NewTransaction opens a transaction on an empty document: preparing a
+// query reads no data.
+func (dataStore) NewTransaction(ctx context.Context, params ...storage.TransactionParams) (storage.Transaction, error) {
+	for _, p := range params {
+		if p.Write {
+			return nil, &storage.Error{Code: storage.WritesNotSupportedErr, Message: "the policies' data is swapped whole, not written"}
+		}
+	}
+	return emptyDocument().begin(ctx)
+}
+
+func (dataStore) Read(ctx context.Context, txn storage.Transaction, path storage.Path) (any, error) {
+	t, err := docTxnOf(txn)
+	if err != nil {
+		return nil, err
+	}
+	return t.store.Read(ctx, t.txn, path)
+}
+
+func (dataStore) Commit(ctx context.Context, txn storage.Transaction) error {
+	t, err := docTxnOf(txn)
+	if err != nil {
+		return err
+	}
+	return t.store.Commit(ctx, t.txn)
+}
+
+func (dataStore) Abort(ctx context.Context, txn storage.Transaction) {
+	if t, err := docTxnOf(txn); err == nil {
+		t.end(ctx)
+	}
+}
+
+func (dataStore) Truncate(context.Context, storage.Transaction, storage.TransactionParams, storage.Iterator) error {
+	return &storage.Error{Code: storage.WritesNotSupportedErr, Message: "the policies' data is swapped whole, not written"}
+}
+
+func docTxnOf(txn storage.Transaction) (*docTxn, error) {
+	t, ok := txn.(*docTxn)
+	if !ok {
+		return nil, &storage.Error{Code: storage.InvalidTransactionErr, Message: fmt.Sprintf("unexpected transaction type %T", txn)}
+	}
+	return t, nil
+}
