@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,9 +17,11 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/egress-guard/egress-guard/test/harness"
@@ -88,6 +91,7 @@ func runScenario(t *testing.T, dir string) {
 			t.Run("rejected_"+testName(d), func(t *testing.T) {
 				r := env.kubectl("apply", "--dry-run=server", "-f", d.Path)
 				checkRejected(t, d, r)
+				checkCauses(t, d)
 			})
 		}
 	})
@@ -252,6 +256,39 @@ func exemptName(name string) string {
 		name = name[:253-len(suffix)]
 	}
 	return name + suffix
+}
+
+// checkCauses creates d through client-go (a server-side dry run) and checks
+// the denial as a client reads it: Forbidden, with a status cause per
+// expected rule code, each naming a field.
+func checkCauses(t *testing.T, d *harness.Doc) {
+	t.Helper()
+	gv, err := schema.ParseGroupVersion(d.Obj.GetAPIVersion())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resource := strings.ToLower(d.Obj.GetKind()) + "s" // the Istio kinds' plurals
+	if r, ok := strings.CutSuffix(resource, "ys"); ok {
+		resource = r + "ies"
+	}
+	gvr := gv.WithResource(resource)
+	_, err = env.Dynamic.Resource(gvr).Namespace(d.Obj.GetNamespace()).Create(context.Background(), d.Obj.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if !apierrors.IsForbidden(err) {
+		t.Fatalf("%s: want a Forbidden denial, got %v", d, err)
+	}
+	status, ok := err.(apierrors.APIStatus)
+	if !ok || status.Status().Details == nil {
+		t.Fatalf("%s: the denial has no details: %v", d, err)
+	}
+	for _, code := range d.ExpectCodes() {
+		found := false
+		for _, c := range status.Status().Details.Causes {
+			found = found || (strings.HasPrefix(c.Message, code+": ") && c.Field != "" && c.Type == metav1.CauseTypeFieldValueInvalid)
+		}
+		if !found {
+			t.Errorf("%s: no status cause with a field for %s: %+v", d, code, status.Status().Details.Causes)
+		}
+	}
 }
 
 // checkRejected fails t unless r failed with every code d expects.
