@@ -289,7 +289,13 @@ func (d *Deps) fail(ctx context.Context, in engine.Request, err error) (admissio
 	case errors.As(err, &pe):
 		return d.panicked(id, pe)
 	case errors.As(err, &ie):
-		return admission.Denied("egress-guard denied " + ie.Error()), "denied"
+		resp := admission.Denied("egress-guard denied " + ie.Error())
+		if fe := (*object.FieldError)(nil); errors.As(ie.Err, &fe) {
+			resp.Result.Details = &metav1.StatusDetails{Group: in.Group, Kind: in.Kind, Name: in.Name, Causes: []metav1.StatusCause{
+				{Type: metav1.CauseTypeFieldValueInvalid, Field: fe.Field, Message: fe.Detail},
+			}}
+		}
+		return resp, "denied"
 	case ctx.Err() != nil:
 		// The evaluators stop when the context ends, with an error of
 		// their own.

@@ -171,14 +171,14 @@ var cases = []handlerCase{{
 	name:       "malformed-hosts-string",
 	config:     scenario(scenario000, "config.yaml"),
 	mutate:     want{allowed: true, decision: "allowed"},
-	validate:   want{decision: "denied", message: []string{"egress-guard denied ServiceEntry default/test-com: spec"}},
+	validate:   want{decision: "denied", message: []string{"egress-guard denied ServiceEntry default/test-com: spec"}, causes: []string{"spec.hosts"}},
 	fieldNamed: "spec.hosts",
 }, {
 	// An origination intent makes the mutating step decode the object too.
 	name:       "malformed-port-eighty",
 	config:     scenario(scenario000, "config.yaml"),
-	mutate:     want{decision: "denied", message: []string{"egress-guard denied DestinationRule default/test-com-tls: spec"}},
-	validate:   want{decision: "denied", message: []string{"egress-guard denied DestinationRule default/test-com-tls: spec"}},
+	mutate:     want{decision: "denied", message: []string{"egress-guard denied DestinationRule default/test-com-tls: spec"}, causes: []string{"spec.trafficPolicy.portLevelSettings[0].port.number"}},
+	validate:   want{decision: "denied", message: []string{"egress-guard denied DestinationRule default/test-com-tls: spec"}, causes: []string{"spec.trafficPolicy.portLevelSettings[0].port.number"}},
 	fieldNamed: "spec.trafficPolicy.portLevelSettings[0].port.number",
 }, {
 	name:           "object-too-large",
@@ -543,10 +543,13 @@ func (r *reviewResponse) check(t *testing.T, apiVersion, uid string, w want) {
 		for _, c := range resp.Result.Details.Causes {
 			fields = append(fields, c.Field)
 			// A cause is a violation of the one-line message, "CODE:
-			// field: text", as a field error: the field apart, "CODE: text".
+			// field: text", as a field error: the field apart, "CODE: text";
+			// or the decoding error, "field: text", the field apart.
 			code, text, _ := strings.Cut(c.Message, ": ")
-			if c.Reason != "FieldValueInvalid" || !strings.Contains(r.message(), code+": "+c.Field+": "+text) {
-				t.Errorf("cause %+v: want reason FieldValueInvalid and a violation of the message %q", c, r.message())
+			violation := strings.Contains(r.message(), code+": "+c.Field+": "+text)
+			decoding := strings.Contains(r.message(), ": "+c.Field+": "+c.Message)
+			if c.Reason != "FieldValueInvalid" || !(violation || decoding) {
+				t.Errorf("cause %+v: want reason FieldValueInvalid and a violation or the decoding error of the message %q", c, r.message())
 			}
 		}
 	}

@@ -76,14 +76,29 @@ func DecodeSpec(kind string, raw []byte, strict bool) (client.Object, error) {
 	return decode(kind, raw, strict, false)
 }
 
-// Check reports whether raw decodes into the typed object of kind. Strict
-// checking (files) covers the metadata too; lenient checking leaves it to
-// the API server, which decodes it itself before admission and never sends
-// malformed metadata.
+// Decode decodes raw into the typed object of kind, its spec as DecodeSpec
+// does. Strict decoding (files) covers the metadata too; lenient decoding
+// leaves it to the API server, which decodes it itself before admission and
+// never sends malformed metadata.
+func Decode(kind string, raw []byte, strict bool) (client.Object, error) {
+	return decode(kind, raw, strict, strict)
+}
+
+// Check reports whether raw decodes into the typed object of kind, as
+// Decode does.
 func Check(kind string, raw []byte, strict bool) error {
-	_, err := decode(kind, raw, strict, strict)
+	_, err := Decode(kind, raw, strict)
 	return err
 }
+
+// FieldError is a decoding error the decoder could place: the field, as
+// a path (spec.ports[0].number), and what is wrong with it.
+type FieldError struct {
+	Field  string
+	Detail string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Detail }
 
 func decode(kind string, raw []byte, strict, meta bool) (client.Object, error) {
 	obj := New(kind)
@@ -227,5 +242,5 @@ func specError(spec []byte, err error) error {
 	}
 	line, _ := strconv.Atoi(m[1])
 	col, _ := strconv.Atoi(m[2])
-	return fmt.Errorf("%s: %s", pathAt(spec, offsetOf(spec, line, col), "spec"), msg[len(m[0]):])
+	return &FieldError{Field: pathAt(spec, offsetOf(spec, line, col), "spec"), Detail: msg[len(m[0]):]}
 }

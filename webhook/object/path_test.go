@@ -1,6 +1,7 @@
 package object
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -37,6 +38,12 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 			err := Check(kind, []byte(tc.raw), tc.strict)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want %q", err, tc.want)
+			}
+			// A spec's error is a FieldError: its field apart, for a
+			// status cause.
+			var fe *FieldError
+			if field, _, _ := strings.Cut(tc.want, ": "); strings.HasPrefix(tc.want, "spec.") && (!errors.As(err, &fe) || fe.Field != field) {
+				t.Errorf("got %#v, want a FieldError for %s", err, field)
 			}
 		})
 	}
