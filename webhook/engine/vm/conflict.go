@@ -185,12 +185,14 @@ func (st *state) rerun(locals []Value, fn *function, args []ir.Operand, c *colle
 	for i, p := range fn.params {
 		frame[p] = st.read(locals, args[i])
 	}
+	st.locals = frame
 	for _, b := range fn.blocks {
-		r, err := st.exec(frame, b)
+		r, err := st.exec(b)
 		if err != nil || r == returned {
 			break
 		}
 	}
+	st.locals = locals
 	clear(st.stack[base : base+fn.locals])
 	st.stack = st.stack[:base]
 }

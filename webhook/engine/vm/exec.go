@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -26,7 +25,9 @@ type state struct {
 	// stack backs the functions' local frames; frame is the plan's.
 	stack []Value
 	frame []Value
-	ret   Value
+	// locals is the frame of the function or plan running.
+	locals []Value
+	ret    Value
 	// built-in calls: the context, made on first use, and the buffers
 	bctx       *topdown.BuiltinContext
 	bctxStore  topdown.BuiltinContext
@@ -90,7 +91,7 @@ func (st *state) reset() {
 		st.stopCancel()
 		st.stopCancel = nil
 	}
-	st.ctx, st.prog, st.ret, st.out, st.bctx = nil, nil, nil, nil, nil
+	st.ctx, st.prog, st.ret, st.out, st.bctx, st.locals = nil, nil, nil, nil, nil, nil
 	st.opts, st.bctxStore = EvalOptions{}, topdown.BuiltinContext{}
 	st.results, st.builtinErr, st.calling, st.collect = nil, nil, nil, nil
 	for len(st.memo) > 0 {
@@ -148,351 +149,17 @@ func (st *state) loc(l ir.Location) *ast.Location {
 	return loc
 }
 
-// exec runs a block's statements. It returns completed, returned (st.ret
-// holds the value), or the number of enclosing blocks left to leave after
-// this one.
-func (st *state) exec(locals []Value, code []instr) (int, error) {
-	for i := range code {
-		in := &code[i]
-		switch in.op {
-		case opAssignVar:
-			s := in.stmt.(*ir.AssignVarStmt)
-			locals[s.Target] = st.read(locals, s.Source)
-		case opAssignVarOnce:
-			s := in.stmt.(*assignOnce)
-			v := st.read(locals, s.source)
-			if v == nil {
-				return 0, nil
-			}
-			if c := st.collect; c != nil && c.fn == s.fn && c.key == nil && !c.inserts {
-				if s.rule {
-					c.add(v, s.Location)
-				}
-				if locals[s.target] == nil {
-					locals[s.target] = v
-				}
-				continue
-			}
-			if cur := locals[s.target]; cur != nil {
-				if !equal(cur, v) {
-					return 0, &conflictFound{fn: s.fn, loc: s.Location}
-				}
-				continue
-			}
-			locals[s.target] = v
-		case opUndefined:
-			return 0, nil
-		case opDot:
-			s := in.stmt.(*ir.DotStmt)
-			v := dot(st.read(locals, s.Source), st.read(locals, s.Key))
-			if v == nil {
-				return 0, nil
-			}
-			locals[s.Target] = v
-		case opDotData:
-			s := in.stmt.(*dotData)
-			src, key := st.read(locals, s.Source), st.read(locals, s.Key)
-			v := dot(src, key)
-			if n, ok := key.(ast.Number); ok && v == nil {
-				if o, ok := src.(*Object); ok {
-					v = o.GetString(string(n))
-				}
-			}
-			if v == nil {
-				return 0, nil
-			}
-			locals[s.Target] = v
-		case opEqual:
-			s := in.stmt.(*ir.EqualStmt)
-			a, b := st.read(locals, s.A), st.read(locals, s.B)
-			if a == nil || b == nil || !equal(a, b) {
-				return 0, nil
-			}
-		case opNotEqual:
-			s := in.stmt.(*ir.NotEqualStmt)
-			a, b := st.read(locals, s.A), st.read(locals, s.B)
-			if a == nil || b == nil || equal(a, b) {
-				return 0, nil
-			}
-		case opCallFunc:
-			s := in.stmt.(*callFunc)
-			v, err := st.call(locals, s.fn, s.args)
-			if err != nil {
-				return 0, err
-			}
-			if v == nil {
-				return 0, nil
-			}
-			locals[s.result] = v
-		case opCallDynamic:
-			s := in.stmt.(*callDynamic)
-			fn := st.dynamic(locals, s)
-			if fn == nil {
-				return 0, nil
-			}
-			v, err := st.call(locals, fn, s.args)
-			if err != nil {
-				return 0, err
-			}
-			if v == nil {
-				return 0, nil
-			}
-			locals[s.result] = v
-		case opCallBuiltin:
-			s := in.stmt.(*callBuiltin)
-			v, err := st.callBuiltin(locals, s)
-			if err != nil {
-				return 0, err
-			}
-			if v == nil {
-				return 0, nil
-			}
-			locals[s.result] = v
-		case opMakeConst:
-			s := in.stmt.(*makeConst)
-			locals[s.target] = s.value
-		case opResetLocal:
-			s := in.stmt.(*ir.ResetLocalStmt)
-			locals[s.Target] = nil
-		case opIsDefined:
-			s := in.stmt.(*ir.IsDefinedStmt)
-			if locals[s.Source] == nil {
-				return 0, nil
-			}
-		case opIsUndefined:
-			s := in.stmt.(*ir.IsUndefinedStmt)
-			if locals[s.Source] != nil {
-				return 0, nil
-			}
-		case opReturnLocal:
-			s := in.stmt.(*ir.ReturnLocalStmt)
-			st.ret = locals[s.Source]
-			return returned, nil
-		case opBreak:
-			s := in.stmt.(*ir.BreakStmt)
-			return int(s.Index), nil
-		case opBlock:
-			s := in.stmt.(*blockStmt)
-			for _, b := range s.blocks {
-				r, err := st.exec(locals, b)
-				if err != nil || r == returned {
-					return r, err
-				}
-				if r >= 1 {
-					return r - 1, nil
-				}
-			}
-		case opBaseFirst:
-			// The base document's part leaves the block, or outer ones,
-			// as the statements it is made of do; a break out of the
-			// block ends the enumeration before the rules, as in
-			// topdown.
-			s := in.stmt.(*baseFirst)
-			rb, err := st.exec(locals, s.base)
-			if err != nil || (rb != completed && rb != 0) {
-				return rb, err
-			}
-			for _, b := range s.virtual.blocks {
-				r, err := st.exec(locals, b)
-				if err != nil || r == returned {
-					return r, err
-				}
-				if r >= 1 {
-					return r - 1, nil
-				}
-			}
-			if rb == 0 {
-				return 0, nil
-			}
-		case opScan:
-			s := in.stmt.(*scanStmt)
-			r, err := st.scan(locals, s)
-			if err != nil || r != completed {
-				return r, err
-			}
-		case opNot:
-			s := in.stmt.(*notStmt)
-			r, err := st.exec(locals, s.body)
-			switch {
-			case err != nil || r == returned:
-				return r, err
-			case r == completed:
-				return 0, nil
-			case r >= 1:
-				return r - 1, nil
-			}
-		case opWith:
-			s := in.stmt.(*withStmt)
-			r, err := st.with(locals, s)
-			switch {
-			case err != nil || r == returned:
-				return r, err
-			case r == 0:
-				return 0, nil
-			case r >= 1:
-				return r - 1, nil
-			}
-		case opMakeArray:
-			s := in.stmt.(*ir.MakeArrayStmt)
-			locals[s.Target] = newArray(int(s.Capacity))
-		case opMakeObject:
-			s := in.stmt.(*ir.MakeObjectStmt)
-			locals[s.Target] = &Object{}
-		case opMakeSet:
-			s := in.stmt.(*ir.MakeSetStmt)
-			locals[s.Target] = &Set{}
-		case opArrayAppend:
-			s := in.stmt.(*ir.ArrayAppendStmt)
-			arr, ok := locals[s.Array].(*Array)
-			v := st.read(locals, s.Value)
-			if !ok || v == nil {
-				return 0, nil
-			}
-			arr.append(v)
-		case opSetAdd:
-			s := in.stmt.(*ir.SetAddStmt)
-			set, ok := locals[s.Set].(*Set)
-			v := st.read(locals, s.Value)
-			if !ok || v == nil {
-				return 0, nil
-			}
-			set.add(v)
-		case opObjectInsert:
-			s := in.stmt.(*ir.ObjectInsertStmt)
-			obj, ok := locals[s.Object].(*Object)
-			k, v := st.read(locals, s.Key), st.read(locals, s.Value)
-			if !ok || k == nil || v == nil {
-				return 0, nil
-			}
-			obj.insert(k, v)
-		case opObjectInsertOnce:
-			s := in.stmt.(*insertOnce)
-			obj, ok := locals[s.Object].(*Object)
-			k, v := st.read(locals, s.Key), st.read(locals, s.Value)
-			if !ok || k == nil || v == nil {
-				return 0, nil
-			}
-			if c := st.collect; c != nil && c.fn == s.fn && s.rule && (c.inserts || c.key != nil && s.ground) {
-				switch {
-				case c.inserts:
-					c.insertions = append(c.insertions, insertion{k, v, s.Location, s.named})
-				case equal(k, c.key):
-					c.add(v, s.Location)
-				}
-				if obj.Get(k) == nil {
-					obj.insert(k, v)
-				}
-				continue
-			}
-			if cur := obj.Get(k); cur != nil {
-				if !equal(cur, v) {
-					switch {
-					case s.ground:
-						return 0, &conflictFound{fn: s.fn, loc: s.Location, key: k}
-					case s.rule:
-						return 0, &conflictFound{fn: s.fn, loc: s.Location, partial: true}
-					}
-					return 0, conflict(st.loc(s.Location), "object keys must be unique")
-				}
-				continue
-			}
-			obj.insert(k, v)
-		case opObjectMerge:
-			s := in.stmt.(*ir.ObjectMergeStmt)
-			locals[s.Target] = merge(locals[s.A], locals[s.B])
-		case opLen:
-			s := in.stmt.(*ir.LenStmt)
-			n, ok := length(st.read(locals, s.Source))
-			if !ok {
-				return 0, nil
-			}
-			locals[s.Target] = intNumber(n)
-		case opIsArray:
-			s := in.stmt.(*ir.IsArrayStmt)
-			if _, ok := st.read(locals, s.Source).(*Array); !ok {
-				return 0, nil
-			}
-		case opIsObject:
-			s := in.stmt.(*ir.IsObjectStmt)
-			if _, ok := st.read(locals, s.Source).(*Object); !ok {
-				return 0, nil
-			}
-		case opIsSet:
-			s := in.stmt.(*ir.IsSetStmt)
-			if _, ok := st.read(locals, s.Source).(*Set); !ok {
-				return 0, nil
-			}
-		case opResultSetAdd:
-			s := in.stmt.(*ir.ResultSetAddStmt)
-			if v := locals[s.Value]; v != nil {
-				st.results.add(v)
-			}
-		case opNop:
+// exec runs a block's statements, on the frame st.locals. It returns
+// completed, returned (st.ret holds the value), or the number of enclosing
+// blocks left to leave after this one. Each statement runs by its own exec
+// (see the statement table).
+func (st *state) exec(code []instr) (int, error) {
+	for _, s := range code {
+		if r, err := s.exec(st); r != completed || err != nil {
+			return r, err
 		}
 	}
 	return completed, nil
-}
-
-// scan runs the body once per element of a collection; a scalar has none.
-// A body left with one level more than its own (break 1) ends the scan; more
-// leave the blocks around it.
-func (st *state) scan(locals []Value, s *scanStmt) (int, error) {
-	r := completed
-	var err error
-	// next: go on to the next element; an every stops at its first
-	// counterexample.
-	next := func() bool {
-		return (r == completed || r == 0) && err == nil && !(s.every && locals[s.found] != nil)
-	}
-	switch c := locals[s.source].(type) {
-	case *Array:
-		for i := 0; i < len(c.elems) && next(); i++ {
-			r, err = st.iteration(locals, s, intNumber(i), c.elems[i])
-		}
-	case *Object:
-		c.sort()
-		for i := 0; i < len(c.kvs) && next(); i++ {
-			r, err = st.iteration(locals, s, c.kvs[i].k, c.kvs[i].v)
-		}
-	case *Set:
-		c.sort()
-		for i := 0; i < len(c.elems) && next(); i++ {
-			r, err = st.iteration(locals, s, c.elems[i], c.elems[i])
-		}
-	}
-	switch {
-	case err != nil || r == returned:
-		return r, err
-	case r >= 2:
-		return r - 2, nil
-	}
-	return completed, nil
-}
-
-func (st *state) iteration(locals []Value, s *scanStmt, k, v Value) (int, error) {
-	if st.steps++; st.steps%checkEvery == 0 {
-		if err := st.ctx.Err(); err != nil {
-			return 0, cancelled(err)
-		}
-	}
-	locals[s.key], locals[s.value] = k, v
-	return st.exec(locals, s.body)
-}
-
-func (st *state) with(locals []Value, s *withStmt) (int, error) {
-	saved := locals[s.local]
-	// The value may be undefined: the planner restores an undefined input
-	// with the same statement that replaces it.
-	v := st.read(locals, s.value)
-	if v == nil && len(s.path) > 0 {
-		return 0, nil
-	}
-	locals[s.local] = upsert(saved, s.path, v)
-	st.pushMemo()
-	r, err := st.exec(locals, s.body)
-	st.popMemo()
-	locals[s.local] = saved
-	return r, err
 }
 
 // upsert returns a copy of doc with value at path, creating the objects on
@@ -544,7 +211,8 @@ func merge(a, b Value) Value {
 	return out
 }
 
-// call calls fn with args, read from the caller's locals.
+// call calls fn with args, read from the caller's locals: fn's blocks run
+// on a frame of their own, st.locals while they run.
 func (st *state) call(locals []Value, fn *function, args []ir.Operand) (Value, error) {
 	memo := st.memo[len(st.memo)-1]
 	if fn.memo && memo[fn.index].done {
@@ -568,9 +236,11 @@ func (st *state) call(locals []Value, fn *function, args []ir.Operand) (Value, e
 		frame[p] = st.read(locals, args[i])
 	}
 	var result Value
+	st.locals = frame
 	for _, b := range fn.blocks {
-		r, err := st.exec(frame, b)
+		r, err := st.exec(b)
 		if err != nil {
+			st.locals = locals
 			if cf, ok := err.(*conflictFound); ok && cf.fn == fn {
 				err = st.conflictError(locals, fn, args, cf)
 			}
@@ -581,6 +251,7 @@ func (st *state) call(locals []Value, fn *function, args []ir.Operand) (Value, e
 			break
 		}
 	}
+	st.locals = locals
 	// A call below may have moved the stack: clear the frame where it is now.
 	clear(st.stack[base : base+fn.locals])
 	st.stack = st.stack[:base]
@@ -588,28 +259,6 @@ func (st *state) call(locals []Value, fn *function, args []ir.Operand) (Value, e
 		memo[fn.index] = memoEntry{done: true, value: result}
 	}
 	return result, nil
-}
-
-// dynamic is the function a dynamic call names: the planned function whose
-// path is the call's (data.pkgs[x].allow with x "a": g0.data.pkgs.a.allow),
-// nil if there is none (the plan then reads the base document).
-func (st *state) dynamic(locals []Value, s *callDynamic) *function {
-	var b strings.Builder
-	for i, o := range s.path {
-		str, ok := st.read(locals, o).(string)
-		if !ok {
-			return nil
-		}
-		if i > 0 {
-			b.WriteByte(0)
-		}
-		b.WriteString(str)
-	}
-	fn := st.prog.byPath[b.String()]
-	if fn == nil || len(fn.params) != len(s.args) {
-		return nil
-	}
-	return fn
 }
 
 func (st *state) callBuiltin(locals []Value, s *callBuiltin) (Value, error) {

@@ -1,6 +1,10 @@
 package vm
 
-import "github.com/open-policy-agent/opa/v1/ir"
+import (
+	"reflect"
+
+	"github.com/open-policy-agent/opa/v1/ir"
+)
 
 // unsetRead finds a statement reading a local that nothing before it sets.
 // OPA's planner makes such plans: a with's value that uses the variables of
@@ -12,135 +16,87 @@ import "github.com/open-policy-agent/opa/v1/ir"
 // the parameters, and the locals the rules share (the result, and the
 // value of a rule and its else branches, which a body resets or sets
 // once).
-func unsetRead(blocks []*ir.Block, params ...ir.Local) (ir.Location, bool) {
-	shared := map[ir.Local]bool{}
+func unsetRead(table rows, blocks []*ir.Block, params ...ir.Local) (ir.Location, bool) {
+	f := &flow{rows: table, sharing: true, shared: map[ir.Local]bool{}}
 	for _, p := range params {
-		shared[p] = true
-	}
-	var sharedBy func(b *ir.Block)
-	sharedBy = func(b *ir.Block) {
-		if b == nil {
-			return
-		}
-		for _, s := range b.Stmts {
-			switch s := s.(type) {
-			case *ir.AssignVarOnceStmt:
-				shared[s.Target] = true
-			case *ir.ResetLocalStmt:
-				shared[s.Target] = true
-			case *ir.MakeObjectStmt:
-				shared[s.Target] = true
-			case *ir.MakeSetStmt:
-				shared[s.Target] = true
-			case *ir.ReturnLocalStmt:
-				shared[s.Source] = true
-			case *ir.BlockStmt:
-				for _, b := range s.Blocks {
-					sharedBy(b)
-				}
-			}
-		}
-	}
-	var set map[ir.Local]bool
-	var bad *ir.Location
-	use := func(loc ir.Location, ops ...ir.Operand) {
-		for _, o := range ops {
-			if l, ok := o.Value.(ir.Local); ok && !set[l] && !shared[l] && bad == nil {
-				bad = &loc
-			}
-		}
-	}
-	var walk func(b *ir.Block)
-	walk = func(b *ir.Block) {
-		if b == nil {
-			return
-		}
-		for _, s := range b.Stmts {
-			switch s := s.(type) {
-			case *ir.AssignVarStmt:
-				use(s.Location, s.Source)
-				set[s.Target] = true
-			case *ir.AssignVarOnceStmt:
-				use(s.Location, s.Source)
-				set[s.Target] = true
-			case *ir.DotStmt:
-				use(s.Location, s.Source, s.Key)
-				set[s.Target] = true
-			case *ir.CallStmt:
-				use(s.Location, s.Args...)
-				set[s.Result] = true
-			case *ir.CallDynamicStmt:
-				use(s.Location, s.Path...)
-				for _, a := range s.Args {
-					use(s.Location, ir.Operand{Value: a})
-				}
-				set[s.Result] = true
-			case *ir.EqualStmt:
-				use(s.Location, s.A, s.B)
-			case *ir.NotEqualStmt:
-				use(s.Location, s.A, s.B)
-			case *ir.LenStmt:
-				use(s.Location, s.Source)
-				set[s.Target] = true
-			case *ir.IsArrayStmt:
-				use(s.Location, s.Source)
-			case *ir.IsObjectStmt:
-				use(s.Location, s.Source)
-			case *ir.IsSetStmt:
-				use(s.Location, s.Source)
-			case *ir.ArrayAppendStmt:
-				use(s.Location, s.Value)
-			case *ir.SetAddStmt:
-				use(s.Location, s.Value)
-			case *ir.ObjectInsertStmt:
-				use(s.Location, s.Key, s.Value)
-			case *ir.ObjectInsertOnceStmt:
-				use(s.Location, s.Key, s.Value)
-			case *ir.ObjectMergeStmt:
-				set[s.Target] = true
-			case *ir.ResultSetAddStmt:
-				use(s.Location, ir.Operand{Value: s.Value})
-			case *ir.MakeNumberRefStmt:
-				set[s.Target] = true
-			case *ir.MakeNumberIntStmt:
-				set[s.Target] = true
-			case *ir.AssignIntStmt:
-				set[s.Target] = true
-			case *ir.MakeNullStmt:
-				set[s.Target] = true
-			case *ir.MakeArrayStmt:
-				set[s.Target] = true
-			case *ir.MakeObjectStmt:
-				set[s.Target] = true
-			case *ir.MakeSetStmt:
-				set[s.Target] = true
-			case *ir.ResetLocalStmt:
-				set[s.Target] = true
-			case *ir.ScanStmt:
-				use(s.Location, ir.Operand{Value: s.Source})
-				set[s.Key], set[s.Value] = true, true
-				walk(s.Block)
-			case *ir.BlockStmt:
-				for _, b := range s.Blocks {
-					walk(b)
-				}
-			case *ir.NotStmt:
-				walk(s.Block)
-			case *ir.WithStmt:
-				use(s.Location, s.Value)
-				set[s.Local] = true
-				walk(s.Block)
-			}
-		}
+		f.shared[p] = true
 	}
 	for _, b := range blocks {
-		sharedBy(b)
+		f.block(b)
 	}
+	f.sharing = false
 	for _, b := range blocks {
-		set = map[ir.Local]bool{}
-		if walk(b); bad != nil {
-			return *bad, true
+		f.set = map[ir.Local]bool{}
+		if f.block(b); f.bad != nil {
+			return *f.bad, true
 		}
 	}
 	return ir.Location{}, false
+}
+
+// flow is unsetRead's walk of a function's blocks, in two passes: the
+// first (sharing) gathers the locals the rules share, the second finds the
+// first read of a local neither set before nor shared. A statement's row
+// tells it what the statement does (kind.flow).
+type flow struct {
+	rows        rows
+	sharing     bool
+	shared, set map[ir.Local]bool
+	bad         *ir.Location
+}
+
+func (f *flow) block(b *ir.Block) {
+	if b == nil {
+		return
+	}
+	for _, s := range b.Stmts {
+		if r, ok := f.rows[reflect.TypeOf(s)]; ok {
+			r.flowStmt(s, f)
+		}
+	}
+}
+
+// reads: the statement at loc reads the operands.
+func (f *flow) reads(loc ir.Location, ops ...ir.Operand) {
+	if f.sharing {
+		return
+	}
+	for _, o := range ops {
+		if l, ok := o.Value.(ir.Local); ok && !f.set[l] && !f.shared[l] && f.bad == nil {
+			f.bad = &loc
+		}
+	}
+}
+
+// sets: the statement sets the locals.
+func (f *flow) sets(locals ...ir.Local) {
+	if f.sharing {
+		return
+	}
+	for _, l := range locals {
+		f.set[l] = true
+	}
+}
+
+// shares: the rules of a function share the local (a rule's value, the
+// function's result).
+func (f *flow) shares(l ir.Local) {
+	if f.sharing {
+		f.shared[l] = true
+	}
+}
+
+// branches: the statement runs the blocks, a block statement's (rules'
+// bodies, looked into by both passes).
+func (f *flow) branches(blocks []*ir.Block) {
+	for _, b := range blocks {
+		f.block(b)
+	}
+}
+
+// body: the statement runs the block (a scan's, a not's, a with's).
+func (f *flow) body(b *ir.Block) {
+	if !f.sharing {
+		f.block(b)
+	}
 }

@@ -22,7 +22,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/big"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -76,109 +75,6 @@ type function struct {
 	memo bool
 }
 
-// Statements this package substitutes for the IR's, resolved at compile time.
-type (
-	callFunc struct {
-		ir.Location
-		fn     *function
-		args   []ir.Operand
-		result ir.Local
-	}
-	callBuiltin struct {
-		ir.Location
-		name   string
-		fn     topdown.BuiltinFunc
-		args   []ir.Operand
-		result ir.Local
-		loc    *ast.Location
-		// bare: the built-in needs no context (ast.Builtin.CanSkipBctx);
-		// it gets bctx, which holds only the call's place.
-		bare bool
-		// relation: every output is a result (walk); void: none is (print).
-		relation, void   bool
-		nondeterministic bool
-		// native runs the call on the evaluator's values when it can.
-		native native
-		bctx   topdown.BuiltinContext
-	}
-	makeConst struct {
-		ir.Location
-		value  Value
-		target ir.Local
-	}
-	blockStmt struct {
-		ir.Location
-		blocks [][]instr
-	}
-	scanStmt struct {
-		ir.Location
-		source, key, value ir.Local
-		body               []instr
-		// every: the scan of an every, which ends at its first
-		// counterexample (the body sets found), as topdown's does.
-		every bool
-		found ir.Local
-	}
-	notStmt struct {
-		ir.Location
-		body []instr
-	}
-	withStmt struct {
-		ir.Location
-		local ir.Local
-		path  []Value
-		value ir.Operand
-		body  []instr
-	}
-	// assignOnce is AssignVarOnceStmt: a rule's value (rule: a rule body's,
-	// else the function's result) in function fn (nil in a plan).
-	assignOnce struct {
-		ir.Location
-		source ir.Operand
-		target ir.Local
-		fn     *function
-		rule   bool
-	}
-	// callDynamic is CallDynamicStmt: a call of the function whose path
-	// the operands give.
-	callDynamic struct {
-		ir.Location
-		path   []ir.Operand
-		args   []ir.Operand
-		result ir.Local
-	}
-	// baseFirst runs the scan of a base document (base: the rest of a
-	// block) before the blocks evaluating the rules beside it (virtual):
-	// topdown enumerates data.pkg[k] base keys first, the planner the
-	// rules first.
-	baseFirst struct {
-		ir.Location
-		virtual *blockStmt
-		base    []instr
-	}
-	// insertOnce is ObjectInsertOnceStmt; ground: it inserts the value of
-	// a rule whose head names its key (p["a"] := 1), which topdown holds a
-	// complete rule of its own (data.t.p.a).
-	insertOnce struct {
-		*ir.ObjectInsertOnceStmt
-		fn *function
-		// rule: it inserts a rule's value into the function's object;
-		// named: at the key the rule's head names; ground: so do all the
-		// function's rules.
-		rule, named, ground bool
-	}
-	// dotData is a DotStmt on the data document (data.a[2]): as topdown
-	// reads the document from its store, a number key also finds the key
-	// that is its text ("2").
-	dotData struct {
-		*ir.DotStmt
-	}
-	// undefined is a statement that is always undefined.
-	undefined struct {
-		ir.Location
-	}
-)
-
 // ErrUnsupported marks a plan that uses what this package does not run.
 var ErrUnsupported = errors.New("unsupported by the IR evaluator")
 
@@ -203,7 +99,7 @@ func Compile(pol *ir.Policy) (prog *Program, err error) {
 			prog, err = nil, &unsupportedError{where: "plan", what: fmt.Sprintf("a plan that fails to compile (%v)", r)}
 		}
 	}()
-	c := &compiler{byName: map[string]*function{}, builtins: map[string]topdown.BuiltinFunc{}}
+	c := &compiler{rows: statements, byName: map[string]*function{}, builtins: map[string]topdown.BuiltinFunc{}}
 	if pol.Static != nil {
 		for _, s := range pol.Static.Strings {
 			c.strings = append(c.strings, s.Value)
@@ -245,7 +141,7 @@ func Compile(pol *ir.Policy) (prog *Program, err error) {
 		for i, f := range pol.Funcs.Funcs {
 			fn := p.funcs[i]
 			c.fn = fn
-			if loc, ok := unsetRead(f.Blocks, f.Params...); ok {
+			if loc, ok := unsetRead(c.rows, f.Blocks, f.Params...); ok {
 				return nil, c.unsupported(loc, c.construct(loc)+" reads a value its plan never sets")
 			}
 			c.consts = map[ir.Local]bool{}
@@ -284,7 +180,7 @@ func Compile(pol *ir.Policy) (prog *Program, err error) {
 			if pl == nil {
 				return nil, &unsupportedError{where: "plan", what: "a plan without a body"}
 			}
-			if loc, ok := unsetRead(pl.Blocks, ir.Input, ir.Data); ok {
+			if loc, ok := unsetRead(c.rows, pl.Blocks, ir.Input, ir.Data); ok {
 				return nil, c.unsupported(loc, c.construct(loc)+" reads a value its plan never sets")
 			}
 			c.max = int(ir.Data)
@@ -309,12 +205,12 @@ func Compile(pol *ir.Policy) (prog *Program, err error) {
 			break
 		}
 		for _, b := range fn.blocks {
-			p.scanInputUses(fn.params[0], b)
+			(&inputUses{p, fn.params[0]}).block(b)
 		}
 	}
 	for _, blocks := range p.plans {
 		for _, b := range blocks {
-			p.scanInputUses(ir.Input, b)
+			(&inputUses{p, ir.Input}).block(b)
 		}
 	}
 	return p, nil
@@ -357,6 +253,8 @@ func ruleRef(f *ir.Func) ast.Ref {
 }
 
 type compiler struct {
+	// rows is the statement table (statements).
+	rows     rows
 	strings  []Value
 	files    []string
 	byName   map[string]*function
@@ -402,6 +300,20 @@ func (c *compiler) local(l ir.Local) ir.Local {
 	}
 	c.max = max(c.max, int(l))
 	return l
+}
+
+// target sizes the frame for a local a statement sets to a value it
+// computes: the local is no constant (c.consts) from then on.
+func (c *compiler) target(l ir.Local) ir.Local {
+	c.local(l)
+	delete(c.consts, l)
+	return l
+}
+
+// constant sizes the frame for a local a statement sets to a constant.
+func (c *compiler) constant(l ir.Local) ir.Local {
+	c.consts[l] = true
+	return c.local(l)
 }
 
 func (c *compiler) operand(loc ir.Location, o ir.Operand) (ir.Operand, error) {
@@ -452,8 +364,9 @@ func (c *compiler) location(l ir.Location) *ast.Location {
 	return loc
 }
 
-// block copies an IR block, substituting resolved statements and checking
-// every operand.
+// block compiles an IR block by its statements' rows. Two are compiled with
+// the statements after them: the scan of an every (see everyFound), and a
+// block statement the scan of a base document follows (see baseFirst).
 func (c *compiler) block(b *ir.Block) ([]instr, error) {
 	if b == nil {
 		return nil, nil
@@ -469,7 +382,7 @@ func (c *compiler) block(b *ir.Block) ([]instr, error) {
 			if err != nil {
 				return nil, err
 			}
-			return append(out, instr{opBaseFirst, &baseFirst{Location: bs.Location, virtual: virtual.(*blockStmt), base: base}}), nil
+			return append(out, &baseFirst{virtual: virtual.(*blockStmt), base: base}), nil
 		}
 		n, err := c.stmt(s)
 		if err != nil {
@@ -478,266 +391,9 @@ func (c *compiler) block(b *ir.Block) ([]instr, error) {
 		if scan, ok := n.(*scanStmt); ok && i+1 < len(b.Stmts) {
 			scan.found, scan.every = everyFound(s.(*ir.ScanStmt), b.Stmts[i+1])
 		}
-		if l, ok := writes(n); ok {
-			// a local made constant, then reused for another value
-			delete(c.consts, l)
-		}
-		op := opOf(n)
-		if op == opInvalid {
-			return nil, c.unsupported(ir.Location{}, fmt.Sprintf("a plan statement %T", n))
-		}
-		out = append(out, instr{op, n})
+		out = append(out, n)
 	}
 	return out, nil
-}
-
-// everyFound says whether a scan is that of an every, and which local its
-// body sets on a counterexample: the planner ends the body with found =
-// true, and has the statement after the scan require found undefined.
-func everyFound(scan *ir.ScanStmt, next ir.Stmt) (ir.Local, bool) {
-	if scan.Block == nil || len(scan.Block.Stmts) == 0 {
-		return 0, false
-	}
-	set, ok := scan.Block.Stmts[len(scan.Block.Stmts)-1].(*ir.AssignVarStmt)
-	check, ok2 := next.(*ir.IsUndefinedStmt)
-	if !ok || !ok2 || set.Target != check.Source {
-		return 0, false
-	}
-	if b, ok := set.Source.Value.(ir.Bool); !ok || !bool(b) {
-		return 0, false
-	}
-	return set.Target, true
-}
-
-// writes is the local a statement sets to a value that is not a constant.
-func writes(s ir.Stmt) (ir.Local, bool) {
-	switch s := s.(type) {
-	case *ir.AssignVarStmt:
-		return s.Target, true
-	case *assignOnce:
-		return s.target, true
-	case *ir.DotStmt:
-		return s.Target, true
-	case *dotData:
-		return s.Target, true
-	case *callFunc:
-		return s.result, true
-	case *callBuiltin:
-		return s.result, true
-	case *callDynamic:
-		return s.result, true
-	case *ir.LenStmt:
-		return s.Target, true
-	case *ir.MakeArrayStmt:
-		return s.Target, true
-	case *ir.MakeObjectStmt:
-		return s.Target, true
-	case *ir.MakeSetStmt:
-		return s.Target, true
-	case *ir.ObjectMergeStmt:
-		return s.Target, true
-	}
-	return 0, false
-}
-
-// baseAfterVirtual says whether the statements following a block statement
-// enumerate a base document beside the rules the block evaluated: the
-// planner makes a set of the rules' keys, then scans the base document
-// skipping them.
-func baseAfterVirtual(rest []ir.Stmt) bool {
-	if len(rest) < 2 {
-		return false
-	}
-	keys, ok := rest[0].(*ir.MakeSetStmt)
-	scan, ok2 := rest[len(rest)-1].(*ir.ScanStmt)
-	if !ok || !ok2 || scan.Block == nil {
-		return false
-	}
-	for _, s := range scan.Block.Stmts {
-		if n, ok := s.(*ir.NotStmt); ok && n.Block != nil && len(n.Block.Stmts) == 1 {
-			if d, ok := n.Block.Stmts[0].(*ir.DotStmt); ok {
-				if l, ok := d.Source.Value.(ir.Local); ok && l == keys.Target {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
-func (c *compiler) stmt(s ir.Stmt) (ir.Stmt, error) {
-	var err error
-	switch s := s.(type) {
-	case *ir.CallStmt:
-		args, err := c.operands(s.Location, s.Args)
-		if err != nil {
-			return nil, err
-		}
-		c.local(s.Result)
-		if fn, ok := c.byName[s.Func]; ok {
-			if len(args) >= 2 && len(args) < len(fn.params) {
-				// A function's rules as a document (some k, v in
-				// data.pkg): functions are no part of the data
-				// document, as in topdown.
-				return &undefined{Location: s.Location}, nil
-			}
-			if len(args) != len(fn.params) {
-				return nil, c.unsupported(s.Location, fmt.Sprintf("a call of %s with %d arguments (it takes %d)", fn.rule, len(args), len(fn.params)))
-			}
-			return &callFunc{Location: s.Location, fn: fn, args: args, result: s.Result}, nil
-		}
-		if fn, ok := c.builtins[s.Func]; ok {
-			loc := c.location(s.Location)
-			decl, ok := ast.BuiltinMap[s.Func]
-			if !ok || fn == nil {
-				// declared to the compiler, but no built-in of OPA's
-				return nil, c.unsupported(s.Location, "the custom built-in "+s.Func)
-			}
-			return &callBuiltin{
-				Location: s.Location, name: s.Func, fn: fn, args: args, result: s.Result, loc: loc,
-				bare: decl.CanSkipBctx, bctx: topdown.BuiltinContext{Location: loc},
-				relation: decl.Relation, void: decl.Decl.Result() == nil, nondeterministic: decl.Nondeterministic,
-				native: natives[s.Func],
-			}, nil
-		}
-		return nil, c.unsupported(s.Location, "a call of "+planned(s.Func)+", which the plan does not define")
-	case *ir.MakeNumberRefStmt:
-		if s.Index < 0 || s.Index >= len(c.strings) {
-			return nil, c.unsupported(s.Location, fmt.Sprintf("a plan's number constant %d (of %d)", s.Index, len(c.strings)))
-		}
-		// A number as Rego writes it (1, -0.5, .0, 1e400): one OPA's
-		// comparisons can parse.
-		str, _ := c.strings[s.Index].(string)
-		_, okf := new(big.Float).SetString(str)
-		_, okr := new(big.Rat).SetString(str)
-		if !okf || !okr || strings.ContainsAny(str, "/xXpP_") {
-			return nil, c.unsupported(s.Location, fmt.Sprintf("the number %q", str))
-		}
-		c.consts[s.Target] = true
-		return &makeConst{Location: s.Location, value: ast.Number(str), target: c.local(s.Target)}, nil
-	case *ir.MakeNumberIntStmt:
-		c.consts[s.Target] = true
-		return &makeConst{Location: s.Location, value: ast.Number(strconv.FormatInt(s.Value, 10)), target: c.local(s.Target)}, nil
-	case *ir.AssignIntStmt:
-		return &makeConst{Location: s.Location, value: ast.Number(strconv.FormatInt(s.Value, 10)), target: c.local(s.Target)}, nil
-	case *ir.MakeNullStmt:
-		c.consts[s.Target] = true
-		return &makeConst{Location: s.Location, value: Null{}, target: c.local(s.Target)}, nil
-	case *ir.BlockStmt:
-		out := &blockStmt{Location: s.Location}
-		for _, b := range s.Blocks {
-			stmts, err := c.block(b)
-			if err != nil {
-				return nil, err
-			}
-			out.blocks = append(out.blocks, stmts)
-		}
-		return out, nil
-	case *ir.ScanStmt:
-		body, err := c.block(s.Block)
-		return &scanStmt{Location: s.Location, source: c.local(s.Source), key: c.local(s.Key), value: c.local(s.Value), body: body}, err
-	case *ir.NotStmt:
-		body, err := c.block(s.Block)
-		return &notStmt{Location: s.Location, body: body}, err
-	case *ir.WithStmt:
-		out := &withStmt{Location: s.Location, local: c.local(s.Local)}
-		for _, i := range s.Path {
-			if i < 0 || i >= len(c.strings) {
-				return nil, c.unsupported(s.Location, fmt.Sprintf("a plan's string constant %d (of %d)", i, len(c.strings)))
-			}
-			out.path = append(out.path, c.strings[i])
-		}
-		if out.value, err = c.operand(s.Location, s.Value); err != nil {
-			return nil, err
-		}
-		out.body, err = c.block(s.Block)
-		return out, err
-	case *ir.AssignVarOnceStmt:
-		if _, err := c.operand(s.Location, s.Source); err != nil {
-			return nil, err
-		}
-		out := &assignOnce{Location: s.Location, source: s.Source, target: c.local(s.Target), fn: c.fn}
-		out.rule = c.fn != nil && s.Target != c.fn.ret
-		return out, nil
-	// The IR's own statements: their locals sized, their operands checked.
-	case *ir.AssignVarStmt:
-		return s, c.uses(s.Location, []ir.Local{s.Target}, s.Source)
-	case *ir.DotStmt:
-		if err := c.uses(s.Location, []ir.Local{s.Target}, s.Source, s.Key); err != nil {
-			return nil, err
-		}
-		if l, ok := s.Source.Value.(ir.Local); ok && c.dataRefs[l] {
-			c.dataRefs[s.Target] = true
-			return &dotData{s}, nil
-		}
-		return s, nil
-	case *ir.LenStmt:
-		return s, c.uses(s.Location, []ir.Local{s.Target}, s.Source)
-	case *ir.EqualStmt:
-		return s, c.uses(s.Location, nil, s.A, s.B)
-	case *ir.NotEqualStmt:
-		return s, c.uses(s.Location, nil, s.A, s.B)
-	case *ir.IsArrayStmt:
-		return s, c.uses(s.Location, nil, s.Source)
-	case *ir.IsObjectStmt:
-		return s, c.uses(s.Location, nil, s.Source)
-	case *ir.IsSetStmt:
-		return s, c.uses(s.Location, nil, s.Source)
-	case *ir.ArrayAppendStmt:
-		return s, c.uses(s.Location, []ir.Local{s.Array}, s.Value)
-	case *ir.SetAddStmt:
-		return s, c.uses(s.Location, []ir.Local{s.Set}, s.Value)
-	case *ir.ObjectInsertStmt:
-		return s, c.uses(s.Location, []ir.Local{s.Object}, s.Key, s.Value)
-	case *ir.ObjectInsertOnceStmt:
-		if err := c.uses(s.Location, []ir.Local{s.Object}, s.Key, s.Value); err != nil {
-			return nil, err
-		}
-		out := &insertOnce{ObjectInsertOnceStmt: s, fn: c.fn}
-		if c.fn != nil && s.Object == c.fn.ret {
-			out.rule = true
-			switch k := s.Key.Value.(type) {
-			case ir.StringIndex, ir.Bool:
-				out.named = true
-			case ir.Local:
-				out.named = c.consts[k]
-			}
-			out.ground = out.named
-			c.inserts = append(c.inserts, out)
-		}
-		return out, nil
-	case *ir.ObjectMergeStmt:
-		return s, c.uses(s.Location, []ir.Local{s.A, s.B, s.Target})
-	case *ir.IsDefinedStmt:
-		return s, c.uses(s.Location, []ir.Local{s.Source})
-	case *ir.IsUndefinedStmt:
-		return s, c.uses(s.Location, []ir.Local{s.Source})
-	case *ir.ResetLocalStmt:
-		return s, c.uses(s.Location, []ir.Local{s.Target})
-	case *ir.MakeArrayStmt:
-		return s, c.uses(s.Location, []ir.Local{s.Target})
-	case *ir.MakeObjectStmt:
-		return s, c.uses(s.Location, []ir.Local{s.Target})
-	case *ir.MakeSetStmt:
-		return s, c.uses(s.Location, []ir.Local{s.Target})
-	case *ir.ReturnLocalStmt:
-		return s, c.uses(s.Location, []ir.Local{s.Source})
-	case *ir.ResultSetAddStmt:
-		return s, c.uses(s.Location, []ir.Local{s.Value})
-	case *ir.BreakStmt, *ir.NopStmt:
-		return s, nil
-	case *ir.CallDynamicStmt:
-		path, err := c.operands(s.Location, s.Path)
-		if err != nil {
-			return nil, err
-		}
-		out := &callDynamic{Location: s.Location, path: path, result: c.local(s.Result)}
-		for _, a := range s.Args {
-			out.args = append(out.args, ir.Operand{Value: c.local(a)})
-		}
-		return out, nil
-	}
-	return nil, c.unsupported(ir.Location{}, fmt.Sprintf("the plan statement %T", s))
 }
 
 // Plans names the program's plans.
@@ -796,8 +452,9 @@ func (st *state) run(ctx context.Context, p *Program, blocks [][]instr, input, d
 	if data != nil {
 		locals[ir.Data] = data
 	}
+	st.locals = locals
 	for _, b := range blocks {
-		if _, err = st.exec(locals, b); err != nil {
+		if _, err = st.exec(b); err != nil {
 			break
 		}
 	}
