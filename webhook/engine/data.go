@@ -51,19 +51,23 @@ func newDocument(cfg *config.Config, inv Inventory) (*document, error) {
 	if err != nil {
 		return nil, err
 	}
-	return assemble(vm.Share(vm.FromAST(c)), inv), nil
+	return assemble(vm.Share(vm.FromAST(c)), inv)
 }
 
 // withInventory builds the document with d's configuration and inv.
-func (d *document) withInventory(inv Inventory) *document {
+func (d *document) withInventory(inv Inventory) (*document, error) {
 	return assemble(d.config, inv)
 }
 
-func assemble(cfg vm.Value, inv Inventory) *document {
-	root := vm.Share(vm.NewObject("config", cfg, "inventory", vm.FromAST(inventoryValue(inv))))
+func assemble(cfg vm.Value, inv Inventory) (*document, error) {
+	i, err := inventoryValue(inv)
+	if err != nil {
+		return nil, err
+	}
+	root := vm.Share(vm.NewObject("config", cfg, "inventory", i))
 	d := docFromValue(root)
 	d.config, d.serviceEntries = cfg, len(inv.ServiceEntries)
-	return d
+	return d, nil
 }
 
 // docFromValue is a document holding v, a shared value (vm.Share).
@@ -107,9 +111,9 @@ func configValue(cfg *config.Config) (ast.Value, error) {
 
 // allowIndex indexes the allow list (its JSON form, as the rules read it)
 // as lib/hosts.rego's _allow_index derives it when the data lacks it:
-// "hosts" maps an exact pattern to the positions [entry, pattern] that hold
-// it, "suffixes" maps ".x.com" to those of "*.x.com"; positions in the
-// list's order.
+// "hosts" maps a pattern that is not a "*." wildcard to the positions
+// [entry, pattern] that hold it, "suffixes" maps ".x.com" to those of
+// "*.x.com"; positions in the list's order.
 func allowIndex(allow []any) (map[string]any, error) {
 	hosts, suffixes := map[string]any{}, map[string]any{}
 	for i, e := range allow {
@@ -136,54 +140,88 @@ func allowIndex(allow []any) (map[string]any, error) {
 
 // inventoryValue is data.inventory: the ServiceEntries, and the hosts of the
 // MESH_EXTERNAL ones (no location means MESH_EXTERNAL) indexed: exact names
-// in externalHosts, the suffixes (".x.com") of "*.x.com" wildcards sorted in
-// externalSuffixes and as the keys of externalSuffixIndex.
-func inventoryValue(inv Inventory) ast.Value {
-	entries := make([]*ast.Term, 0, len(inv.ServiceEntries))
-	hosts := ast.NewObject()
-	suffixes := ast.NewObject()
+// in externalHosts, and the suffixes (".x.com") of "*.x.com" wildcards,
+// sorted in externalSuffixes and as the keys of externalSuffixIndex.
+//
+// It goes through JSON: encoding/json and the evaluator's own JSON decoding
+// build the value with fewer allocations than OPA's values do, which counts
+// with tens of thousands of ServiceEntries.
+func inventoryValue(inv Inventory) (vm.Value, error) {
+	entries := inv.ServiceEntries
+	if entries == nil {
+		entries = []ServiceEntryRef{}
+	}
+	raw, err := json.Marshal(entries)
+	if err != nil {
+		return nil, fmt.Errorf("engine: inventory: %w", err)
+	}
+	var hosts, suffixes []string
 	for _, se := range inv.ServiceEntries {
-		// As encoding/json writes a ServiceEntryRef.
-		hostsTerm := ast.NullTerm()
-		if se.Hosts != nil {
-			terms := make([]*ast.Term, len(se.Hosts))
-			for j, h := range se.Hosts {
-				terms[j] = ast.StringTerm(h)
-			}
-			hostsTerm = ast.ArrayTerm(terms...)
-		}
-		kvs := [][2]*ast.Term{
-			ast.Item(ast.InternedTerm("namespace"), ast.StringTerm(se.Namespace)),
-			ast.Item(ast.InternedTerm("name"), ast.StringTerm(se.Name)),
-			ast.Item(ast.InternedTerm("hosts"), hostsTerm),
-		}
-		if se.Location != "" {
-			kvs = append(kvs, ast.Item(ast.InternedTerm("location"), ast.StringTerm(se.Location)))
-		}
-		entries = append(entries, ast.ObjectTerm(kvs...))
 		if se.Location != "" && se.Location != "MESH_EXTERNAL" {
 			continue
 		}
 		for _, h := range se.Hosts {
-			if rest, ok := strings.CutPrefix(h, "*."); ok {
-				suffixes.Insert(ast.StringTerm("."+rest), ast.InternedTerm(true))
-				continue
+			if strings.HasPrefix(h, "*.") {
+				suffixes = append(suffixes, h[1:])
+			} else {
+				hosts = append(hosts, h)
 			}
-			hosts.Insert(ast.StringTerm(h), ast.InternedTerm(true))
 		}
 	}
-	sorted := make([]*ast.Term, 0, suffixes.Len())
-	for _, k := range suffixes.Keys() {
-		sorted = append(sorted, k)
+	slices.Sort(hosts)
+	slices.Sort(suffixes)
+	hosts, suffixes = slices.Compact(hosts), slices.Compact(suffixes)
+	b := make([]byte, 0, len(raw)+32*(len(hosts)+2*len(suffixes))+128)
+	b = append(b, `{"serviceEntries":`...)
+	b = append(b, raw...)
+	b = appendSet(append(b, `,"externalHosts":`...), hosts)
+	b = append(b, `,"externalSuffixes":[`...)
+	for i, s := range suffixes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s)
 	}
-	slices.SortFunc(sorted, func(a, b *ast.Term) int { return a.Value.Compare(b.Value) })
-	return ast.NewObject(
-		ast.Item(ast.InternedTerm("serviceEntries"), ast.ArrayTerm(entries...)),
-		ast.Item(ast.InternedTerm("externalHosts"), ast.NewTerm(hosts)),
-		ast.Item(ast.InternedTerm("externalSuffixes"), ast.ArrayTerm(sorted...)),
-		ast.Item(ast.InternedTerm("externalSuffixIndex"), ast.NewTerm(suffixes)),
-	)
+	b = appendSet(append(b, `],"externalSuffixIndex":`...), suffixes)
+	b = append(b, '}')
+	p := parsers.Get()
+	defer parsers.Put(p)
+	v, err := p.ParseBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("engine: inventory: %w", err)
+	}
+	return vm.FromJSON(v, inventoryKeys), nil
 }
+
+// appendSet appends the JSON object {"key": true, ...} of keys.
+func appendSet(b []byte, keys []string) []byte {
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(appendString(b, k), ":true"...)
+	}
+	return append(b, '}')
+}
+
+// appendString appends s as a JSON string: as it is when it is printable
+// ASCII without quotes or backslashes (DNS names are), else as
+// encoding/json writes it.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// inventoryKeys are the object keys of data.inventory, shared by its values.
+var inventoryKeys = map[string]vm.Value{"namespace": "namespace", "name": "name", "hosts": "hosts", "location": "location"}
 
 // dataStore is the store topdown's queries are prepared with. A prepared
 // query reads data through the store it was prepared with; this one holds

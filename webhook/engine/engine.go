@@ -92,8 +92,12 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 // WithInventory returns an engine with e's compiled policies and
 // configuration and the inventory inv. It compiles nothing: it builds the
 // inventory's part of the data document and its indexes.
-func (e *Engine) WithInventory(inv Inventory) *Engine {
-	return &Engine{policy: e.policy, data: e.data.withInventory(inv)}
+func (e *Engine) WithInventory(inv Inventory) (*Engine, error) {
+	data, err := e.data.withInventory(inv)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{policy: e.policy, data: data}, nil
 }
 
 // SamePolicies says whether e and other run the same compiled policies (one

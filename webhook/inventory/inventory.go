@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"sync/atomic"
+	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,12 +23,22 @@ import (
 )
 
 // Watcher caches the cluster's ServiceEntries, trimmed to what the rules
-// read, and signals changes.
+// read, and signals changes, coalesced: a burst of changes is one signal.
 type Watcher struct {
-	cache   cache.Cache
+	cache cache.Cache
+	// events is signalled by every change; changed once per burst.
+	events  chan struct{}
 	changed chan struct{}
 	synced  atomic.Bool
 }
+
+// A burst of changes ends when no change came for burstQuiet; a burst that
+// goes on is signalled every burstMax. Each signal swaps the engine's data
+// once (a new data document and its indexes, no compile).
+const (
+	burstQuiet = 20 * time.Millisecond
+	burstMax   = 100 * time.Millisecond
+)
 
 // New builds a Watcher over the API server rc reaches. It needs list and
 // watch on serviceentries.networking.istio.io in every namespace.
@@ -43,7 +54,7 @@ func New(rc *rest.Config) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
-	return &Watcher{cache: c, changed: make(chan struct{}, 1)}, nil
+	return &Watcher{cache: c, events: make(chan struct{}, 1), changed: make(chan struct{}, 1)}, nil
 }
 
 // Trim keeps of a ServiceEntry what the rules read (name, namespace, hosts,
@@ -72,14 +83,11 @@ func (w *Watcher) Start(ctx context.Context) error {
 		return fmt.Errorf("inventory: %w", err)
 	}
 	notify := func() {
-		if !w.synced.Load() {
-			return
-		}
-		select {
-		case w.changed <- struct{}{}:
-		default:
+		if w.synced.Load() {
+			signal(w.events)
 		}
 	}
+	go coalesce(ctx, w.events, w.changed, burstQuiet, burstMax)
 	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { notify() },
 		UpdateFunc: func(any, any) { notify() },
@@ -100,8 +108,48 @@ func (w *Watcher) Start(ctx context.Context) error {
 	return <-errc
 }
 
-// Changes fires when the inventory may differ from the last Snapshot. Many
-// changes may fire once.
+// signal marks c, a channel of capacity one, without waiting: signals not
+// yet received are one.
+func signal(c chan<- struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// coalesce signals out once per burst of signals on in: when no signal came
+// for quiet, or max after the burst's first.
+func coalesce(ctx context.Context, in <-chan struct{}, out chan<- struct{}, quiet, max time.Duration) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-in:
+		}
+		wait, deadline := time.NewTimer(quiet), time.NewTimer(max)
+	burst:
+		for {
+			select {
+			case <-ctx.Done():
+				wait.Stop()
+				deadline.Stop()
+				return
+			case <-in:
+				wait.Reset(quiet)
+			case <-wait.C:
+				break burst
+			case <-deadline.C:
+				break burst
+			}
+		}
+		wait.Stop()
+		deadline.Stop()
+		signal(out)
+	}
+}
+
+// Changes fires when the inventory may differ from the last Snapshot, once
+// per burst of changes.
 func (w *Watcher) Changes() <-chan struct{} { return w.changed }
 
 // Snapshot is the inventory as cached, sorted by namespace and name.

@@ -1,8 +1,10 @@
 package inventory
 
 import (
+	"context"
 	"reflect"
 	"testing"
+	"time"
 
 	apinetworkingv1 "istio.io/api/networking/v1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -66,4 +68,45 @@ func TestFromList(t *testing.T) {
 	if empty := FromList(nil); empty.ServiceEntries == nil || len(empty.ServiceEntries) != 0 {
 		t.Errorf("no ServiceEntries is an empty list: %#v", empty)
 	}
+}
+
+// A burst of changes is one signal, once the burst ends.
+func TestCoalesce(t *testing.T) {
+	in, out := make(chan struct{}, 1), make(chan struct{}, 1)
+	go coalesce(t.Context(), in, out, 200*time.Millisecond, time.Hour)
+	for range 1000 {
+		signal(in)
+	}
+	<-out
+	select {
+	case <-out:
+		t.Fatal("one burst signalled twice")
+	case <-time.After(600 * time.Millisecond):
+	}
+	// The next change is signalled again.
+	signal(in)
+	<-out
+}
+
+// A burst that goes on is signalled every max, not only at its end.
+func TestCoalesceLongBurst(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	in, out := make(chan struct{}, 1), make(chan struct{}, 1)
+	go coalesce(ctx, in, out, time.Hour, 20*time.Millisecond)
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				signal(in)
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	<-out
+	<-out
+	close(stop)
+	cancel()
 }

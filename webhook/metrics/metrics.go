@@ -17,6 +17,7 @@ type Metrics struct {
 	reloads    *prometheus.CounterVec
 	inventory  prometheus.Gauge
 	updates    *prometheus.CounterVec
+	compiles   prometheus.Counter
 	panics     *prometheus.CounterVec
 }
 
@@ -50,14 +51,18 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "egress_guard_inventory_updates_total",
-			Help: "Engines rebuilt with a new inventory, by result (success, failure).",
+			Help: "Inventory updates swapped into the engine (data only, no compile), by result (success, failure).",
 		}, []string{"result"}),
+		compiles: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "egress_guard_policy_compiles_total",
+			Help: "Compilations of the configuration and policies (a changed file), good or bad; inventory updates compile nothing.",
+		}),
 		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "egress_guard_panics_total",
 			Help: "Panics recovered while answering a request, each answered with an error, by where they happened (decode, input, evaluate, mutate, diff, handler, http).",
 		}, []string{"where"}),
 	}
-	reg.MustRegister(m.requests, m.violations, m.mutations, m.duration, m.reloads, m.inventory, m.updates, m.panics)
+	reg.MustRegister(m.requests, m.violations, m.mutations, m.duration, m.reloads, m.inventory, m.updates, m.compiles, m.panics)
 	return m
 }
 
@@ -82,6 +87,9 @@ func (m *Metrics) Panic(where string) { m.panics.WithLabelValues(where).Inc() }
 
 // Reload records a reload attempt.
 func (m *Metrics) Reload(ok bool) { m.reloads.WithLabelValues(result(ok)).Inc() }
+
+// Compile records a compilation of the configuration and policies.
+func (m *Metrics) Compile() { m.compiles.Inc() }
 
 // InventoryUpdate records an inventory update: its ServiceEntries when it
 // took effect.

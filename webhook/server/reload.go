@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"io/fs"
+	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,9 +19,11 @@ import (
 	"github.com/egress-guard/egress-guard/webhook/metrics"
 )
 
-// Holder keeps the engine in force and swaps it atomically when the
-// configuration or policy files change. A reload that fails keeps the last
-// good engine and says why (log and metric).
+// Holder keeps the engine in force and swaps it atomically. A change of the
+// configuration or policy files compiles a new engine (Load); a change of
+// the cluster's inventory swaps the data alone, keeping the compiled
+// policies (Refresh). A reload that fails keeps the last good engine and
+// says why (log and metric).
 type Holder struct {
 	configFile string
 	policyDirs []string
@@ -40,10 +40,15 @@ type Holder struct {
 	inventory engine.Inventory
 	// inventoryReady is set by the first Refresh.
 	inventoryReady atomic.Bool
+	// compiles counts the engines compiled (Load), good or bad.
+	compiles atomic.Uint64
 }
 
 // Get returns the engine in force.
 func (h *Holder) Get() *engine.Engine { return h.current.Load() }
+
+// Compiles is the number of times the policies were compiled.
+func (h *Holder) Compiles() uint64 { return h.compiles.Load() }
 
 // Checker is ready once an engine is loaded.
 func (h *Holder) Checker() healthz.Checker {
@@ -65,16 +70,16 @@ func (h *Holder) InventoryChecker() healthz.Checker {
 	}
 }
 
-// Refresh puts in force an engine with the configuration and policies in
-// force and the cluster's inventory inv.
-func (h *Holder) Refresh(ctx context.Context, inv engine.Inventory) error {
+// Refresh puts in force the engine in force with the cluster's inventory
+// inv: the compiled policies stay, the data document is swapped.
+func (h *Holder) Refresh(_ context.Context, inv engine.Inventory) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	cur := h.current.Load()
 	if cur == nil {
 		return errors.New("no configuration loaded")
 	}
-	e, err := engine.New(ctx, engine.Options{Config: cur.Config(), PolicyDirs: h.policyDirs, Inventory: inv})
+	e, err := cur.WithInventory(inv)
 	if err != nil {
 		h.metrics.InventoryUpdate(0, false)
 		return err
@@ -88,22 +93,31 @@ func (h *Holder) Refresh(ctx context.Context, inv engine.Inventory) error {
 
 // Load builds an engine from the files and puts it in force.
 func (h *Holder) Load(ctx context.Context) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	digest, err := h.sum()
+	files, err := h.read()
 	if err != nil {
 		return err
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	// What was tried, good or bad: a broken file is reported once, not on
 	// every tick, and tried again when it changes.
-	h.digest = digest
+	h.digest = files.digest
+	return h.build(ctx, files)
+}
+
+// build compiles an engine from files read and puts it in force; h.mu is
+// held.
+func (h *Holder) build(ctx context.Context, files *files) error {
 	cfg := config.Default()
 	if h.configFile != "" {
-		if cfg, err = config.LoadFile(h.configFile); err != nil {
-			return err
+		var err error
+		if cfg, err = config.Parse(files.config); err != nil {
+			return fmt.Errorf("config %s: %w", h.configFile, err)
 		}
 	}
-	e, err := engine.New(ctx, engine.Options{Config: cfg, PolicyDirs: h.policyDirs, Inventory: h.inventory})
+	h.compiles.Add(1)
+	h.metrics.Compile()
+	e, err := engine.New(ctx, engine.Options{Config: cfg, Policies: files.policies, Inventory: h.inventory})
 	if err != nil {
 		return err
 	}
@@ -128,12 +142,9 @@ func (h *Holder) Watch(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		changed, err := h.changed()
-		if err == nil && !changed {
+		err := h.reload(ctx)
+		if errors.Is(err, errUnchanged) {
 			continue
-		}
-		if err == nil {
-			err = h.Load(ctx)
 		}
 		if err != nil {
 			if err.Error() != lastErr {
@@ -149,51 +160,54 @@ func (h *Holder) Watch(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// changed says whether the files differ from those last tried.
-func (h *Holder) changed() (bool, error) {
-	digest, err := h.sum()
+var errUnchanged = errors.New("unchanged")
+
+// reload reads the files once and, when they differ from those last tried,
+// builds an engine from what it read; errUnchanged when they do not.
+func (h *Holder) reload(ctx context.Context) error {
+	files, err := h.read()
 	if err != nil {
-		return false, err
+		return err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return digest != h.digest, nil
+	if files.digest == h.digest {
+		return errUnchanged
+	}
+	h.digest = files.digest
+	return h.build(ctx, files)
 }
 
-// sum digests the config file and every policy file.
-func (h *Holder) sum() ([32]byte, error) {
-	files := []string{}
-	if h.configFile != "" {
-		files = append(files, h.configFile)
-	}
-	for _, dir := range h.policyDirs {
-		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() && len(d.Name()) > 1 && d.Name()[:2] == ".." {
-				return filepath.SkipDir
-			}
-			if !d.IsDir() && filepath.Ext(path) == ".rego" {
-				files = append(files, path)
-			}
-			return nil
-		})
-		if err != nil {
-			return [32]byte{}, err
-		}
-	}
-	sort.Strings(files)
+// files are the configuration and policy files as read, and their digest.
+type files struct {
+	digest   [32]byte
+	config   []byte
+	policies []engine.PolicyFile
+}
+
+// read reads the config file and the policy files, each once, and digests
+// them.
+func (h *Holder) read() (*files, error) {
+	out := &files{}
 	hash := sha256.New()
-	for _, f := range files {
-		b, err := os.ReadFile(f)
+	if h.configFile != "" {
+		b, err := os.ReadFile(h.configFile)
 		if err != nil {
-			return [32]byte{}, err
+			return nil, fmt.Errorf("reading config: %w", err)
 		}
-		hash.Write([]byte(f))
+		out.config = b
+		hash.Write([]byte(h.configFile))
 		hash.Write(b)
 	}
-	var out [32]byte
-	copy(out[:], hash.Sum(nil))
+	policies, err := engine.ReadPolicies(h.policyDirs)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range policies {
+		hash.Write([]byte(f.Path))
+		hash.Write(f.Source)
+	}
+	out.policies = policies
+	copy(out.digest[:], hash.Sum(nil))
 	return out, nil
 }

@@ -20,19 +20,23 @@ covers(pattern, host) if {
 	endswith(host, substring(pattern, 1, -1))
 }
 
-# external(host): traffic to host leaves the cluster.
+# external(host): traffic to host leaves the cluster: host is not a cluster
+# name, or the allow list or a MESH_EXTERNAL ServiceEntry names it (exactly
+# or with a "*." wildcard over it).
 external(host) if not cluster_local(host)
 
-external(host) if count(_covering(host)) > 0
+external(host) if _allow_index.hosts[host]
 
-# The hosts of MESH_EXTERNAL ServiceEntries, indexed once per inventory:
-# exact names, and the suffixes of "*." wildcards.
 external(host) if data.inventory.externalHosts[host]
 
 external(host) if {
 	some suffix in _suffixes(host)
-	_external_suffixes[suffix]
+	_external_suffix(suffix)
 }
+
+_external_suffix(suffix) if _allow_index.suffixes[suffix]
+
+_external_suffix(suffix) if _external_suffixes[suffix]
 
 # The allow entries that cover host for namespace ns, in the list's order
 # (an entry once per pattern of it that covers host).
@@ -43,29 +47,30 @@ entries(host, ns) := [entry |
 ]
 
 # Indexes. Lookups never scan the allow list or the inventory: a host is
-# looked up by name, and by each of its suffixes that starts at a dot, so
-# that a review costs the same with ten entries or ten thousand. The engine
-# derives the indexes once per configuration (data.config.allowIndex) and
-# per inventory (data.inventory.externalSuffixIndex); data without them (a
-# test's own data.config or data.inventory) gets them derived here, per
-# evaluation.
+# looked up by name, and by each of its suffixes that starts at a dot (the
+# "*." wildcards over it), so that a review costs the same with ten entries
+# or ten thousand. The engine builds the indexes once per configuration
+# (data.config.allowIndex) and once per inventory
+# (data.inventory.externalSuffixIndex); data without them (a test's own
+# data.config or data.inventory) gets them derived here, per evaluation.
 
 # _suffixes(host): the suffixes of host that start at a dot ("a.b.com":
-# ".b.com" and ".com"), the keys "*." wildcards are indexed by.
+# ".b.com" and ".com"), by which "*." wildcards are indexed.
 _suffixes(host) := {substring(host, i, -1) | some i in indexof_n(host, ".")}
 
 # _covering(host): the positions [entry, pattern] in data.config.allow of the
-# patterns that cover host, sorted.
-_covering(host) := sort({position |
+# patterns that cover host. A set iterates in order: by entry, then pattern.
+_covering(host) := {position |
 	some position in _allow_index.hosts[host]
 } | {position |
 	some suffix in _suffixes(host)
 	some position in _allow_index.suffixes[suffix]
-})
+}
 
-# _allow_index.hosts[name]: the positions of the patterns equal to name
-# (those without a "*." wildcard); _allow_index.suffixes[".x.com"]: those of
-# the pattern "*.x.com".
+# _allow_index.hosts[name]: the positions [entry, pattern] in
+# data.config.allow of the patterns equal to name that are not "*."
+# wildcards; _allow_index.suffixes[".x.com"]: those of the pattern "*.x.com".
+# Positions come in the list's order.
 _allow_index := data.config.allowIndex
 
 _allow_index := {
