@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/storage"
@@ -34,11 +35,15 @@ type ServiceEntryRef struct {
 //	 "inventory": <serviceEntries, externalHosts, externalSuffixes, externalSuffixIndex>}
 //
 // in the forms the evaluators read: a value for the IR evaluator and, over
-// the same value's ast form, an in-memory store for topdown. It never
+// the same value's ast form, made when topdown first reads it, an in-memory
+// store for topdown. It never
 // changes; a swap builds another, which shares the unchanged part.
 type document struct {
 	value vm.Value
-	store storage.Store
+	// store is made on topdown's first read: the IR evaluator, which runs
+	// every query but those it cannot run, never needs it, and a copy of
+	// the inventory in OPA's values costs as much again as the inventory.
+	store func() storage.Store
 	// config is data.config, kept for the documents withInventory builds.
 	config vm.Value
 	// serviceEntries counts the inventory's ServiceEntries.
@@ -72,11 +77,13 @@ func assemble(cfg vm.Value, inv Inventory) (*document, error) {
 
 // docFromValue is a document holding v, a shared value (vm.Share).
 func docFromValue(v vm.Value) *document {
-	obj, ok := vm.ToAST(v).(ast.Object)
-	if !ok {
-		obj = ast.NewObject()
-	}
-	return &document{value: v, store: inmem.NewFromASTObject(obj)}
+	return &document{value: v, store: sync.OnceValue(func() storage.Store {
+		obj, ok := vm.ToAST(v).(ast.Object)
+		if !ok {
+			obj = ast.NewObject()
+		}
+		return inmem.NewFromASTObject(obj)
+	})}
 }
 
 // emptyDocument is a document without data, for queries that read none.
@@ -245,11 +252,12 @@ func (t *docTxn) ID() uint64 { return t.txn.ID() }
 
 // begin opens a read transaction on d for an evaluation; end closes it.
 func (d *document) begin(ctx context.Context) (*docTxn, error) {
-	txn, err := d.store.NewTransaction(ctx)
+	store := d.store()
+	txn, err := store.NewTransaction(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &docTxn{store: d.store, txn: txn}, nil
+	return &docTxn{store: store, txn: txn}, nil
 }
 
 func (t *docTxn) end(ctx context.Context) { t.store.Abort(ctx, t.txn) }

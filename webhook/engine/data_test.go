@@ -51,7 +51,7 @@ allow:
 inv := object.remove(data.inventory, {"externalSuffixIndex"})
 allow := data.egressguard.lib._allow_index with data.config as cfg
 suffixes := data.egressguard.lib._external_suffixes with data.inventory as inv`),
-		rego.Module("hosts.rego", string(lib)), rego.Store(e.data.store),
+		rego.Module("hosts.rego", string(lib)), rego.Store(e.data.store()),
 	).Eval(context.Background())
 	if err != nil || len(rs) != 1 {
 		t.Fatalf("%v %v", rs, err)
@@ -121,7 +121,7 @@ allow:
 			for ns, skip := range map[string]int{"team-a": -1, "team-b": 1} {
 				rs, err := rego.New(
 					rego.Query(fmt.Sprintf(`x := [i | some entry in data.egressguard.lib.entries(%q, %q); some i, e in data.config.allow; e == entry]`, host, ns)),
-					rego.Module("hosts.rego", string(lib)), rego.Store(e.data.store),
+					rego.Module("hosts.rego", string(lib)), rego.Store(e.data.store()),
 				).Eval(context.Background())
 				if err != nil || len(rs) != 1 {
 					t.Fatalf("%s: %v %v", host, rs, err)

@@ -308,7 +308,7 @@ func TestInventoryIndex(t *testing.T) {
 // storeDoc is the document at ref in the engine's data.
 func storeDoc(t *testing.T, e *Engine, ref string) map[string]any {
 	t.Helper()
-	rs, err := rego.New(rego.Query(ref), rego.Store(e.data.store)).Eval(context.Background())
+	rs, err := rego.New(rego.Query(ref), rego.Store(e.data.store())).Eval(context.Background())
 	if err != nil || len(rs) != 1 {
 		t.Fatalf("%s: %v %v", ref, rs, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -45,6 +46,40 @@ var natives = map[string]native{
 			return intNumber(n), true
 		}
 		return nil, false
+	},
+	// indexof_n and substring of ASCII strings (host names), as topdown's
+	// ASCII paths compute them: byte offsets are rune offsets.
+	ast.IndexOfN.Name: func(args []Value) (Value, bool) {
+		base, ok1 := args[0].(string)
+		search, ok2 := args[1].(string)
+		if !ok1 || !ok2 || search == "" || !ascii(base) || !ascii(search) {
+			return nil, false
+		}
+		out := newArray(strings.Count(base, search))
+		for offset := 0; ; {
+			i := strings.Index(base[offset:], search)
+			if i < 0 {
+				break
+			}
+			out.elems = append(out.elems, intNumber(offset+i))
+			offset += i + 1
+		}
+		return out, true
+	},
+	ast.Substring.Name: func(args []Value) (Value, bool) {
+		base, ok := args[0].(string)
+		start, ok1 := smallInt(args[1])
+		length, ok2 := smallInt(args[2])
+		if !ok || !ok1 || !ok2 || start < 0 || !ascii(base) {
+			return nil, false
+		}
+		switch {
+		case start >= len(base):
+			return "", true
+		case length < 0:
+			return base[start:], true
+		}
+		return base[start : start+min(length, len(base)-start)], true
 	},
 	ast.StartsWith.Name: strings2(strings.HasPrefix),
 	ast.EndsWith.Name:   strings2(strings.HasSuffix),
@@ -121,4 +156,24 @@ func strings2(f func(a, b string) bool) native {
 		}
 		return f(a, b), true
 	}
+}
+
+// ascii: s is all ASCII.
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// smallInt is v as an int when v is a number written as one.
+func smallInt(v Value) (int, bool) {
+	n, ok := v.(ast.Number)
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(string(n))
+	return i, err == nil && i > -1<<31 && i < 1<<31
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/valyala/fastjson"
@@ -34,7 +35,9 @@ type Null struct{}
 // Array is a Rego array.
 type Array struct {
 	elems []Value
-	term  *ast.Term
+	// term is the ast form, made on first use (atomic: a shared value's
+	// may be made by concurrent evaluations, each making the same).
+	term atomic.Pointer[ast.Term]
 	// small holds the elements of a short array: one allocation, not two.
 	small [2]Value
 }
@@ -46,7 +49,7 @@ type Object struct {
 	// index maps a key's hash to the positions of the keys with that hash,
 	// built once the object is large enough for it to pay.
 	index map[uint64][]int
-	term  *ast.Term
+	term  atomic.Pointer[ast.Term]
 	// small holds the pairs of a small object: one allocation, not two.
 	small [2]pair
 	// unsorted: a key was added out of order, and kvs are sorted before
@@ -63,7 +66,7 @@ type pair struct{ k, v Value }
 type Set struct {
 	elems    []Value
 	index    map[uint64][]int
-	term     *ast.Term
+	term     atomic.Pointer[ast.Term]
 	unsorted bool
 }
 
@@ -82,7 +85,7 @@ func newArray(capacity int) *Array {
 
 func (a *Array) append(v Value) {
 	a.elems = append(a.elems, v)
-	a.term = nil
+	a.term.Store(nil)
 }
 
 // Len is the array's length.
@@ -146,7 +149,7 @@ func (o *Object) Get(k Value) Value {
 
 // insert sets k to v.
 func (o *Object) insert(k, v Value) {
-	o.term = nil
+	o.term.Store(nil)
 	if i := o.find(k); i >= 0 {
 		o.kvs[i].v = v
 		return
@@ -211,7 +214,7 @@ func (s *Set) add(v Value) {
 	if s.find(v) >= 0 {
 		return
 	}
-	s.term = nil
+	s.term.Store(nil)
 	if s.elems == nil {
 		s.elems = make([]Value, 0, 4)
 	}
@@ -378,32 +381,38 @@ func toTerm(v Value) *ast.Term {
 		}
 		return ast.NewTerm(x)
 	case *Array:
-		if x.term == nil {
-			terms := make([]*ast.Term, len(x.elems))
-			for i, e := range x.elems {
-				terms[i] = toTerm(e)
-			}
-			x.term = ast.ArrayTerm(terms...)
+		if t := x.term.Load(); t != nil {
+			return t
 		}
-		return x.term
+		terms := make([]*ast.Term, len(x.elems))
+		for i, e := range x.elems {
+			terms[i] = toTerm(e)
+		}
+		t := ast.ArrayTerm(terms...)
+		x.term.Store(t)
+		return t
 	case *Object:
-		if x.term == nil {
-			items := make([][2]*ast.Term, len(x.kvs))
-			for i, p := range x.kvs {
-				items[i] = [2]*ast.Term{toTerm(p.k), toTerm(p.v)}
-			}
-			x.term = ast.ObjectTerm(items...)
+		if t := x.term.Load(); t != nil {
+			return t
 		}
-		return x.term
+		items := make([][2]*ast.Term, len(x.kvs))
+		for i, p := range x.kvs {
+			items[i] = [2]*ast.Term{toTerm(p.k), toTerm(p.v)}
+		}
+		t := ast.ObjectTerm(items...)
+		x.term.Store(t)
+		return t
 	case *Set:
-		if x.term == nil {
-			terms := make([]*ast.Term, len(x.elems))
-			for i, e := range x.elems {
-				terms[i] = toTerm(e)
-			}
-			x.term = ast.SetTerm(terms...)
+		if t := x.term.Load(); t != nil {
+			return t
 		}
-		return x.term
+		terms := make([]*ast.Term, len(x.elems))
+		for i, e := range x.elems {
+			terms[i] = toTerm(e)
+		}
+		t := ast.SetTerm(terms...)
+		x.term.Store(t)
+		return t
 	}
 	return nil
 }
@@ -517,12 +526,12 @@ func (o *Object) Insert(k, v Value) {
 }
 
 // Share readies v for concurrent evaluations: it puts every object's keys
-// and every set's elements in order and makes the ast form of every
-// composite now, which evaluations would otherwise do on first use. The
+// and every set's elements in order, so that evaluations only read them.
+// The ast form of a composite (for OPA's built-ins) is made on first use,
+// atomically; most of a large data document is never passed to one. The
 // evaluator never modifies a value it did not build.
 func Share(v Value) Value {
 	sortAll(v)
-	toTerm(v)
 	return v
 }
 

@@ -214,6 +214,10 @@ p := [1 in s, 3 in s]`, "data.t.p", `{}`},
 		{"a set lookup gives the key", "s := {1.0, \"a\"}\np := sprintf(\"%v %v\", [s[1], s[1.00]])", "data.t.p", `{}`},
 		{"zeros in a large set", `p := [count({x | some x in input.xs}), count({x | some x in input.xs} & {0})]`, "data.t.p", `{"xs": [0, -0, 0.0, -0.0, 0e3, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79]}`},
 		{"ones in a large object", `p := count({x: 1 | some x in input.xs})`, "data.t.p", `{"xs": [1, 1.0, 10e-1, 100e-2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79]}`},
+		{"indexof_n", `p := [indexof_n(input.s, "."), indexof_n(input.s, "b.c"), indexof_n("ünï.cödé.x", "."), indexof_n(input.s, "zz")]`, "data.t.p", `{"s": "a.b.c.b.c"}`},
+		{"indexof_n of nothing", `p := indexof_n(input.s, "")`, "data.t.p", `{"s": "a.b"}`},
+		{"substring", `p := [substring(input.s, 1, -1), substring(input.s, 0, 100), substring(input.s, 9, 2), substring(input.s, 2, 3), substring("ünïcödé", 1, 3), substring(input.s, 1.0, 2), substring("", 0, 1)]`, "data.t.p", `{"s": "a.b.c"}`},
+		{"substring at a negative offset", `p := substring(input.s, -1, 2)`, "data.t.p", `{"s": "a.b"}`},
 		{"some in nested", `p contains [x, y] if { some x in input.xs; some y in input.ys; x < y }`, "data.t.p", `{"xs": [1, 3], "ys": [2, 4]}`},
 	}
 	for _, tc := range cases {
