@@ -72,6 +72,7 @@ func newServeCommand() *cobra.Command {
 	cf := certFlags{}
 	zapOpts := zap.Options{}
 	gcPercent := 0
+	memLimit := ""
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the mutating and validating admission webhooks over TLS",
@@ -95,6 +96,16 @@ func newServeCommand() *cobra.Command {
 			}
 			if os.Getenv("GOGC") == "" && gcPercent > 0 {
 				debug.SetGCPercent(gcPercent)
+			}
+			if os.Getenv("GOMEMLIMIT") == "" {
+				limit, from, err := memoryLimit(memLimit, readFile)
+				if err != nil {
+					return usageError("%v", err)
+				}
+				if limit > 0 {
+					debug.SetMemoryLimit(limit)
+				}
+				log.Info("Go memory limit", "bytes", limit, "from", from)
 			}
 			return server.Run(cmd.Context(), o)
 		},
@@ -121,6 +132,7 @@ func newServeCommand() *cobra.Command {
 	f.DurationVar(&o.HTTP.Idle, "idle-timeout", server.DefaultIdleTimeout, "webhook server: how long a kept-alive connection may wait for its next request")
 	f.StringVar(&o.PprofBindAddress, "pprof-bind-address", "0", "net/http/pprof address for profiling (0 disables)")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to drain requests on shutdown")
+	f.StringVar(&memLimit, "memory-limit", "", "soft limit of the Go heap unless GOMEMLIMIT is set: a quantity (200Mi), none, or empty for 80% of the container's memory limit; past it the GC runs more often instead of the process outgrowing its container")
 	f.IntVar(&gcPercent, "gc-percent", 400, "Go GC target percentage unless GOGC is set: the live heap is small and each request's garbage large, so a higher target trades a few MiB for CPU")
 	goFlags := flagSetFor(&zapOpts)
 	f.AddGoFlagSet(goFlags)
