@@ -81,6 +81,22 @@ var natives = map[string]native{
 		}
 		return base[start : start+min(length, len(base)-start)], true
 	},
+	// a | b of two sets.
+	ast.Or.Name: func(args []Value) (Value, bool) {
+		a, ok1 := args[0].(*Set)
+		b, ok2 := args[1].(*Set)
+		if !ok1 || !ok2 {
+			return nil, false
+		}
+		out := &Set{elems: make([]Value, 0, len(a.elems)+len(b.elems))}
+		for _, e := range a.elems {
+			out.add(e)
+		}
+		for _, e := range b.elems {
+			out.add(e)
+		}
+		return out, true
+	},
 	ast.StartsWith.Name: strings2(strings.HasPrefix),
 	ast.EndsWith.Name:   strings2(strings.HasSuffix),
 	ast.Contains.Name:   strings2(strings.Contains),

@@ -218,6 +218,9 @@ p := [1 in s, 3 in s]`, "data.t.p", `{}`},
 		{"indexof_n of nothing", `p := indexof_n(input.s, "")`, "data.t.p", `{"s": "a.b"}`},
 		{"substring", `p := [substring(input.s, 1, -1), substring(input.s, 0, 100), substring(input.s, 9, 2), substring(input.s, 2, 3), substring("ünïcödé", 1, 3), substring(input.s, 1.0, 2), substring("", 0, 1)]`, "data.t.p", `{"s": "a.b.c"}`},
 		{"substring at a negative offset", `p := substring(input.s, -1, 2)`, "data.t.p", `{"s": "a.b"}`},
+		{"set union", `p := [{2} | {3, 1}, {"b", [1]} | {[1.0], "a"}, set() | set(), {1} | set()]`, "data.t.p", `{}`},
+		{"set union of an array", `p := input.a | {3, 1}`, "data.t.p", `{"a": [2, 1]}`},
+		{"set union of two sets", "s1 := {x | some x in input.xs}\ns2 := {x | some x in input.ys}\np := [x | some x in s1 | s2]", "data.t.p", `{"xs": [3, 1, 2], "ys": [2, 0, -0, 4]}`},
 		{"some in nested", `p contains [x, y] if { some x in input.xs; some y in input.ys; x < y }`, "data.t.p", `{"xs": [1, 3], "ys": [2, 4]}`},
 	}
 	for _, tc := range cases {
