@@ -1258,69 +1258,37 @@ func (s lenStmt) useInput(u *inputUses) {
 
 var isArrayRow = kind[*ir.IsArrayStmt]{
 	compile: func(c *compiler, s *ir.IsArrayStmt) (instr, error) {
-		return isArray{s}, c.uses(s.Location, nil, s.Source)
+		return isKind[*Array]{s.Source}, c.uses(s.Location, nil, s.Source)
 	},
 	flow: func(s *ir.IsArrayStmt, f *flow) { f.reads(s.Location, s.Source) },
 }
 
-type isArray struct{ *ir.IsArrayStmt }
-
-func (s isArray) exec(st *state) (int, error) {
-	locals := st.locals
-	if _, ok := st.read(locals, s.Source).(*Array); !ok {
-		return 0, nil
-	}
-	return completed, nil
-}
-
-func (s isArray) useInput(u *inputUses) {
-	if u.isIn(s.Source) {
-		u.all()
-	}
-}
-
 var isObjectRow = kind[*ir.IsObjectStmt]{
 	compile: func(c *compiler, s *ir.IsObjectStmt) (instr, error) {
-		return isObject{s}, c.uses(s.Location, nil, s.Source)
+		return isKind[*Object]{s.Source}, c.uses(s.Location, nil, s.Source)
 	},
 	flow: func(s *ir.IsObjectStmt, f *flow) { f.reads(s.Location, s.Source) },
 }
 
-type isObject struct{ *ir.IsObjectStmt }
-
-func (s isObject) exec(st *state) (int, error) {
-	locals := st.locals
-	if _, ok := st.read(locals, s.Source).(*Object); !ok {
-		return 0, nil
-	}
-	return completed, nil
-}
-
-func (s isObject) useInput(u *inputUses) {
-	if u.isIn(s.Source) {
-		u.all()
-	}
-}
-
 var isSetRow = kind[*ir.IsSetStmt]{
 	compile: func(c *compiler, s *ir.IsSetStmt) (instr, error) {
-		return isSet{s}, c.uses(s.Location, nil, s.Source)
+		return isKind[*Set]{s.Source}, c.uses(s.Location, nil, s.Source)
 	},
 	flow: func(s *ir.IsSetStmt, f *flow) { f.reads(s.Location, s.Source) },
 }
 
-type isSet struct{ *ir.IsSetStmt }
+// isKind is defined when its source is a V.
+type isKind[V Value] struct{ source ir.Operand }
 
-func (s isSet) exec(st *state) (int, error) {
-	locals := st.locals
-	if _, ok := st.read(locals, s.Source).(*Set); !ok {
+func (s isKind[V]) exec(st *state) (int, error) {
+	if _, ok := st.read(st.locals, s.source).(V); !ok {
 		return 0, nil
 	}
 	return completed, nil
 }
 
-func (s isSet) useInput(u *inputUses) {
-	if u.isIn(s.Source) {
+func (s isKind[V]) useInput(u *inputUses) {
+	if u.isIn(s.source) {
 		u.all()
 	}
 }
