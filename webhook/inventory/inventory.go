@@ -36,8 +36,8 @@ type Watcher struct {
 // goes on is signalled every burstMax. Each signal swaps the engine's data
 // once (a new data document and its indexes, no compile).
 const (
-	burstQuiet = 20 * time.Millisecond
-	burstMax   = 100 * time.Millisecond
+	burstQuiet = 5 * time.Millisecond
+	burstMax   = 50 * time.Millisecond
 )
 
 // New builds a Watcher over the API server rc reaches. It needs list and
