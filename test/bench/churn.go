@@ -156,8 +156,8 @@ func churnBench(ctx context.Context, b *bench) error {
 
 	fmt.Printf("egress-guard churn bench: CPUs %s (load average %s), %s, %d ServiceEntries (%d with a wildcard host) in %d namespaces, %g changes/s\n",
 		onlineCPUs(), loadAvg(), o.protocol(), o.churnObjects, o.churnObjects/2, churnNamespaces, o.churnRate)
-	fmt.Printf("  CPUs: serve %s; the load generator, kube-apiserver and etcd %s; serve GOGC=%d (%s)\n",
-		cmp.Or(o.serverCPUs, "any"), allowedCPUs(), b.gcPercent, b.gcSource)
+	fmt.Printf("  CPUs: serve %s; the load generator, kube-apiserver and etcd %s; serve GOGC=%d (%s), --memory-limit %s\n",
+		cmp.Or(o.serverCPUs, "any"), allowedCPUs(), b.gcPercent, b.gcSource, o.serveMemoryLimit)
 	fmt.Printf("  control plane up in %.1f s; %d ServiceEntries created in %.1f s (%.0f/s), in serve's decisions %.1f s after the first create; egress_guard_inventory_service_entries %s\n",
 		cpUp.Seconds(), o.churnObjects, created.Seconds(), float64(o.churnObjects)/created.Seconds(), inForce.Seconds(), gauge)
 	fmt.Printf("  serve VmRSS: %.0f MiB without ServiceEntries, %.0f MiB with them\n", mib(rssEmpty), mib(rssLoaded))

@@ -115,6 +115,8 @@ type options struct {
 	auditObjects int
 	auditOnly    bool
 	serverCPUs   string
+	// serveMemoryLimit is serve's --memory-limit.
+	serveMemoryLimit string
 
 	churn        bool
 	churnObjects int
@@ -183,6 +185,7 @@ func allowedCPUs() string {
 func main() {
 	var o options
 	flag.StringVar(&o.egressGuard, "egress-guard", "", "path to the egress-guard binary (required)")
+	flag.StringVar(&o.serveMemoryLimit, "serve-memory-limit", "204Mi", "serve's --memory-limit: 80% of the chart's default container limit (256Mi), as serve sets it in a pod; none for no limit")
 	flag.StringVar(&o.extraArgs, "egress-guard-args", "", "extra arguments for `egress-guard serve`, space separated")
 	flag.StringVar(&o.noop, "noop", "", "path to a prebuilt no-op server (default: build ./test/bench/noop)")
 	flag.IntVar(&o.conns, "conns", 8, "client connections per server, one closed-loop worker each")
@@ -257,7 +260,10 @@ func (b *bench) startServe(ctx context.Context, more ...string) (*server, string
 		// requests of HTTP/2 streams.
 		"--max-queued-requests", strconv.Itoa(max(b.o.conns, 64)),
 		"--metrics-bind-address", metricsAddr,
-		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2])}
+		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		// As in the chart's pods: 80% of the default container limit,
+		// 256Mi (serve reads it from its cgroup; here there is none).
+		"--memory-limit", b.o.serveMemoryLimit}
 	args = append(args, more...)
 	args = append(args, strings.Fields(b.o.extraArgs)...)
 	srv, err := start(ctx, "egress-guard", b.dir, ports[0],
@@ -366,8 +372,8 @@ func run(ctx context.Context, o options) error {
 
 	fmt.Printf("egress-guard bench: CPUs %s (load average %s), %s, %s runs (+%s warmup), memory run %d req/server\n",
 		onlineCPUs(), loadAvg(), o.protocol(), o.duration, o.warmup, o.rssRequests)
-	fmt.Printf("  CPUs: the servers %s, the load generator %s; both servers GOGC=%d (%s)\n",
-		cmp.Or(o.serverCPUs, "any"), allowedCPUs(), b.gcPercent, b.gcSource)
+	fmt.Printf("  CPUs: the servers %s, the load generator %s; both servers GOGC=%d (%s); serve --memory-limit %s\n",
+		cmp.Or(o.serverCPUs, "any"), allowedCPUs(), b.gcPercent, b.gcSource, o.serveMemoryLimit)
 
 	// 1. Closed loop, in rounds alternating between the servers so that a
 	// change in the machine's background load hits both alike.
