@@ -55,8 +55,9 @@ entries(host, ns) := [entry |
 # data.config or data.inventory) gets them derived here, per evaluation.
 
 # _suffixes(host): the suffixes of host that start at a dot ("a.b.com":
-# ".b.com" and ".com"), by which "*." wildcards are indexed.
-_suffixes(host) := {substring(host, i, -1) | some i in indexof_n(host, ".")}
+# ".b.com" and ".com"), by which "*." wildcards are indexed; iterated, not
+# gathered (some suffix in _suffixes(host) would build a set per call).
+_suffixes(host) := [substring(host, i, -1) | some i in indexof_n(host, ".")]
 
 # _covering(host): the positions [entry, pattern] in data.config.allow of the
 # patterns that cover host. A set iterates in order: by entry, then pattern.
