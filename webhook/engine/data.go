@@ -48,6 +48,9 @@ type document struct {
 	config vm.Value
 	// serviceEntries counts the inventory's ServiceEntries.
 	serviceEntries int
+	// entries are the inventory's ServiceEntries as values, by content:
+	// the next swap reuses those that did not change.
+	entries entryValues
 }
 
 // newDocument builds the data document of a configuration and an inventory.
@@ -56,23 +59,74 @@ func newDocument(cfg *config.Config, inv Inventory) (*document, error) {
 	if err != nil {
 		return nil, err
 	}
-	return assemble(vm.Share(vm.FromAST(c)), inv)
+	return assemble(vm.Share(vm.FromAST(c)), inv, nil)
 }
 
 // withInventory builds the document with d's configuration and inv.
 func (d *document) withInventory(inv Inventory) (*document, error) {
-	return assemble(d.config, inv)
+	return assemble(d.config, inv, d.entries)
 }
 
-func assemble(cfg vm.Value, inv Inventory) (*document, error) {
-	i, err := inventoryValue(inv)
+func assemble(cfg vm.Value, inv Inventory, prev entryValues) (*document, error) {
+	entries := inv.entryValues(prev)
+	i, err := inventoryValue(inv, entries)
 	if err != nil {
 		return nil, err
 	}
 	root := vm.Share(vm.NewObject("config", cfg, "inventory", i))
 	d := docFromValue(root)
-	d.config, d.serviceEntries = cfg, len(inv.ServiceEntries)
+	d.config, d.serviceEntries, d.entries = cfg, len(inv.ServiceEntries), entries
 	return d, nil
+}
+
+// entryValues are ServiceEntries as values, by entryKey.
+type entryValues map[string]vm.Value
+
+// entryKey is a ServiceEntry's content, as a key.
+func entryKey(se ServiceEntryRef) string {
+	var b strings.Builder
+	for _, s := range []string{se.Namespace, se.Name, se.Location} {
+		b.WriteString(s)
+		b.WriteByte(0)
+	}
+	if se.Hosts == nil {
+		b.WriteByte(1)
+	}
+	for _, h := range se.Hosts {
+		b.WriteString(h)
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// entryValues are inv's ServiceEntries as values (in their JSON form:
+// hosts null when nil, no location when empty), those of prev reused.
+func (inv Inventory) entryValues(prev entryValues) entryValues {
+	out := make(entryValues, len(inv.ServiceEntries))
+	for _, se := range inv.ServiceEntries {
+		k := entryKey(se)
+		if _, done := out[k]; done {
+			continue
+		}
+		if v, ok := prev[k]; ok {
+			out[k] = v
+			continue
+		}
+		var hosts vm.Value = vm.Null{}
+		if se.Hosts != nil {
+			hs := make([]vm.Value, len(se.Hosts))
+			for i, h := range se.Hosts {
+				hs[i] = h
+			}
+			hosts = vm.NewArray(hs...)
+		}
+		kvs := []vm.Value{inventoryKeys["namespace"], se.Namespace, inventoryKeys["name"], se.Name, inventoryKeys["hosts"], hosts}
+		if se.Location != "" {
+			kvs = append(kvs, inventoryKeys["location"], se.Location)
+		}
+		out[k] = vm.NewObject(kvs...)
+	}
+	return out
 }
 
 // docFromValue is a document holding v, a shared value (vm.Share).
@@ -150,17 +204,13 @@ func allowIndex(allow []any) (map[string]any, error) {
 // in externalHosts, and the suffixes (".x.com") of "*.x.com" wildcards,
 // sorted in externalSuffixes and as the keys of externalSuffixIndex.
 //
-// It goes through JSON: encoding/json and the evaluator's own JSON decoding
-// build the value with fewer allocations than OPA's values do, which counts
-// with tens of thousands of ServiceEntries.
-func inventoryValue(inv Inventory) (vm.Value, error) {
-	entries := inv.ServiceEntries
-	if entries == nil {
-		entries = []ServiceEntryRef{}
-	}
-	raw, err := json.Marshal(entries)
-	if err != nil {
-		return nil, fmt.Errorf("engine: inventory: %w", err)
+// The ServiceEntries are entries' values, reused from swap to swap; the
+// indexes go through JSON and the evaluator's own JSON decoding, which
+// build them with fewer allocations than OPA's values do.
+func inventoryValue(inv Inventory, entries entryValues) (vm.Value, error) {
+	ses := make([]vm.Value, len(inv.ServiceEntries))
+	for i, se := range inv.ServiceEntries {
+		ses[i] = entries[entryKey(se)]
 	}
 	var hosts, suffixes []string
 	for _, se := range inv.ServiceEntries {
@@ -178,10 +228,8 @@ func inventoryValue(inv Inventory) (vm.Value, error) {
 	slices.Sort(hosts)
 	slices.Sort(suffixes)
 	hosts, suffixes = slices.Compact(hosts), slices.Compact(suffixes)
-	b := make([]byte, 0, len(raw)+32*(len(hosts)+2*len(suffixes))+128)
-	b = append(b, `{"serviceEntries":`...)
-	b = append(b, raw...)
-	b = appendSet(append(b, `,"externalHosts":`...), hosts)
+	b := make([]byte, 0, 32*(len(hosts)+2*len(suffixes))+128)
+	b = appendSet(append(b, `{"externalHosts":`...), hosts)
 	b = append(b, `,"externalSuffixes":[`...)
 	for i, s := range suffixes {
 		if i > 0 {
@@ -197,7 +245,12 @@ func inventoryValue(inv Inventory) (vm.Value, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: inventory: %w", err)
 	}
-	return vm.FromJSON(v, inventoryKeys), nil
+	out, ok := vm.FromJSON(v, inventoryKeys).(*vm.Object)
+	if !ok {
+		return nil, fmt.Errorf("engine: inventory: not an object")
+	}
+	out.Insert("serviceEntries", vm.NewArray(ses...))
+	return out, nil
 }
 
 // appendSet appends the JSON object {"key": true, ...} of keys.

@@ -10,10 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/egress-guard/egress-guard/policies"
 	"github.com/egress-guard/egress-guard/webhook/config"
+	"github.com/egress-guard/egress-guard/webhook/engine/vm"
 )
 
 // The indexes the engine builds are those lib/hosts.rego derives from the
@@ -266,4 +268,43 @@ func BenchmarkInventoryUpdate(b *testing.B) {
 	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(compiles), "compiles")
+}
+
+// The inventory's ServiceEntries are their JSON form as values, built once
+// and reused by the next swap while unchanged.
+func TestInventoryEntriesAreTheirJSON(t *testing.T) {
+	inv := Inventory{ServiceEntries: []ServiceEntryRef{
+		{Namespace: "a", Name: "x", Hosts: []string{"x.com", "*.y.com"}},
+		{Namespace: "b", Name: "y", Hosts: nil, Location: "MESH_INTERNAL"},
+		{Namespace: "a", Name: "x", Hosts: []string{"x.com", "*.y.com"}},
+		{Namespace: "c", Name: "z", Hosts: []string{}},
+	}}
+	check := func(inv Inventory, prev entryValues) entryValues {
+		t.Helper()
+		entries := inv.entryValues(prev)
+		v, err := inventoryValue(inv, entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := encjson.Marshal(inv.ServiceEntries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ast.MustParseTerm(string(raw)).Value
+		got := vm.ToAST(v).(ast.Object).Get(ast.StringTerm("serviceEntries"))
+		if got == nil || ast.Compare(got.Value, want) != 0 {
+			t.Fatalf("serviceEntries %v, want %v", got, want)
+		}
+		return entries
+	}
+	first := check(inv, nil)
+	inv.ServiceEntries[3].Hosts = []string{"z.com"}
+	second := check(inv, first)
+	same := entryKey(inv.ServiceEntries[0])
+	if first[same] != second[same] {
+		t.Error("an unchanged ServiceEntry was built again")
+	}
+	if changed := entryKey(inv.ServiceEntries[3]); first[changed] != nil {
+		t.Error("a changed ServiceEntry kept its old key")
+	}
 }

@@ -493,6 +493,13 @@ func FromJSON(v *fastjson.Value, keys map[string]Value) Value {
 	return Null{}
 }
 
+// NewArray builds an array of elems.
+func NewArray(elems ...Value) *Array {
+	a := newArray(len(elems))
+	a.elems = append(a.elems, elems...)
+	return a
+}
+
 // NewObject builds an object from alternating keys and values.
 func NewObject(kvs ...Value) *Object {
 	o := newObject(len(kvs) / 2)
