@@ -87,16 +87,21 @@ func benchReviews(b *testing.B, e *Engine) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := e.Intents(ctx, in); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := e.Violations(ctx, in); err != nil {
-					b.Fatal(err)
-				}
-			}
+			loopReview(ctx, b, e, in)
 		})
+	}
+}
+
+// loopReview evaluates in's intents and violations on e, b.N times.
+func loopReview(ctx context.Context, b *testing.B, e *Engine, in *Prepared) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Intents(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.Violations(ctx, in); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

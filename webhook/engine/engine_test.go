@@ -143,15 +143,7 @@ func BenchmarkEvaluate(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := e.Intents(ctx, in); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := e.Violations(ctx, in); err != nil {
-					b.Fatal(err)
-				}
-			}
+			loopReview(ctx, b, e, in)
 		})
 	}
 }
