@@ -227,7 +227,18 @@ type envelopeFields struct {
 // counts), and says what is wrong with it, or "". apimachinery reads
 // apiVersion and kind to type its answer otherwise (encoding/json, whose keys
 // match in any case): limitBody checks the answer's type too (sameType).
+//
+// A review as the API server writes it takes a fast path (readPlain); any
+// other takes the typed decoding, which says what is wrong.
 func readEnvelope(body []byte) (envelope, string) {
+	if env, ok := readPlain(body); ok {
+		return env, ""
+	}
+	return readTyped(body)
+}
+
+// readTyped is readEnvelope by typed decoding.
+func readTyped(body []byte) (envelope, string) {
 	var env envelope
 	switch first := bytes.TrimLeft(body, " \t\r\n"); {
 	case len(first) == 0:
@@ -249,7 +260,7 @@ func readEnvelope(body []byte) (envelope, string) {
 	env.apiVersion = review.APIVersion
 	req := review.Request
 	if req == nil {
-		return env, "no request or an empty request.uid"
+		return env, noRequest
 	}
 	env.kind, _ = jsonString(req.Kind.Kind)
 	env.gname, _ = jsonString(req.Object.Metadata.GenerateName)
@@ -294,7 +305,7 @@ func readParts(body []byte) (envelope, string) {
 	}
 	env.apiVersion = typ[0]
 	if len(review.Request) == 0 || string(review.Request) == "null" {
-		return env, "no request or an empty request.uid"
+		return env, noRequest
 	}
 	if review.Request[0] != '{' {
 		return env, fmt.Sprintf("request: want an object, not %s", shown(review.Request))
@@ -341,7 +352,7 @@ func checkRequest(env *envelope, req *envelopeFields) string {
 	env.namespace, _ = jsonString(req.Namespace)
 	env.name, _ = jsonString(req.Name)
 	if len(req.UID) == 0 || string(req.UID) == `""` || string(req.UID) == "null" {
-		return "no request or an empty request.uid"
+		return noRequest
 	}
 	uid, problem := jsonString(req.UID)
 	if problem != "" {
@@ -352,12 +363,19 @@ func checkRequest(env *envelope, req *envelopeFields) string {
 	if problem != "" {
 		return "request.operation " + problem
 	}
+	return checkOperation(op)
+}
+
+// noRequest is what is wrong with a review without a request or a uid.
+const noRequest = "no request or an empty request.uid"
+
+// checkOperation says what is wrong with a request's operation, or "".
+func checkOperation(op string) string {
 	switch admissionv1.Operation(op) {
 	case admissionv1.Create, admissionv1.Update, admissionv1.Delete, admissionv1.Connect:
-	default:
-		return fmt.Sprintf("request.operation %q is not one of CREATE, UPDATE, DELETE, CONNECT", op)
+		return ""
 	}
-	return ""
+	return fmt.Sprintf("request.operation %q is not one of CREATE, UPDATE, DELETE, CONNECT", op)
 }
 
 // shown quotes a JSON value for a message, cut short.
