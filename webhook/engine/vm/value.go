@@ -381,40 +381,38 @@ func toTerm(v Value) *ast.Term {
 		}
 		return ast.NewTerm(x)
 	case *Array:
-		if t := x.term.Load(); t != nil {
-			return t
-		}
-		terms := make([]*ast.Term, len(x.elems))
-		for i, e := range x.elems {
-			terms[i] = toTerm(e)
-		}
-		t := ast.ArrayTerm(terms...)
-		x.term.Store(t)
-		return t
+		return memoTerm(&x.term, func() *ast.Term { return ast.ArrayTerm(toTerms(x.elems)...) })
 	case *Object:
-		if t := x.term.Load(); t != nil {
-			return t
-		}
-		items := make([][2]*ast.Term, len(x.kvs))
-		for i, p := range x.kvs {
-			items[i] = [2]*ast.Term{toTerm(p.k), toTerm(p.v)}
-		}
-		t := ast.ObjectTerm(items...)
-		x.term.Store(t)
-		return t
+		return memoTerm(&x.term, func() *ast.Term {
+			items := make([][2]*ast.Term, len(x.kvs))
+			for i, p := range x.kvs {
+				items[i] = [2]*ast.Term{toTerm(p.k), toTerm(p.v)}
+			}
+			return ast.ObjectTerm(items...)
+		})
 	case *Set:
-		if t := x.term.Load(); t != nil {
-			return t
-		}
-		terms := make([]*ast.Term, len(x.elems))
-		for i, e := range x.elems {
-			terms[i] = toTerm(e)
-		}
-		t := ast.SetTerm(terms...)
-		x.term.Store(t)
-		return t
+		return memoTerm(&x.term, func() *ast.Term { return ast.SetTerm(toTerms(x.elems)...) })
 	}
 	return nil
+}
+
+// memoTerm returns the term kept in p, built and kept on first use.
+func memoTerm(p *atomic.Pointer[ast.Term], build func() *ast.Term) *ast.Term {
+	if t := p.Load(); t != nil {
+		return t
+	}
+	t := build()
+	p.Store(t)
+	return t
+}
+
+// toTerms converts values to ast terms.
+func toTerms(vs []Value) []*ast.Term {
+	terms := make([]*ast.Term, len(vs))
+	for i, v := range vs {
+		terms[i] = toTerm(v)
+	}
+	return terms
 }
 
 // FromAST converts an ast value.
