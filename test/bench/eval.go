@@ -25,6 +25,7 @@ import (
 	"github.com/egress-guard/egress-guard/webhook/guard"
 	"github.com/egress-guard/egress-guard/webhook/handler"
 	"github.com/egress-guard/egress-guard/webhook/metrics"
+	webhookserver "github.com/egress-guard/egress-guard/webhook/server"
 )
 
 // evalResult is the in-process timing of the handlers' decisions.
@@ -40,8 +41,8 @@ type evalResult struct {
 // handlerEval times the admission handlers on the request mix as serve runs
 // them, one request at a time: Handle of the mutating or validating handler
 // (the request's path), on an admission.Request decoded from the review as
-// controller-runtime decodes it, with a pool of evaluation workers sized as
-// serve sizes it. A decision is the whole of the handler's work: the typed
+// controller-runtime decodes it, within the limit of concurrent requests
+// serve sets. A decision is the whole of the handler's work: the typed
 // decoding and checks of the object, the input, the queries, the mutators
 // and the patch, metrics. It then times the same requests through
 // admission.Webhook (review decoding and answer encoding added). The answers
@@ -57,14 +58,11 @@ func handlerEval(ctx context.Context, rs []*review, n, gcPercent int, profile st
 	}
 	// With the servers' GC target, as the server evaluates.
 	defer debug.SetGCPercent(debug.SetGCPercent(gcPercent))
-	workersCtx, stopWorkers := context.WithCancel(ctx)
-	defer stopWorkers()
-	workers := 2 * runtime.GOMAXPROCS(0)
 	deps := handler.Deps{
 		Engine:  func() guard.Engine { return e },
 		Metrics: metrics.New(prometheus.NewRegistry()),
 		Log:     logr.Discard(),
-		Workers: handler.NewWorkers(workersCtx, workers, 4*workers),
+		Limit:   handler.NewLimit(webhookserver.DefaultConcurrentPerCPU * runtime.GOMAXPROCS(0)),
 	}
 	handlers := map[string]admission.Handler{"/mutate": &handler.Mutating{Deps: deps}, "/validate": &handler.Validating{Deps: deps}}
 	hooks := map[string]*admission.Webhook{}

@@ -255,10 +255,10 @@ func (b *bench) startServe(ctx context.Context, more ...string) (*server, string
 	args := []string{"serve", "--cert-dir", b.dir, "--bind-address", "127.0.0.1", "--port", strconv.Itoa(ports[0]),
 		"--config", b.cfgPath,
 		// The bench measures decisions, not overload answers (HTTP 429
-		// beyond the default bound of four per worker, eight on one CPU):
-		// room for every connection's request, and for the open loop's
-		// requests of HTTP/2 streams.
-		"--max-queued-requests", strconv.Itoa(max(b.o.conns, 64)),
+		// beyond the default bound of ten per CPU): room for every
+		// connection's request, and for the open loop's requests of HTTP/2
+		// streams.
+		"--max-concurrent-requests", strconv.Itoa(max(b.o.conns, 64)),
 		"--metrics-bind-address", metricsAddr,
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2]),
 		// As in the chart's pods: 80% of the default container limit,

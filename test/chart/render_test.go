@@ -84,7 +84,7 @@ func defaults() want {
 		auditLease:    "egress-guard-audit",
 		reportCRDs:    []string{openReportsCRD},
 		requestFlags: map[string]string{
-			"evaluation-timeout": "8s", "max-queued-requests": "0",
+			"evaluation-timeout": "8s", "max-concurrent-requests": "0",
 			"read-header-timeout": "10s", "read-timeout": "30s", "write-timeout": "30s", "idle-timeout": "90s",
 		},
 	}
@@ -240,12 +240,12 @@ func renderCases() []renderCase {
 		{
 			name: "request-bounds",
 			set: []string{
-				"requests.evaluationTimeout=3s", "requests.maxQueued=16", "requests.readHeaderTimeout=5s",
+				"requests.evaluationTimeout=3s", "requests.maxConcurrent=16", "requests.readHeaderTimeout=5s",
 				"requests.readTimeout=15s", "requests.writeTimeout=20s", "requests.idleTimeout=2m",
 			},
 			want: with(func(w *want) {
 				w.requestFlags = map[string]string{
-					"evaluation-timeout": "3s", "max-queued-requests": "16",
+					"evaluation-timeout": "3s", "max-concurrent-requests": "16",
 					"read-header-timeout": "5s", "read-timeout": "15s", "write-timeout": "20s", "idle-timeout": "2m",
 				}
 			}),
@@ -429,7 +429,7 @@ func TestSchemaRejects(t *testing.T) {
 		{"requests.evaluationTimeout=8", []string{"/requests/evaluationTimeout", "want string"}},
 		{"requests.writeTimeout=30sec", []string{"/requests/writeTimeout", "30sec"}},
 		{"requests.readTimeout=soon", []string{"/requests/readTimeout", "soon"}},
-		{"requests.maxQueued=-1", []string{"/requests/maxQueued", "minimum"}},
+		{"requests.maxConcurrent=-1", []string{"/requests/maxConcurrent", "minimum"}},
 		{"requests.workers=4", []string{"/requests", "'workers' not allowed"}},
 		{"replica=3", []string{"'replica' not allowed"}},
 		// Checks the schema cannot express, done by the templates.

@@ -43,12 +43,12 @@ type Deps struct {
 	Log     logr.Logger
 	// MaxObjectBytes bounds the object evaluated (0: DefaultMaxObjectBytes).
 	MaxObjectBytes int
-	// EvaluationTimeout bounds the work on one request, waiting for a worker
-	// included (0: DefaultEvaluationTimeout); a deadline of the request's
-	// context that comes sooner applies.
+	// EvaluationTimeout bounds the work on one request (0:
+	// DefaultEvaluationTimeout); a deadline of the request's context that
+	// comes sooner applies.
 	EvaluationTimeout time.Duration
-	// Workers run the evaluations (nil: on the request's goroutine).
-	Workers *Workers
+	// Limit bounds the requests evaluated at once (nil: no bound).
+	Limit *Limit
 	// Recorder records Events on objects for warn and dryrun decisions
 	// (nil: none).
 	Recorder record.EventRecorder
@@ -149,11 +149,11 @@ var logMessages = map[string]string{
 	guard.ReasonWouldPatch: "dry run: would patch",
 }
 
-// observe runs a decision on a worker within the request's deadline, times
-// it and counts it. Whatever goes wrong on the way is an answer for this
-// request alone: a panic is an internal error, no free worker is an overload
-// (codes 429 and 503, which the server in front answers with those HTTP
-// statuses), an evaluation past its deadline is an error.
+// observe runs a decision within the request's deadline and the limit of
+// requests evaluated at once, times it and counts it. Whatever goes wrong on
+// the way is an answer for this request alone: a panic is an internal error,
+// a request beyond the limit an overload (code 429, which the server in front
+// answers with that HTTP status), an evaluation past its deadline an error.
 func (d *Deps) observe(ctx context.Context, webhook string, req admission.Request, decide func(context.Context, admission.Request) (admission.Response, string)) admission.Response {
 	if req.UID == "" {
 		// No request to answer: the review had none, or no uid.
@@ -166,17 +166,10 @@ func (d *Deps) observe(ctx context.Context, webhook string, req admission.Reques
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	// The job writes its own answer: when the deadline passes first, it may
-	// still be running while this request is answered.
-	type answer struct {
-		resp     admission.Response
-		decision string
-	}
-	out := &answer{}
-	err := d.Workers.Do(ctx, func() { out.resp, out.decision = decide(ctx, req) })
-	resp, decision := out.resp, out.decision
-	if err != nil {
-		resp, decision = d.failed(req, start, err)
+	var resp admission.Response
+	var decision string
+	if err := d.Limit.Do(func() { resp, decision = decide(ctx, req) }); err != nil {
+		resp, decision = d.failed(req, err)
 	}
 	d.Metrics.Request(webhook, kindLabel(req.Kind.Kind), operationLabel(req.Operation), decision, time.Since(start))
 	return resp
@@ -202,22 +195,21 @@ func operationLabel(op admissionv1.Operation) string {
 	return "unknown"
 }
 
-// failed answers a request whose job did not give an answer.
-func (d *Deps) failed(req admission.Request, start time.Time, err error) (admission.Response, string) {
+// failed answers a request whose decision did not give an answer: it was
+// beyond the limit (a *BusyError), or it panicked (a *guard.PanicError).
+func (d *Deps) failed(req admission.Request, err error) (admission.Response, string) {
 	id := requestID(req)
 	var busy *BusyError
-	var pe *guard.PanicError
-	switch {
-	case errors.As(err, &pe):
-		return d.panicked(id, pe)
-	case errors.As(err, &busy) && busy.Err == nil:
-		d.Log.Info("overloaded: request refused", "object", id, "workers", busy.Workers, "queue", busy.Queue)
+	if errors.As(err, &busy) {
+		d.Log.Info("overloaded: request refused", "object", id, "limit", busy.Limit)
 		return admission.Errored(http.StatusTooManyRequests, fmt.Errorf("egress-guard: %s: %w", id, err)), "overloaded"
-	case errors.As(err, &busy):
-		d.Log.Info("overloaded: no worker before the deadline", "object", id, "waited", time.Since(start).Round(time.Millisecond))
-		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("egress-guard: %s: %w", id, err)), "overloaded"
 	}
-	return d.timedOut(id, err)
+	var pe *guard.PanicError
+	if errors.As(err, &pe) {
+		return d.panicked(id, pe)
+	}
+	d.Log.Error(err, "no decision", "object", id)
+	return admission.Errored(http.StatusInternalServerError, fmt.Errorf("egress-guard: %s: %w", id, err)), "error"
 }
 
 // timedOut answers a request whose evaluation did not end before the

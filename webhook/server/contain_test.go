@@ -20,17 +20,18 @@ import (
 
 // A panic in one request's work is that request's error answer (HTTP 200,
 // status code 500, a message naming the object), logged once with its stack
-// and counted by where it happened; the server goes on serving, and the pool
-// keeps its workers.
+// and counted by where it happened; the server goes on serving, and a
+// panicking request gives its place back: the limit of requests evaluated at
+// once stays what it was.
 func TestPanicsAreContained(t *testing.T) {
-	const workers = 2
+	const limit = 2
 	e := &faulty{
 		Engine:  defaultEngine(t),
 		panicOn: map[string]string{"bad-input": "input", "bad-eval": "evaluate"},
 		started: make(chan string),
 		release: make(chan struct{}),
 	}
-	s := newStack(t, stackOptions{engine: e, workers: workers, queue: 4})
+	s := newStack(t, stackOptions{engine: e, limit: limit})
 	for _, tc := range []struct {
 		name, path, where, message string
 		config                     bool
@@ -45,8 +46,9 @@ func TestPanicsAreContained(t *testing.T) {
 			before := s.counter(t, "egress_guard_panics_total", "where", tc.where)
 			s.log.take()
 			e.panicConfig.Store(tc.config)
-			// More panics than workers: each worker survives several.
-			for i := range 2 * workers {
+			// More panics than the limit: every place is taken and
+			// given back several times.
+			for i := range 2 * limit {
 				r := s.post(t, tc.path, reviewOf(tc.name))
 				if r.status != http.StatusOK || r.review.Response.UID != "uid-"+tc.name || r.review.Response.Allowed || r.code() != http.StatusInternalServerError {
 					t.Fatalf("%d: want HTTP 200 with an error (code 500) for uid-%s, got HTTP %d:\n%s", i, tc.name, r.status, r.raw)
@@ -56,11 +58,11 @@ func TestPanicsAreContained(t *testing.T) {
 				}
 			}
 			e.panicConfig.Store(false)
-			if got := s.counter(t, "egress_guard_panics_total", "where", tc.where) - before; got != 2*workers {
-				t.Errorf("egress_guard_panics_total{where=%q} moved by %v, want %d", tc.where, got, 2*workers)
+			if got := s.counter(t, "egress_guard_panics_total", "where", tc.where) - before; got != 2*limit {
+				t.Errorf("egress_guard_panics_total{where=%q} moved by %v, want %d", tc.where, got, 2*limit)
 			}
 			lines := s.log.take()
-			if len(lines) != 2*workers {
+			if len(lines) != 2*limit {
 				t.Fatalf("want one log entry per panic, got %d: %q", len(lines), lines)
 			}
 			for _, l := range lines {
@@ -75,26 +77,42 @@ func TestPanicsAreContained(t *testing.T) {
 		})
 	}
 
-	// The pool still has all its workers: as many slow evaluations as
-	// workers run at once.
+	// As many slow evaluations as the limit run at once, and one more is
+	// refused.
+	slow := occupy(t, s, e, limit)
+	if r := s.post(t, ValidatePath, validReview); r.status != http.StatusTooManyRequests {
+		t.Errorf("beyond the limit: HTTP %d, want 429:\n%s", r.status, r.raw)
+	}
+	close(e.release)
+	for i, r := range slow() {
+		if !r.decided() {
+			t.Errorf("slow request %d: HTTP %d %s", i, r.status, r.raw)
+		}
+	}
+}
+
+// occupy posts n reviews of slow objects and waits until their evaluations
+// run; the function it returns waits for their answers.
+func occupy(t *testing.T, s *stack, e *faulty, n int) func() []*reply {
+	t.Helper()
 	var wg sync.WaitGroup
-	for i := range workers {
+	replies := make([]*reply, n)
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.post(t, ValidatePath, reviewOf("slow-"+string(rune('a'+i))))
+			replies[i] = s.post(t, ValidatePath, reviewOf("slow-"+string(rune('a'+i))))
 		}()
 	}
 	timeout := time.After(30 * time.Second)
-	for range workers {
+	for range n {
 		select {
 		case <-e.started:
 		case <-timeout:
-			t.Fatal("fewer evaluations run at once than the pool had workers")
+			t.Fatalf("fewer than %d evaluations run at once", n)
 		}
 	}
-	close(e.release)
-	wg.Wait()
+	return func() []*reply { wg.Wait(); return replies }
 }
 
 // evaluated says r is the engine's answer for validReview under the default
@@ -132,84 +150,77 @@ func TestPanicInTheHTTPLayer(t *testing.T) {
 	}
 }
 
-// The evaluation is bounded: with every worker stuck on a slow job, a request
-// is refused at once when the queue is full (HTTP 429 with Retry-After), and
-// answered within its deadline when it waits (HTTP 503); a request whose own
-// evaluation overruns its deadline gets an error answer at the deadline.
-// These statuses make the API server retry, then apply the failurePolicy.
-func TestSlowEvaluationsDoNotStarveThePool(t *testing.T) {
+// The requests evaluated at once are bounded: with as many slow evaluations
+// as the limit running, a request is refused at once with HTTP 429 and
+// Retry-After, which makes the API server retry, then apply the
+// failurePolicy; the slow ones are answered when they end.
+func TestRequestsBeyondTheLimitAreRefused(t *testing.T) {
+	const limit = 2
+	e := &faulty{Engine: defaultEngine(t), started: make(chan string), release: make(chan struct{})}
+	s := newStack(t, stackOptions{engine: e, limit: limit})
+	slow := occupy(t, s, e, limit)
+	start := time.Now()
+	for _, path := range []string{ValidatePath, MutatePath} {
+		r := s.post(t, path, reviewOf("fast"))
+		if r.status != http.StatusTooManyRequests || r.code() != http.StatusTooManyRequests || r.retryAfter != "1" || r.review.Response.Allowed {
+			t.Errorf("%s: HTTP %d (status code %d, Retry-After %q), want 429 with Retry-After 1:\n%s", path, r.status, r.code(), r.retryAfter, r.raw)
+		}
+		if want := "egress-guard: ServiceEntry default/fast: 2 admission requests are being evaluated, as many as this replica takes at once"; r.message() != want {
+			t.Errorf("message %q, want %q", r.message(), want)
+		}
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("refused after %s", took)
+	}
+	close(e.release)
+	for i, r := range slow() {
+		if !r.decided() {
+			t.Errorf("slow request %d: HTTP %d %s", i, r.status, r.raw)
+		}
+	}
+	if got := s.counter(t, "egress_guard_admission_requests_total", "decision", "overloaded"); got != 2 {
+		t.Errorf("%v requests counted as overloaded, want 2", got)
+	}
+	if r := s.post(t, ValidatePath, validReview); !evaluated(r) {
+		t.Errorf("once the slow ones ended: HTTP %d %s", r.status, r.raw)
+	}
+}
+
+// An evaluation that stops at its deadline (the evaluators check their
+// context) is answered then with an error for the object, not an overload;
+// the deadline is the API server's timeout less a margin, or the evaluation
+// timeout.
+func TestEvaluationPastTheDeadline(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		queue  int
-		query  string
-		status int
-		evalTO time.Duration
+		name, query string
+		evalTO      time.Duration
 	}{
-		{"queue full", 0, "", http.StatusTooManyRequests, 0},
-		{"deadline from the API server's timeout", 1, "?timeout=1s", http.StatusServiceUnavailable, 0},
-		{"deadline from the evaluation timeout", 1, "", http.StatusServiceUnavailable, 500 * time.Millisecond},
+		{"deadline from the API server's timeout", "?timeout=1s", 0},
+		{"deadline from the evaluation timeout", "", 500 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			const workers = 2
-			e := &faulty{Engine: defaultEngine(t), started: make(chan string), release: make(chan struct{})}
-			s := newStack(t, stackOptions{engine: e, workers: workers, queue: tc.queue, evaluationTimeout: tc.evalTO})
-			var wg sync.WaitGroup
-			slow := make([]*reply, workers)
-			for i := range workers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					slow[i] = s.post(t, ValidatePath, reviewOf("slow-"+string(rune('a'+i))))
-				}()
-			}
-			for range workers {
-				<-e.started
-			}
+			e := &faulty{Engine: defaultEngine(t), started: make(chan string, 1), release: make(chan struct{})}
+			s := newStack(t, stackOptions{engine: e, limit: 1, evaluationTimeout: tc.evalTO})
 			start := time.Now()
-			r := s.post(t, ValidatePath+tc.query, reviewOf("fast"))
-			took := time.Since(start)
-			if r.status != tc.status || r.code() != tc.status || r.retryAfter != "1" || r.review.Response.Allowed {
-				t.Errorf("HTTP %d (status code %d, Retry-After %q), want %d with Retry-After 1:\n%s", r.status, r.code(), r.retryAfter, tc.status, r.raw)
+			r := s.post(t, ValidatePath+tc.query, reviewOf("slow"))
+			if r.status != http.StatusOK || r.review.Response.Allowed || r.code() != http.StatusInternalServerError || r.review.Response.UID != "uid-slow" {
+				t.Errorf("want HTTP 200 with an error (code 500); got HTTP %d:\n%s", r.status, r.raw)
 			}
-			if !strings.Contains(r.message(), "evaluation worker") {
-				t.Errorf("message %q does not say the workers are busy", r.message())
+			if want := "egress-guard: ServiceEntry default/slow: the evaluation did not finish before the request's deadline: context deadline exceeded"; r.message() != want {
+				t.Errorf("message %q, want %q", r.message(), want)
 			}
-			if took > 20*time.Second {
+			if took := time.Since(start); took > 20*time.Second {
 				t.Errorf("answered after %s", took)
 			}
-			close(e.release)
-			wg.Wait()
-			for i, r := range slow {
-				// The slow ones had the default deadline (8s) at most.
-				if r.status != http.StatusOK {
-					t.Errorf("slow request %d: HTTP %d %s", i, r.status, r.raw)
-				}
+			// Its place is free again.
+			if r := s.post(t, ValidatePath, validReview); !evaluated(r) {
+				t.Errorf("after the slow one: HTTP %d %s", r.status, r.raw)
 			}
-			if got := s.counter(t, "egress_guard_admission_requests_total", "decision", "overloaded"); got != 1 {
-				t.Errorf("%v requests counted as overloaded, want 1", got)
+			if got := s.counter(t, "egress_guard_admission_requests_total", "decision", "overloaded"); got != 0 {
+				t.Errorf("%v requests counted as overloaded, want 0", got)
 			}
 		})
 	}
-
-	t.Run("own evaluation past the deadline", func(t *testing.T) {
-		e := &faulty{Engine: defaultEngine(t), started: make(chan string, 1), release: make(chan struct{})}
-		s := newStack(t, stackOptions{engine: e, workers: 1, queue: 1})
-		r := s.post(t, ValidatePath+"?timeout=1s", reviewOf("slow"))
-		// The job ignores its context: the answer comes at the deadline
-		// anyway, and it is an error for the object, not an overload.
-		if r.status != http.StatusOK || r.review.Response.Allowed || r.code() != http.StatusInternalServerError || r.review.Response.UID != "uid-slow" {
-			t.Errorf("want HTTP 200 with an error (code 500); got HTTP %d:\n%s", r.status, r.raw)
-		}
-		if want := "egress-guard: ServiceEntry default/slow: the evaluation did not finish before the request's deadline: context deadline exceeded"; r.message() != want {
-			t.Errorf("message %q, want %q", r.message(), want)
-		}
-		// The stuck job holds its worker until it ends; then the pool
-		// serves again.
-		close(e.release)
-		if r := s.post(t, ValidatePath, validReview); !evaluated(r) {
-			t.Errorf("after the slow job ended: HTTP %d %s", r.status, r.raw)
-		}
-	})
 }
 
 // A policy that evaluates for too long is stopped by the request's deadline:
@@ -236,10 +247,9 @@ deny contains {"code": "EGR990", "message": "never"} if {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// The second request waits for the only worker for as long as
-			// its deadline: it gets the worker (and is stopped in turn) only
-			// if the first evaluation stopped soon after its deadline.
-			s := newStack(t, stackOptions{engine: e, workers: 1, queue: 1, evaluationTimeout: 2 * time.Second})
+			// One request at a time: the second is evaluated (and stopped
+			// in turn) only if the first gave its place back.
+			s := newStack(t, stackOptions{engine: e, limit: 1, evaluationTimeout: 2 * time.Second})
 			for range 2 {
 				start := time.Now()
 				r := s.post(t, ValidatePath, validReview)

@@ -22,7 +22,7 @@ func withUID(uid string) string {
 // limitBody, controller-runtime's webhook and the handlers.
 func TestMalformedReviewsGetHTTP400(t *testing.T) {
 	e := &faulty{Engine: defaultEngine(t)}
-	s := newStack(t, stackOptions{engine: e, workers: 2})
+	s := newStack(t, stackOptions{engine: e, limit: 2})
 	// Reviews that spell apiVersion or kind twice are refused once
 	// controller-runtime has typed its answer by the other spelling: they
 	// are evaluated, and their answer is not sent.
@@ -121,7 +121,7 @@ func TestMalformedReviewsGetHTTP400(t *testing.T) {
 // A kind the webhook does not handle is counted under kind="other": the
 // client names the kind, and a series per name would grow without bound.
 func TestRequestMetricKindIsBounded(t *testing.T) {
-	s := newStack(t, stackOptions{engine: defaultEngine(t), workers: 1})
+	s := newStack(t, stackOptions{engine: defaultEngine(t), limit: 1})
 	for _, kind := range []string{"Gateway", "MadeUp1", "MadeUp2"} {
 		body := strings.Replace(validReview, `"version": "v1", "kind": "ServiceEntry"}`, `"version": "v1", "kind": "`+kind+`"}`, 1)
 		if r := s.post(t, ValidatePath, body); r.status != http.StatusOK {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -20,8 +19,8 @@ import (
 )
 
 // FuzzAdmissionReview posts bodies through the endpoints as served
-// (limitBody, controller-runtime's admission.Webhook, the handlers on their
-// workers, the engine of the embedded policy pack) to both webhooks. No
+// (limitBody, controller-runtime's admission.Webhook, the handlers within
+// their limit, the engine of the embedded policy pack) to both webhooks. No
 // panic may escape, nor be contained (a contained panic is still a bug);
 // the answer is either an AdmissionReview for the uid sent, in the review's
 // version, or an HTTP 4xx or 5xx with a message; a review the server could
@@ -30,8 +29,6 @@ import (
 // The seeds in testdata/fuzz/FuzzAdmissionReview run in every go test; to
 // search further: go test ./webhook/server -run '^$' -fuzz FuzzAdmissionReview.
 func FuzzAdmissionReview(f *testing.F) {
-	ctx, cancel := context.WithCancel(context.Background())
-	f.Cleanup(cancel)
 	e := defaultEngine(f)
 	reg := prometheus.NewRegistry()
 	log := &logLines{}
@@ -39,7 +36,7 @@ func FuzzAdmissionReview(f *testing.F) {
 		Engine:  func() guard.Engine { return e },
 		Metrics: metrics.New(reg),
 		Log:     log.logger(),
-		Workers: handler.NewWorkers(ctx, 2, 8),
+		Limit:   handler.NewLimit(10),
 	}
 	mutate, validate := endpoints(deps, 0)
 	s := &stack{reg: reg}

@@ -106,7 +106,7 @@ func closedWithin(t *testing.T, conn net.Conn, bound time.Duration) string {
 // cuts off a client that sends its headers or its body too slowly, or keeps
 // an idle connection open: none holds a connection and its goroutine.
 func TestTLSServerBoundsConnections(t *testing.T) {
-	s := newStack(t, stackOptions{workers: 2})
+	s := newStack(t, stackOptions{limit: 2})
 	mutate, validate := endpoints(s.deps, 0)
 	mux := http.NewServeMux()
 	mux.Handle(MutatePath, mutate)

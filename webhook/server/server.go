@@ -46,6 +46,12 @@ const (
 	ReadyzPath   = "/readyz"
 )
 
+// DefaultConcurrentPerCPU is how many admission requests serve evaluates at
+// once per CPU by default. A decision takes tens of microseconds, so this is
+// room for a burst from the API server, not parallelism; beyond it a request
+// is refused (HTTP 429) rather than queued.
+const DefaultConcurrentPerCPU = 10
+
 // Options configure the server.
 type Options struct {
 	BindAddress string
@@ -67,14 +73,14 @@ type Options struct {
 	MaxRequestBytes int64
 	// MaxObjectBytes bounds the object evaluated.
 	MaxObjectBytes int
-	// EvaluationTimeout bounds the work on one request, waiting for a worker
-	// included (0: handler.DefaultEvaluationTimeout); the timeout the API
+	// EvaluationTimeout bounds the work on one request (0:
+	// handler.DefaultEvaluationTimeout); the timeout the API
 	// server puts on the URL, less a margin, shortens it.
 	EvaluationTimeout time.Duration
-	// MaxQueuedRequests is how many requests may wait for an evaluation
-	// worker (0: four per worker); beyond them a request is answered with
-	// HTTP 429 at once.
-	MaxQueuedRequests int
+	// MaxConcurrentRequests is how many admission requests are evaluated at
+	// once (0: DefaultConcurrentPerCPU per CPU); beyond them a request is
+	// answered with HTTP 429 at once.
+	MaxConcurrentRequests int
 	// HTTP bounds the webhook server's connections (a zero field: its
 	// default).
 	HTTP HTTPTimeouts
@@ -134,20 +140,16 @@ func Run(ctx context.Context, o Options) error {
 		defer broadcaster.Shutdown()
 		recorder = broadcaster.NewRecorder(clientgoscheme.Scheme, corev1.EventSource{Component: "egress-guard"})
 	}
-	workersCtx, stopWorkers := context.WithCancel(context.Background())
-	defer stopWorkers()
-	workers := 2 * runtime.GOMAXPROCS(0)
-	queue := o.MaxQueuedRequests
-	if queue <= 0 {
-		queue = 4 * workers
+	concurrent := o.MaxConcurrentRequests
+	if concurrent <= 0 {
+		concurrent = DefaultConcurrentPerCPU * runtime.GOMAXPROCS(0)
 	}
 	deps := handler.Deps{
 		Recorder: recorder,
 		Engine:   func() guard.Engine { return holder.Get() },
 		Metrics:  m, Log: log.WithName("admission"), MaxObjectBytes: o.MaxObjectBytes,
 		EvaluationTimeout: evaluation,
-		// The workers outlive the servers' shutdown, which drains requests.
-		Workers: handler.NewWorkers(workersCtx, workers, queue),
+		Limit:             handler.NewLimit(concurrent),
 	}
 	mutate, validate := endpoints(deps, o.MaxRequestBytes)
 	// controller-runtime's webhook server only lends its mux, which counts
@@ -235,7 +237,7 @@ func Run(ctx context.Context, o Options) error {
 		g.Go(func() error { return serveHTTP(ctx, o.PprofBindAddress, mux, o.ShutdownTimeout) })
 	}
 	log.Info("serving", "address", net.JoinHostPort(o.BindAddress, fmt.Sprint(port)), "certificates", fmt.Sprint(o.Certs),
-		"workers", workers, "maxQueuedRequests", queue, "evaluationTimeout", evaluation)
+		"maxConcurrentRequests", concurrent, "evaluationTimeout", evaluation)
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil

@@ -69,8 +69,8 @@ type stack struct {
 
 type stackOptions struct {
 	engine guard.Engine
-	// workers and queue size the pool (0 workers: no pool).
-	workers, queue    int
+	// limit bounds the requests evaluated at once (0: no bound).
+	limit             int
 	evaluationTimeout time.Duration
 }
 
@@ -86,10 +86,8 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		Log:               s.log.logger(),
 		EvaluationTimeout: o.evaluationTimeout,
 	}
-	if o.workers > 0 {
-		ctx, cancel := context.WithCancel(context.Background())
-		t.Cleanup(cancel)
-		s.deps.Workers = handler.NewWorkers(ctx, o.workers, o.queue)
+	if o.limit > 0 {
+		s.deps.Limit = handler.NewLimit(o.limit)
 	}
 	mutate, validate := endpoints(s.deps, 0)
 	mux := http.NewServeMux()
@@ -125,6 +123,12 @@ func (r *reply) code() int {
 		return 0
 	}
 	return r.review.Response.Status.Code
+}
+
+// decided says r is a decision of the policies (allowed, or denied with
+// code 403), not an error or an overload.
+func (r *reply) decided() bool {
+	return r.status == http.StatusOK && r.review.Response != nil && (r.review.Response.Allowed || r.code() == http.StatusForbidden)
 }
 
 func (r *reply) message() string {
@@ -191,7 +195,8 @@ type faulty struct {
 	// panicConfig makes Config panic (the handler reads it first).
 	panicConfig atomic.Bool
 	// block: evaluations of objects named "slow" signal started and wait
-	// for release.
+	// for release or for the end of their context, as the evaluators
+	// stop.
 	started chan string
 	release chan struct{}
 	evals   atomic.Int64
@@ -233,7 +238,11 @@ func (f *faulty) Violations(ctx context.Context, in *engine.Prepared) ([]engine.
 	}
 	if strings.HasPrefix(name, "slow") {
 		f.started <- name
-		<-f.release
+		select {
+		case <-f.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	return f.Engine.Violations(ctx, in)
 }

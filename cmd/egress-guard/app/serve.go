@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -58,8 +59,8 @@ func checkBounds(o *server.Options) error {
 	if o.EvaluationTimeout <= 0 {
 		return usageError("--evaluation-timeout %s: must be positive", o.EvaluationTimeout)
 	}
-	if o.MaxQueuedRequests < 0 {
-		return usageError("--max-queued-requests %d: must not be negative", o.MaxQueuedRequests)
+	if o.MaxConcurrentRequests < 0 {
+		return usageError("--max-concurrent-requests %d: must not be negative", o.MaxConcurrentRequests)
 	}
 	if err := o.HTTP.Validate(o.EvaluationTimeout); err != nil {
 		return usageError("%v", err)
@@ -125,7 +126,7 @@ func newServeCommand() *cobra.Command {
 	f.Int64Var(&o.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest AdmissionReview body accepted")
 	f.IntVar(&o.MaxObjectBytes, "max-object-bytes", handler.DefaultMaxObjectBytes, "largest object evaluated; larger ones are denied")
 	f.DurationVar(&o.EvaluationTimeout, "evaluation-timeout", handler.DefaultEvaluationTimeout, "longest the work on one admission request may take, waiting for a worker included; the API server's own timeout (?timeout= on the URL), less a margin, shortens it. A request past it is refused with an error")
-	f.IntVar(&o.MaxQueuedRequests, "max-queued-requests", 0, "admission requests that may wait for an evaluation worker; beyond them the server answers HTTP 429 with Retry-After, and the API server retries or applies the webhook's failurePolicy (0: four per worker; there are two workers per CPU)")
+	f.IntVar(&o.MaxConcurrentRequests, "max-concurrent-requests", 0, fmt.Sprintf("admission requests evaluated at once; beyond them the server answers HTTP 429 with Retry-After, and the API server retries or applies the webhook's failurePolicy (0: %d per CPU)", server.DefaultConcurrentPerCPU))
 	f.DurationVar(&o.HTTP.ReadHeader, "read-header-timeout", server.DefaultReadHeaderTimeout, "webhook server: longest wait for a request's headers")
 	f.DurationVar(&o.HTTP.Read, "read-timeout", server.DefaultReadTimeout, "webhook server: longest wait for a whole request, body included")
 	f.DurationVar(&o.HTTP.Write, "write-timeout", server.DefaultWriteTimeout, "webhook server: longest time from a request's headers to the end of its answer; must exceed --evaluation-timeout")

@@ -167,7 +167,7 @@ func TestServeBoundsFlags(t *testing.T) {
 		}
 		o := &server.Options{}
 		o.EvaluationTimeout, _ = cmd.Flags().GetDuration("evaluation-timeout")
-		o.MaxQueuedRequests, _ = cmd.Flags().GetInt("max-queued-requests")
+		o.MaxConcurrentRequests, _ = cmd.Flags().GetInt("max-concurrent-requests")
 		o.HTTP.ReadHeader, _ = cmd.Flags().GetDuration("read-header-timeout")
 		o.HTTP.Read, _ = cmd.Flags().GetDuration("read-timeout")
 		o.HTTP.Write, _ = cmd.Flags().GetDuration("write-timeout")
@@ -179,10 +179,10 @@ func TestServeBoundsFlags(t *testing.T) {
 		t.Fatalf("the defaults: %v", err)
 	}
 	want := server.Options{EvaluationTimeout: 8 * time.Second, HTTP: server.HTTPTimeouts{ReadHeader: 10 * time.Second, Read: 30 * time.Second, Write: 30 * time.Second, Idle: 90 * time.Second}}
-	if o.EvaluationTimeout != want.EvaluationTimeout || o.MaxQueuedRequests != 0 || o.HTTP != want.HTTP {
-		t.Errorf("defaults %v %d %+v", o.EvaluationTimeout, o.MaxQueuedRequests, o.HTTP)
+	if o.EvaluationTimeout != want.EvaluationTimeout || o.MaxConcurrentRequests != 0 || o.HTTP != want.HTTP {
+		t.Errorf("defaults %v %d %+v", o.EvaluationTimeout, o.MaxConcurrentRequests, o.HTTP)
 	}
-	if o, err := parse("--evaluation-timeout=2s", "--max-queued-requests=7", "--read-timeout=5s", "--write-timeout=3s"); err != nil || o.EvaluationTimeout != 2*time.Second || o.MaxQueuedRequests != 7 || o.HTTP.Read != 5*time.Second || o.HTTP.Write != 3*time.Second {
+	if o, err := parse("--evaluation-timeout=2s", "--max-concurrent-requests=7", "--read-timeout=5s", "--write-timeout=3s"); err != nil || o.EvaluationTimeout != 2*time.Second || o.MaxConcurrentRequests != 7 || o.HTTP.Read != 5*time.Second || o.HTTP.Write != 3*time.Second {
 		t.Errorf("set: %+v %v", o, err)
 	}
 	for _, tc := range []struct {
@@ -190,7 +190,7 @@ func TestServeBoundsFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"--evaluation-timeout=0s"}, "--evaluation-timeout 0s: must be positive"},
-		{[]string{"--max-queued-requests=-1"}, "--max-queued-requests -1: must not be negative"},
+		{[]string{"--max-concurrent-requests=-1"}, "--max-concurrent-requests -1: must not be negative"},
 		{[]string{"--read-timeout=0s"}, "--read-timeout 0s: must be positive"},
 		{[]string{"--evaluation-timeout=40s"}, "--write-timeout 30s: must exceed --evaluation-timeout 40s"},
 	} {
