@@ -17,6 +17,7 @@ import (
 const (
 	TypeRouteViaGateway = "route_via_gateway"
 	TypeOriginateTLS    = "originate_tls"
+	TypeRestrictExport  = "restrict_export"
 )
 
 // Intent is one mutation a policy asks for: the rule it fixes, that rule's
@@ -34,6 +35,7 @@ type Intent struct {
 
 	*RouteViaGateway
 	*OriginateTLS
+	*RestrictExport
 }
 
 // Describe says in one line what the intent changes, for admission warnings,
@@ -44,6 +46,8 @@ func (in Intent) Describe() string {
 		return in.RouteViaGateway.Describe()
 	case in.OriginateTLS != nil:
 		return in.OriginateTLS.Describe()
+	case in.RestrictExport != nil:
+		return in.RestrictExport.Describe()
 	}
 	return in.Type
 }
@@ -67,6 +71,14 @@ func Apply(obj client.Object, intents []Intent) error {
 				return fmt.Errorf("intent %s does not apply to a %T", TypeOriginateTLS, obj)
 			}
 			if err := in.OriginateTLS.apply(dr); err != nil {
+				return err
+			}
+		case in.RestrictExport != nil:
+			se, ok := obj.(*networkingv1.ServiceEntry)
+			if !ok {
+				return fmt.Errorf("intent %s does not apply to a %T", TypeRestrictExport, obj)
+			}
+			if err := in.RestrictExport.apply(se); err != nil {
 				return err
 			}
 		default:

@@ -2,6 +2,7 @@ package mutators
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -279,5 +280,39 @@ func TestDescribe(t *testing.T) {
 	dry.Action = config.ActionDryRun
 	if !mutual.Applied() || dry.Applied() {
 		t.Error("Applied: deny and warn intents are applied, dry-run ones are not")
+	}
+}
+
+var restrict = Intent{Type: TypeRestrictExport, RestrictExport: &RestrictExport{ExportTo: []string{".", "team-b"}}}
+
+func TestRestrictExport(t *testing.T) {
+	se := &networkingv1.ServiceEntry{Spec: networking.ServiceEntry{Hosts: []string{"api.partner.example"}, ExportTo: []string{"*"}}}
+	for range 2 {
+		// A second pass leaves the object as the first did.
+		if err := Apply(se, []Intent{restrict}); err != nil {
+			t.Fatal(err)
+		}
+		if got := se.Spec.ExportTo; !slices.Equal(got, []string{".", "team-b"}) {
+			t.Errorf("exportTo %q", got)
+		}
+	}
+	// The intent's list is not shared with the object.
+	se.Spec.ExportTo[0] = "changed"
+	if restrict.RestrictExport.ExportTo[0] != "." {
+		t.Error("the object shares the intent's list")
+	}
+	for _, bad := range [][]string{nil, {"*"}, {".", "*"}} {
+		if err := Apply(se, []Intent{{Type: TypeRestrictExport, RestrictExport: &RestrictExport{ExportTo: bad}}}); err == nil {
+			t.Errorf("exportTo %q: no error", bad)
+		}
+	}
+	if err := Apply(dr(nil), []Intent{restrict}); err == nil {
+		t.Error("a DestinationRule: no error")
+	}
+	if got, want := restrict.Describe(), `spec.exportTo: exported to its own namespace, "team-b" only`; got != want {
+		t.Errorf("Describe() = %q, want %q", got, want)
+	}
+	if got, _ := json.Marshal(restrict); string(got) != `{"type":"restrict_export","exportTo":[".","team-b"]}` {
+		t.Errorf("intent JSON %s", got)
 	}
 }

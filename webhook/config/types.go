@@ -185,6 +185,11 @@ type AllowEntry struct {
 	Addresses []string `json:"addresses,omitempty"`
 	// GatewaySubset is the subset of the gateway Service the mesh leg targets.
 	GatewaySubset string `json:"gatewaySubset,omitempty"`
+	// SNIForwarding says the platform forwards these hosts by SNI at the
+	// egress gateway (a dynamic forward proxy it installed, as Istio's
+	// wildcard egress example does): a ServiceEntry may then register a
+	// wildcard host with resolution NONE (EGR105).
+	SNIForwarding bool `json:"sniForwarding,omitempty"`
 	// Origination makes the gateway originate TLS upstream.
 	Origination *Origination `json:"origination,omitempty"`
 }

@@ -87,6 +87,28 @@ func (r *record) uint32s(key string) []uint32 {
 	return out
 }
 
+func (r *record) strs(key string) []string {
+	v := r.get(key)
+	if v == nil {
+		return nil
+	}
+	arr, ok := v.(*vm.Array)
+	if !ok {
+		r.fail(key, v, "an array")
+		return nil
+	}
+	out := make([]string, arr.Len())
+	for i, e := range arr.Elems() {
+		s, ok := e.(string)
+		if !ok {
+			r.fail(key, v, "an array of strings")
+			return nil
+		}
+		out[i] = s
+	}
+	return out
+}
+
 func decodeViolation(t vm.Value) (Violation, error) {
 	r, err := newRecord(t, "a violation")
 	if err != nil {
@@ -126,6 +148,8 @@ func decodeIntent(t vm.Value) (Intent, error) {
 		in.OriginateTLS = &mutators.OriginateTLS{
 			Port: r.uint32("port"), Mode: r.str("mode"), CredentialName: r.str("credentialName"), SNI: r.str("sni"),
 		}
+	case mutators.TypeRestrictExport:
+		in.RestrictExport = &mutators.RestrictExport{ExportTo: r.strs("exportTo")}
 	}
 	return in, r.err
 }

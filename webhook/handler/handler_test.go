@@ -44,6 +44,8 @@ func scenario(name, file string) string {
 
 const scenario000 = "000-http-mtls-origination"
 
+const scenario004 = "004-per-identity-egress"
+
 // want is what one webhook must answer, beyond the golden response: these
 // expectations keep -update from blessing a wrong answer.
 type want struct {
@@ -145,6 +147,17 @@ var cases = []handlerCase{{
 	validate:   want{causes: []string{"spec.trafficPolicy.tls.mode"}, decision: "denied", message: []string{"EGR303", `"MUTUAL"`}},
 	violations: []string{"DestinationRule EGR303 deny"},
 	storedAs:   scenario(scenario000, "mutate-expected.yaml"),
+}, {
+	name:   "se-export-restricted",
+	config: scenario(scenario004, "config.yaml"),
+	mutate: want{allowed: true, decision: "patched", patched: true, warnings: []string{
+		`spec.exportTo: exported to its own namespace only`,
+	}},
+	// What the API server validates is the patched object: exported to curl
+	// alone; the review as sent is denied.
+	validate:   want{causes: []string{"spec.exportTo[0]"}, decision: "denied", message: []string{"EGR109", `"*" exports host "httpbin.org" beyond the namespaces the allow list gives it (curl)`}},
+	violations: []string{"ServiceEntry EGR109 deny"},
+	storedAs:   scenario(scenario004, "mutate-expected.yaml"),
 }, {
 	name:       "dr-insecure-denied-egr302",
 	config:     scenario(scenario000, "config.yaml"),

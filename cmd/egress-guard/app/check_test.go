@@ -69,8 +69,8 @@ func TestCheckJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
-	if len(rep.Results) != 9 {
-		t.Fatalf("want 9 results, got %d", len(rep.Results))
+	if len(rep.Results) != 12 {
+		t.Fatalf("want 12 results, got %d", len(rep.Results))
 	}
 	vs := rep.Results[0]
 	if vs.Kind != "VirtualService" || !vs.Allowed || !vs.Mutated || len(vs.Patch) == 0 || vs.Object["spec"] == nil {
@@ -91,6 +91,22 @@ func TestCheckJSON(t *testing.T) {
 	subset := rep.Results[8]
 	if subset.Name != "test-com-weak-subset" || subset.Allowed || subset.Mutated || len(subset.Violations) != 1 || subset.Violations[0].Field != "spec.subsets[0].trafficPolicy.tls.mode" {
 		t.Errorf("denied DestinationRule with a weak subset: %+v", subset)
+	}
+	// The bypasses: an external host called internal, a TCP port matching
+	// any address, addresses matching every destination or wider than allowed.
+	for i, want := range []struct{ name, fields string }{
+		{"test-com-internal", "spec.location"},
+		{"test-com-any-ip", "spec.ports[0]"},
+		{"test-com-every-address", "spec.addresses[0] spec.addresses[1]"},
+	} {
+		r := rep.Results[9+i]
+		var fields []string
+		for _, v := range r.Violations {
+			fields = append(fields, v.Field)
+		}
+		if r.Name != want.name || r.Allowed || strings.Join(fields, " ") != want.fields {
+			t.Errorf("denied bypass %s: %+v", want.name, r)
+		}
 	}
 }
 

@@ -136,6 +136,40 @@ endpoint_allowed(address, host, ns) if {
 	net.cidr_contains(_as_cidr(cidr), address)
 }
 
+# address_allowed(address, host, ns): the IP address or CIDR range address
+# lies inside the addresses of an entry that covers host for ns.
+address_allowed(address, host, ns) if {
+	some entry in entries(host, ns)
+	some cidr in object.get(entry, "addresses", [])
+	net.cidr_contains(_as_cidr(cidr), _as_cidr(address))
+}
+
+# sni_forwarding(host, ns): an entry that covers host for ns says the platform
+# forwards the host by SNI at the egress gateway.
+sni_forwarding(host, ns) if {
+	some entry in entries(host, ns)
+	entry.sniForwarding == true
+}
+
+# namespace_restricted(host): every allow entry that covers host names the
+# namespaces that may use it.
+namespace_restricted(host) if {
+	found := _all_entries(host)
+	count(found) > 0
+	every entry in found {
+		entry.namespaces
+	}
+}
+
+# host_namespaces(host): the namespaces the allow entries that cover host
+# name.
+host_namespaces(host) := {ns |
+	some entry in _all_entries(host)
+	some ns in object.get(entry, "namespaces", [])
+}
+
+_all_entries(host) := [data.config.allow[position[0]] | some position in _covering(host)]
+
 _is_ip(address) if net.cidr_is_valid(concat("", [address, "/32"]))
 
 _as_cidr(a) := a if contains(a, "/")
