@@ -142,8 +142,18 @@ func (r rendered) checkWebhooks(t *testing.T) {
 	svc := r.service(t)
 	for i, w := range r.webhooks(t) {
 		what := w.config + " webhook " + w.name
-		if len(w.rules) != 1 {
-			t.Fatalf("%s: %d rules, want 1", what, len(w.rules))
+		// The validating webhook judges a VirtualService's deletion too,
+		// and no other.
+		wantRules := 1 + i
+		if len(w.rules) != wantRules {
+			t.Fatalf("%s: %d rules, want %d", what, len(w.rules), wantRules)
+		}
+		if i == 1 {
+			del := w.rules[1]
+			if !slices.Equal(del.Operations, []admissionregistrationv1.OperationType{admissionregistrationv1.Delete}) || !slices.Equal(del.Resources, []string{"virtualservices"}) ||
+				!slices.Equal(del.APIGroups, []string{"networking.istio.io"}) || !slices.Equal(del.APIVersions, []string{"*"}) {
+				t.Errorf("%s: second rule %+v, want DELETE of virtualservices in networking.istio.io, every version", what, del)
+			}
 		}
 		rule := w.rules[0]
 		if !slices.Equal(rule.APIGroups, []string{"networking.istio.io"}) || !slices.Equal(rule.APIVersions, []string{"*"}) {

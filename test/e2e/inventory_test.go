@@ -130,3 +130,99 @@ func inventoryGauge(t *testing.T, g *harness.Guard) float64 {
 	t.Fatalf("no egress_guard_inventory_service_entries in the metrics:\n%s", body)
 	return 0
 }
+
+// Deleting the VirtualService that routes an external host through the
+// egress gateway, while a ServiceEntry still registers the host, is refused
+// (EGR204): the sidecars would then reach the host directly. Kubernetes' own
+// namespace cleanup is not held back, and once the ServiceEntry is gone the
+// route may go.
+func TestDeletingTheGatewayRoute(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cfg := write("config.yaml", `apiVersion: egressguard.io/v1alpha1
+kind: EgressGuardConfig
+gateway: {namespace: istio-system, service: istio-egressgateway, gateway: istio-system/egress-gateway}
+exemptNamespaces: [kube-system]
+allow:
+- hosts: [test.com]
+  ports: [80]
+`)
+	se := write("se.yaml", `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: test-com, namespace: `+inventoryNamespace+`}
+spec:
+  hosts: [test.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports:
+  - {number: 80, name: http, protocol: HTTP}
+`)
+	vs := write("vs.yaml", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: test-com-through-gateway, namespace: `+inventoryNamespace+`}
+spec:
+  hosts: [test.com]
+  gateways: [istio-system/egress-gateway, mesh]
+  http:
+  - match:
+    - {gateways: [mesh], port: 80}
+    route:
+    - destination: {host: istio-egressgateway.istio-system.svc.cluster.local, port: {number: 80}}
+  - match:
+    - {gateways: [istio-system/egress-gateway], port: 80}
+    route:
+    - destination: {host: test.com, port: {number: 80}}
+`)
+	env.ensureNamespace(t, inventoryNamespace)
+	t.Cleanup(func() {
+		env.kubectl("delete", "--ignore-not-found", "-f", se)
+		env.kubectl("delete", "--ignore-not-found", "-f", vs)
+	})
+	g := env.startGuard(t, cfg, "", "--inventory")
+	env.useGuard(t, g)
+	for _, f := range []string{se, vs} {
+		if r := env.kubectl("apply", "-f", f); r.Err != nil {
+			t.Fatalf("applying %s:\n%s", filepath.Base(f), r)
+		}
+	}
+	deleteVS := func(extra ...string) harness.Result {
+		return env.kubectl(append([]string{"delete", "-f", vs}, extra...)...)
+	}
+	eventually(t, 30*time.Second, "the inventory holds the ServiceEntry", func() error {
+		if r := deleteVS("--dry-run=server"); r.Err == nil {
+			return errors.New("the deletion is admitted")
+		}
+		return nil
+	})
+	r := deleteVS()
+	switch {
+	case r.Err == nil:
+		t.Fatalf("kubectl delete of the gateway route succeeded:\n%s", r)
+	case !strings.Contains(r.Output(), "EGR204") || !strings.Contains(r.Output(), `external host "test.com"`) || !strings.Contains(r.Output(), "delete the ServiceEntry first"):
+		t.Fatalf("kubectl delete refused without EGR204 naming the host:\n%s", r)
+	}
+	if r := env.kubectl("get", "-f", vs); r.Err != nil {
+		t.Fatalf("the refused VirtualService is gone:\n%s", r)
+	}
+	// The namespace controller, deleting a namespace's objects, is let
+	// through.
+	if r := deleteVS("--dry-run=server", "--as", "system:serviceaccount:kube-system:namespace-controller"); r.Err != nil {
+		t.Errorf("the namespace controller's deletion is refused:\n%s", r)
+	}
+	if r := env.kubectl("delete", "-f", se); r.Err != nil {
+		t.Fatalf("deleting the ServiceEntry:\n%s", r)
+	}
+	eventually(t, 30*time.Second, "without the ServiceEntry the route may go", func() error {
+		if r := deleteVS(); r.Err != nil {
+			return errors.New(r.Output())
+		}
+		return nil
+	})
+}

@@ -92,9 +92,20 @@ func (w *Webhooks) Register(ctx context.Context, base string) error {
 	}); err != nil {
 		return fmt.Errorf("registering the mutating webhook: %w", err)
 	}
+	// As the chart registers it: the validating webhook judges the deletion
+	// of VirtualServices too (EGR204).
+	validating := w.webhook(ValidatingWebhook, base+"/validate")
+	validating.Rules = append(validating.Rules, admissionregistrationv1.RuleWithOperations{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
+		Rule: admissionregistrationv1.Rule{
+			APIGroups:   []string{"networking.istio.io"},
+			APIVersions: []string{"*"},
+			Resources:   []string{"virtualservices"},
+		},
+	})
 	if err := upsert(ctx, api.ValidatingWebhookConfigurations(), &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: w.Name},
-		Webhooks:   []admissionregistrationv1.ValidatingWebhook{w.webhook(ValidatingWebhook, base+"/validate")},
+		Webhooks:   []admissionregistrationv1.ValidatingWebhook{validating},
 	}); err != nil {
 		return fmt.Errorf("registering the validating webhook: %w", err)
 	}
@@ -104,6 +115,7 @@ func (w *Webhooks) Register(ctx context.Context, base string) error {
 
 // webhook is one webhook calling url: CREATE and UPDATE of the policed
 // kinds, every namespace but kube-system, failing closed after 5 seconds.
+// The validating one also gets the deletion of VirtualServices.
 func (w *Webhooks) webhook(name, url string) admissionregistrationv1.ValidatingWebhook {
 	matchPolicy := admissionregistrationv1.Equivalent
 	sideEffects := admissionregistrationv1.SideEffectClassNone

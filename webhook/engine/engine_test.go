@@ -411,6 +411,17 @@ func TestInputFieldsFollowTheQueries(t *testing.T) {
 	if s := in.AST().String(); strings.Contains(s, "mallory") || !strings.Contains(s, "reviews") {
 		t.Errorf("the pack's input: %s", s)
 	}
+	// The pack judges the deletion of VirtualServices (oldObject, and who
+	// deletes): their input has those fields, other kinds' not.
+	vsReq := request("VirtualService", `{"spec":{"hosts":["reviews"]}}`)
+	vsReq.UserInfo, vsReq.OldObject = req.UserInfo, []byte(`{"spec":{"hosts":["ratings"]}}`)
+	vsIn, err := pack.Input(vsReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := vsIn.AST().String(); !strings.Contains(s, "mallory") || !strings.Contains(s, "ratings") {
+		t.Errorf("the pack's input of a VirtualService: %s", s)
+	}
 	vs, err := who.Violations(ctx, in)
 	if err != nil || len(vs) != 1 || vs[0].Code != "WHO1" {
 		t.Fatalf("violations %+v, %v", vs, err)

@@ -73,10 +73,11 @@ func (p *Prepared) AST() ast.Value { return vm.ToAST(p.Value) }
 func Input(r Request) (*Prepared, error) { return input(r, nil) }
 
 // Input converts the request as the package function does, but only the
-// JSON fields this engine's queries read (the rule pack reads object alone,
-// not userInfo nor oldObject); an engine given a Prepared that lacks some
-// converts the request again.
-func (e *Engine) Input(r Request) (*Prepared, error) { return input(r, e.fields) }
+// JSON fields this engine's queries for the request's kind read (the rule
+// pack reads object alone, but for VirtualServices, whose deletion it
+// judges, userInfo and oldObject too); an engine given a Prepared that lacks
+// some converts the request again.
+func (e *Engine) Input(r Request) (*Prepared, error) { return input(r, e.fieldsOf(r.Kind)) }
 
 func input(r Request, fields *fieldSet) (*Prepared, error) {
 	root := vm.NewObject(

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 
@@ -29,8 +27,10 @@ type policy struct {
 	modules []string
 	// fallbacks say which queries topdown runs, and why.
 	fallbacks []string
-	// fields are the input's JSON fields the queries read (nil: all).
-	fields *fieldSet
+	// fields are the input's JSON fields the queries of a kind read (nil:
+	// all): kindFields for the dispatched kinds, fields for the others.
+	fields     *fieldSet
+	kindFields map[string]*fieldSet
 }
 
 type queries struct {
@@ -103,27 +103,36 @@ func compilePolicy(ctx context.Context, opts Options) (*policy, error) {
 			return nil, err
 		}
 	}
-	p.fields = p.inputFields()
+	p.fields = inputFields(&p.all)
+	p.kindFields = map[string]*fieldSet{}
+	for kind, qs := range p.byKind {
+		p.kindFields[kind] = inputFields(qs)
+	}
 	return p, nil
 }
 
 // inputFields gathers the input's JSON fields the queries read; nil when a
 // query may read any field (topdown runs it, or it reads the input whole).
-func (p *policy) inputFields() *fieldSet {
+func inputFields(qs *queries) *fieldSet {
 	f := &fieldSet{names: map[string]bool{}}
-	all := append([]*queries{&p.all}, slices.Collect(maps.Values(p.byKind))...)
-	for _, qs := range all {
-		for _, q := range []*query{qs.violations, qs.intents} {
-			keys, whole := q.inputKeys()
-			if whole {
-				return nil
-			}
-			for _, k := range keys {
-				f.names[k] = true
-			}
+	for _, q := range []*query{qs.violations, qs.intents} {
+		keys, whole := q.inputKeys()
+		if whole {
+			return nil
+		}
+		for _, k := range keys {
+			f.names[k] = true
 		}
 	}
 	return f
+}
+
+// fieldsOf are the input's JSON fields the queries of kind read.
+func (p *policy) fieldsOf(kind string) *fieldSet {
+	if f, ok := p.kindFields[kind]; ok {
+		return f
+	}
+	return p.fields
 }
 
 func (p *policy) queries(kind string) *queries {

@@ -82,7 +82,7 @@ func (e *Engine) Intents(ctx context.Context, input *Prepared) ([]Intent, error)
 // eval runs a query on the engine's data and returns the elements of the
 // set it yields.
 func (e *Engine) eval(ctx context.Context, q *query, input *Prepared) ([]vm.Value, error) {
-	if !input.covers(e.fields) {
+	if !input.covers(e.fieldsOf(input.Kind)) {
 		// prepared by another engine, reading fewer fields
 		var err error
 		if input, err = e.Input(input.req); err != nil {

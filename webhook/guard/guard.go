@@ -146,6 +146,12 @@ func inputError(id string, err error) error {
 // object differ. The validating phase evaluates the object as the mutating
 // phase left it.
 //
+// A DELETE is reviewed by the validating phase alone, on the object deleted
+// (oldObject; input.object is null, as in the AdmissionReview): there is
+// nothing to mutate, and the deleted object is not decoded into its type, so
+// that an object stored before a rule existed can always be deleted unless a
+// rule says otherwise.
+//
 // An object that cannot be evaluated is an *InputError; a panic in a step is
 // a *PanicError naming the step; other errors are the engine's. A panic
 // outside the steps (the engine's Config) is the caller's to contain.
@@ -158,6 +164,9 @@ func Review(ctx context.Context, e Engine, req engine.Request, opts Options) (*O
 		r.o.Skipped = why
 		r.o.Metrics.Decision = DecisionSkipped
 		return r.o, nil
+	}
+	if req.Operation == OperationDelete {
+		return r.deleted(ctx)
 	}
 	if n := len(req.Object); opts.MaxObjectBytes > 0 && n > opts.MaxObjectBytes {
 		return nil, &InputError{ID: r.o.ID, Err: fmt.Errorf("the object is %d bytes, over the %d-byte limit", n, opts.MaxObjectBytes)}
@@ -175,6 +184,38 @@ func Review(ctx context.Context, e Engine, req engine.Request, opts Options) (*O
 			return nil, err
 		}
 	}
+	r.o.Metrics.Decision = r.o.decision()
+	return r.o, nil
+}
+
+// OperationDelete is the operation of a deletion.
+const OperationDelete = "DELETE"
+
+// deleted reviews a deletion: the violations of the object deleted.
+func (r *review) deleted(ctx context.Context) (*Outcome, error) {
+	if n := len(r.req.OldObject); r.opts.MaxObjectBytes > 0 && n > r.opts.MaxObjectBytes {
+		return nil, &InputError{ID: r.o.ID, Err: fmt.Errorf("the deleted object is %d bytes, over the %d-byte limit", n, r.opts.MaxObjectBytes)}
+	}
+	switch {
+	case r.opts.Phases&Validating == 0:
+		r.o.Skipped = "nothing to mutate in a deletion"
+	case len(r.req.OldObject) == 0 || string(r.req.OldObject) == "null":
+		// API servers send the object deleted (oldObject) since
+		// Kubernetes 1.15; without it there is nothing to judge.
+		r.o.Skipped = "the deletion carries no oldObject"
+	}
+	if r.o.Skipped != "" {
+		r.o.Metrics.Decision = DecisionSkipped
+		return r.o, nil
+	}
+	if err := r.prepare(); err != nil {
+		return nil, err
+	}
+	vs, err := step(StepEvaluate, func() ([]engine.Violation, error) { return r.e.Violations(ctx, r.input) })
+	if err != nil {
+		return nil, err
+	}
+	r.o.validated(r.req.Kind, vs)
 	r.o.Metrics.Decision = r.o.decision()
 	return r.o, nil
 }

@@ -236,8 +236,9 @@ func requestID(req admission.Request) string {
 	return object.ID(req.Kind.Kind, req.Namespace, name)
 }
 
-// prepare converts the request, or answers it without evaluation: deletes
-// and connects are allowed untouched; an unknown operation is an error.
+// prepare converts the request, or answers it without evaluation: connects
+// are allowed untouched; an unknown operation is an error. A deletion is
+// reviewed on the object deleted (guard.Review).
 func (d *Deps) prepare(req admission.Request) (engine.Request, admission.Response, string) {
 	in := engine.Request{
 		Operation: string(req.Operation),
@@ -253,8 +254,8 @@ func (d *Deps) prepare(req admission.Request) (engine.Request, admission.Respons
 		in.Name = generateName(req.Object.Raw)
 	}
 	switch req.Operation {
-	case admissionv1.Create, admissionv1.Update:
-	case admissionv1.Delete, admissionv1.Connect:
+	case admissionv1.Create, admissionv1.Update, admissionv1.Delete:
+	case admissionv1.Connect:
 		return in, admission.Allowed(""), guard.DecisionSkipped
 	default:
 		// Never admitted unevaluated: the server in front refuses these

@@ -152,12 +152,24 @@ rules:
     operations: ["CREATE", "UPDATE"]
     resources: ["serviceentries", "virtualservices", "destinationrules"]
     scope: Namespaced
+{{- if .validating }}
+  # Deleting a VirtualService can leave its external host's traffic without
+  # the route through the gateway (EGR204). Only this deletion is sent: while
+  # no replica answers, the failurePolicy holds back no other deletion.
+  - apiGroups: ["networking.istio.io"]
+    apiVersions: ["*"]
+    operations: ["DELETE"]
+    resources: ["virtualservices"]
+    scope: Namespaced
+{{- end }}
+{{- with .root }}
 matchPolicy: Equivalent
 namespaceSelector:
   {{- include "egress-guard.namespaceSelector" . | trim | nindent 2 }}
 sideEffects: {{ .Values.webhook.sideEffects }}
 timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
 failurePolicy: {{ .Values.webhook.failurePolicy }}
+{{- end }}
 {{- end -}}
 
 {{/* Annotations of both webhook configurations, as a YAML map (empty when none). */}}

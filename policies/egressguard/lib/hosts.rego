@@ -36,6 +36,16 @@ external(host) if {
 
 _external_suffix(suffix) if _allow_index.suffixes[suffix]
 
+# registered(host): a MESH_EXTERNAL ServiceEntry of the inventory registers
+# host, by name or with a "*." wildcard over it (a wildcard host "*.x.com" is
+# registered by the entry "*.x.com" or a wider one).
+registered(host) if data.inventory.externalHosts[host]
+
+registered(host) if {
+	some suffix in _suffixes(host)
+	_external_suffixes[suffix]
+}
+
 _external_suffix(suffix) if _external_suffixes[suffix]
 
 # The allow entries that cover host for namespace ns, in the list's order

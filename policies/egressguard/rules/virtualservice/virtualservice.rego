@@ -194,3 +194,48 @@ _subset(route) := subsets[0] if {
 	]
 	count(subsets) > 0
 } else := ""
+
+# Deletions. The object deleted is input.oldObject (input.object is null).
+_deleted := input.oldObject if {
+	input.operation == "DELETE"
+	input.kind.kind == "VirtualService"
+}
+
+# Kubernetes' own controllers delete what a deleted namespace or owner held;
+# refusing them would leave the namespace terminating, or the object orphaned,
+# until the ServiceEntry is gone.
+_cleanup_users := {
+	"system:serviceaccount:kube-system:namespace-controller",
+	"system:serviceaccount:kube-system:generic-garbage-collector",
+}
+
+# _gateway_routed contains [host, section, i]: the deleted object's mesh route
+# spec.<section>[i] sends host's traffic to the egress gateway.
+_gateway_routed contains [host, section, i] if {
+	some section in _sections
+	some i, route in _deleted.spec[section]
+	lib.mesh_route(_deleted, route)
+	some d in route.route
+	lib.is_gateway_host(d.destination.host, _ns)
+	some host in _route_hosts(section, route)
+}
+
+_route_hosts("tls", route) := {host | some m in route.match; some host in m.sniHosts} if _has_sni(route)
+
+else := {host | some host in _deleted.spec.hosts}
+
+_route_hosts(section, _) := {host | some host in _deleted.spec.hosts} if section != "tls"
+
+# EGR204: deleting the route that sends an external host's mesh traffic to the
+# egress gateway while a ServiceEntry still registers the host: the sidecars
+# would then reach it directly.
+deny contains {
+	"code": "EGR204",
+	"field": sprintf("spec.%s[%d]", [section, i]),
+	"message": sprintf("spec.%s[%d]: deleting the route of external host %q through the egress gateway while a ServiceEntry still registers it would let the sidecars reach it directly; delete the ServiceEntry first", [section, i, host]),
+} if {
+	_deleted
+	not input.userInfo.username in _cleanup_users
+	some [host, section, i] in _gateway_routed
+	lib.registered(host)
+}

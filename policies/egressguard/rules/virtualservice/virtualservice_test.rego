@@ -410,3 +410,76 @@ test_egr201_match_without_gateways_inherits_mesh if {
 	"EGR201" in _codes("default", spec)
 	count(_intents("default", spec)) == 1
 }
+
+# Deletions: the object deleted is input.oldObject.
+_two_leg := {
+	"hosts": ["test.com"],
+	"gateways": ["istio-system/egress-gateway", "mesh"],
+	"http": [
+		{"match": [{"gateways": ["mesh"], "port": 80}], "route": [_dest(_gw, 80)]},
+		{"match": [{"gateways": ["istio-system/egress-gateway"], "port": 80}], "route": [_dest("test.com", 443)]},
+	],
+}
+
+_registered := {
+	"serviceEntries": [
+		{"namespace": "default", "name": "test-com", "hosts": ["test.com"], "location": "MESH_EXTERNAL"},
+		{"namespace": "istio-system", "name": "wildcard", "hosts": ["*.wikipedia.org"]},
+	],
+	"externalHosts": {"test.com": true},
+	"externalSuffixIndex": {".wikipedia.org": true},
+}
+
+_delete(spec, user, inventory) := out if {
+	out := virtualservice.deny with input as {
+		"operation": "DELETE",
+		"kind": {"group": "networking.istio.io", "version": "v1", "kind": "VirtualService"},
+		"namespace": "default",
+		"name": "x",
+		"userInfo": {"username": user},
+		"object": null,
+		"oldObject": {"metadata": {"name": "x", "namespace": "default"}, "spec": spec},
+	}
+		with data.config as _config
+		with data.inventory as inventory
+}
+
+test_egr204_deleting_the_gateway_route if {
+	_delete(_two_leg, "alice", _registered) == {{
+		"code": "EGR204",
+		"field": "spec.http[0]",
+		"message": `spec.http[0]: deleting the route of external host "test.com" through the egress gateway while a ServiceEntry still registers it would let the sidecars reach it directly; delete the ServiceEntry first`,
+	}}
+}
+
+test_egr204_tls_by_sni_and_wildcards if {
+	spec := {
+		"hosts": ["*.wikipedia.org"],
+		"gateways": ["mesh", "istio-system/egress-gateway"],
+		"tls": [{"match": [{"gateways": ["mesh"], "port": 443, "sniHosts": ["en.wikipedia.org"]}], "route": [_dest(_gw, 443)]}],
+	}
+	{v.field | some v in _delete(spec, "alice", _registered)} == {"spec.tls[0]"}
+}
+
+test_egr204_once_the_service_entry_is_gone if {
+	_delete(_two_leg, "alice", {"serviceEntries": [], "externalHosts": {}, "externalSuffixIndex": {}}) == set()
+	_delete(_two_leg, "alice", {"serviceEntries": []}) == set()
+}
+
+test_egr204_kubernetes_cleanup if {
+	_delete(_two_leg, "system:serviceaccount:kube-system:namespace-controller", _registered) == set()
+	_delete(_two_leg, "system:serviceaccount:kube-system:generic-garbage-collector", _registered) == set()
+}
+
+test_egr204_other_routes_deleted_freely if {
+	# a direct route (the sidecars already go direct), a gateway leg, an
+	# internal service
+	_delete(_direct_http, "alice", _registered) == set()
+	_delete({"hosts": ["test.com"], "gateways": ["istio-system/egress-gateway"], "http": [{"route": [_dest("test.com", 443)]}]}, "alice", _registered) == set()
+	_delete({"hosts": ["reviews"], "http": [{"route": [_dest("reviews", 9080)]}]}, "alice", _registered) == set()
+}
+
+test_egr204_not_on_create if {
+	# the same object written is checked by the other rules only
+	not "EGR204" in _codes("default", _two_leg)
+}
