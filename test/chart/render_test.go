@@ -65,6 +65,37 @@ type want struct {
 	requestFlags map[string]string
 	// allowedBuiltins and allowedHosts are config.policies.
 	allowedBuiltins, allowedHosts []string
+	// kinds is config.kinds; groups are the API groups the webhook rules and
+	// the audit's list rules name, in order of first appearance, each with
+	// its kinds' resources in list order.
+	kinds  []policedKind
+	groups []apiGroup
+}
+
+// policedKind is an entry of config.kinds.
+type policedKind struct {
+	Group    string `json:"group"`
+	Version  string `json:"version"`
+	Kind     string `json:"kind"`
+	Resource string `json:"resource"`
+}
+
+// apiGroup is an API group of config.kinds and its kinds' resources.
+type apiGroup struct {
+	group     string
+	resources []string
+}
+
+// defaultKinds are the kinds of values.yaml, those egress-guard's own rules
+// read.
+// defaultKinds are the kinds serve polices when its configuration names
+// none (config.DefaultKinds): the chart's default must be the same list.
+func defaultKinds() []policedKind {
+	var out []policedKind
+	for _, k := range config.DefaultKinds {
+		out = append(out, policedKind{k.Group, k.Version, k.Kind, k.Resource})
+	}
+	return out
 }
 
 // defaults is what values.yaml says.
@@ -87,6 +118,8 @@ func defaults() want {
 			"evaluation-timeout": "8s", "max-concurrent-requests": "0",
 			"read-header-timeout": "10s", "read-timeout": "30s", "write-timeout": "30s", "idle-timeout": "90s",
 		},
+		kinds:  defaultKinds(),
+		groups: []apiGroup{{"networking.istio.io", []string{"serviceentries", "virtualservices", "destinationrules"}}},
 	}
 }
 
@@ -248,6 +281,44 @@ func renderCases() []renderCase {
 					"evaluation-timeout": "3s", "max-concurrent-requests": "16",
 					"read-header-timeout": "5s", "read-timeout": "15s", "write-timeout": "20s", "idle-timeout": "2m",
 				}
+			}),
+		},
+		{
+			// A kind of another group between two of the first: one rule
+			// per group, in order of first appearance; the audit lists them.
+			name: "kinds-gateway-wasmplugin",
+			values: `config:
+  audit: {interval: 1h}
+  kinds:
+  - {group: networking.istio.io, version: v1, kind: ServiceEntry, resource: serviceentries}
+  - {group: networking.istio.io, version: v1, kind: VirtualService, resource: virtualservices}
+  - {group: networking.istio.io, version: v1, kind: DestinationRule, resource: destinationrules}
+  - {group: extensions.istio.io, version: v1alpha1, kind: WasmPlugin, resource: wasmplugins}
+  - {group: networking.istio.io, version: v1, kind: Gateway, resource: gateways}
+`,
+			want: with(func(w *want) {
+				w.audit = "openreports"
+				w.kinds = append(defaultKinds(),
+					policedKind{"extensions.istio.io", "v1alpha1", "WasmPlugin", "wasmplugins"},
+					policedKind{"networking.istio.io", "v1", "Gateway", "gateways"})
+				w.groups = []apiGroup{
+					{"networking.istio.io", []string{"serviceentries", "virtualservices", "destinationrules", "gateways"}},
+					{"extensions.istio.io", []string{"wasmplugins"}},
+				}
+			}),
+		},
+		{
+			// Without VirtualServices the validating webhook gets no
+			// deletion.
+			name: "kinds-without-virtualservice",
+			values: `config:
+  kinds:
+  - {group: networking.istio.io, version: v1, kind: ServiceEntry, resource: serviceentries}
+  - {group: networking.istio.io, version: v1, kind: DestinationRule, resource: destinationrules}
+`,
+			want: with(func(w *want) {
+				w.kinds = []policedKind{defaultKinds()[0], defaultKinds()[2]}
+				w.groups = []apiGroup{{"networking.istio.io", []string{"serviceentries", "destinationrules"}}}
 			}),
 		},
 		{
@@ -431,11 +502,23 @@ func TestSchemaRejects(t *testing.T) {
 		{"requests.readTimeout=soon", []string{"/requests/readTimeout", "soon"}},
 		{"requests.maxConcurrent=-1", []string{"/requests/maxConcurrent", "minimum"}},
 		{"requests.workers=4", []string{"/requests", "'workers' not allowed"}},
+		{"config.kinds[0].group=networking.istio.io,config.kinds[0].version=v1,config.kinds[0].kind=Gateway", []string{"/config/kinds/0", "missing property 'resource'"}},
+		{"config.kinds[0].group=networking.istio.io,config.kinds[0].version=v1,config.kinds[0].kind=Gateway,config.kinds[0].resource=Gateways", []string{"/config/kinds/0/resource", "Gateways"}},
+		{"config.kinds[0].group=,config.kinds[0].version=v1,config.kinds[0].kind=Pod,config.kinds[0].resource=pods", []string{"/config/kinds/0/group"}},
+		{"config.kinds[0].group=networking.istio.io,config.kinds[0].version=1,config.kinds[0].kind=Gateway,config.kinds[0].resource=gateways", []string{"/config/kinds/0/version"}},
+		{"config.kinds[0].group=networking.istio.io,config.kinds[0].version=v1,config.kinds[0].kind=gateway,config.kinds[0].resource=gateways", []string{"/config/kinds/0/kind", "gateway"}},
+		{"config.kinds[0].group=networking.istio.io,config.kinds[0].version=v1,config.kinds[0].kind=Gateway,config.kinds[0].resource=gateways,config.kinds[0].namespaced=true", []string{"/config/kinds/0", "'namespaced' not allowed"}},
+		{"config.kinds=null", []string{"/config", "missing property 'kinds'"}},
 		{"replica=3", []string{"'replica' not allowed"}},
 		// Checks the schema cannot express, done by the templates.
 		{"shutdown.terminationGracePeriodSeconds=20", []string{"shutdown.terminationGracePeriodSeconds (20) must exceed"}},
 		{"podDisruptionBudget.maxUnavailable=1", []string{"podDisruptionBudget: set minAvailable or maxUnavailable, not both"}},
 		{"metrics.serviceMonitor.enabled=true", []string{"metrics.serviceMonitor.enabled needs metrics.service.enabled"}},
+		{
+			"config.kinds[0].group=networking.istio.io,config.kinds[0].version=v1,config.kinds[0].kind=Gateway,config.kinds[0].resource=gateways," +
+				"config.kinds[1].group=networking.istio.io,config.kinds[1].version=v1beta1,config.kinds[1].kind=Gateway,config.kinds[1].resource=gateways",
+			[]string{"config.kinds[1]: duplicated kind Gateway in group networking.istio.io"},
+		},
 	} {
 		t.Run(c.set, func(t *testing.T) {
 			r := env.helmRun("template", "eg", env.chart, "--namespace", renderNamespace, "--set", c.set)

@@ -30,7 +30,10 @@ const (
 // of ServiceEntry, VirtualService and DestinationRule (every namespace but
 // kube-system) to a url with a CA bundle.
 type Webhooks struct {
-	Name           string // of both configurations
+	Name string // of both configurations
+	// Resources are the networking.istio.io resources sent (nil:
+	// DefaultResources), as the chart registers config.kinds.
+	Resources      []string
 	ProbeNamespace string // holds the dry-run object that checks which URL the API server calls
 	CABundle       []byte
 	URL            string // base URL registered last
@@ -113,14 +116,21 @@ func (w *Webhooks) Register(ctx context.Context, base string) error {
 	return nil
 }
 
+// DefaultResources are the resources of config.DefaultKinds.
+var DefaultResources = []string{"serviceentries", "virtualservices", "destinationrules"}
+
 // webhook is one webhook calling url: CREATE and UPDATE of the policed
-// kinds, every namespace but kube-system, failing closed after 5 seconds.
+// kinds (Resources), every namespace but kube-system, failing closed after 5 seconds.
 // The validating one also gets the deletion of VirtualServices.
 func (w *Webhooks) webhook(name, url string) admissionregistrationv1.ValidatingWebhook {
 	matchPolicy := admissionregistrationv1.Equivalent
 	sideEffects := admissionregistrationv1.SideEffectClassNone
 	failurePolicy := admissionregistrationv1.Fail
 	timeout := int32(5)
+	resources := w.Resources
+	if resources == nil {
+		resources = DefaultResources
+	}
 	return admissionregistrationv1.ValidatingWebhook{
 		Name:         name,
 		ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: w.CABundle},
@@ -129,7 +139,7 @@ func (w *Webhooks) webhook(name, url string) admissionregistrationv1.ValidatingW
 			Rule: admissionregistrationv1.Rule{
 				APIGroups:   []string{"networking.istio.io"},
 				APIVersions: []string{"*"},
-				Resources:   []string{"serviceentries", "virtualservices", "destinationrules"},
+				Resources:   resources,
 			},
 		}},
 		MatchPolicy: &matchPolicy,

@@ -14,29 +14,22 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/egress-guard/egress-guard/webhook/check"
-	"github.com/egress-guard/egress-guard/webhook/object"
+	"github.com/egress-guard/egress-guard/webhook/config"
 )
-
-// Resources are the Istio resources an audit reads, by kind, at a version
-// the API server serves for all of them.
-var Resources = []struct {
-	Kind string
-	GVR  schema.GroupVersionResource
-}{
-	{object.ServiceEntry, schema.GroupVersionResource{Group: object.Group, Version: "v1", Resource: "serviceentries"}},
-	{object.VirtualService, schema.GroupVersionResource{Group: object.Group, Version: "v1", Resource: "virtualservices"}},
-	{object.DestinationRule, schema.GroupVersionResource{Group: object.Group, Version: "v1", Resource: "destinationrules"}},
-}
 
 // listPage is how many objects one list call asks for.
 const listPage = 500
 
-// ListObjects reads the ServiceEntries, VirtualServices and DestinationRules
-// of namespace ("" for all) from the API server, page by page, sorted by
-// kind, namespace and name.
-func ListObjects(ctx context.Context, dyn dynamic.Interface, namespace string) ([]check.Document, error) {
+// ListObjects reads the objects of the policed kinds (config kinds, each at
+// its version) of namespace ("" for all) from the API server, page by page,
+// sorted by kind, namespace and name.
+func ListObjects(ctx context.Context, dyn dynamic.Interface, kinds []config.PolicedKind, namespace string) ([]check.Document, error) {
 	var docs []check.Document
-	for _, r := range Resources {
+	for _, k := range kinds {
+		r := struct {
+			Kind string
+			GVR  schema.GroupVersionResource
+		}{k.Kind, schema.GroupVersionResource{Group: k.Group, Version: k.Version, Resource: k.Resource}}
 		opts := metav1.ListOptions{Limit: listPage}
 		for {
 			list, err := dyn.Resource(r.GVR).Namespace(namespace).List(ctx, opts)

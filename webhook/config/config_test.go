@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -86,6 +87,13 @@ func TestParseErrorsNameFieldAndValue(t *testing.T) {
 		{"audit interval syntax", "audit: {interval: often}\n", []string{"audit.interval"}},
 		{"audit report api", "audit: {reportAPI: kyverno}\n", []string{"audit.reportAPI", `"kyverno"`}},
 		{"override namespace", "overrides:\n- namespaces: [Team_A]\n  action: dryrun\n", []string{"overrides[0].namespaces[0]", "Team_A"}},
+		{"no kinds", "kinds: []\n", []string{"kinds", "at least one kind"}},
+		{"core kind", "kinds:\n- {group: \"\", version: v1, kind: Pod, resource: pods}\n", []string{"kinds[0].group", "core kinds"}},
+		{"kind name", "kinds:\n- {group: networking.istio.io, version: v1, kind: gateway, resource: gateways}\n", []string{"kinds[0].kind", `"gateway"`}},
+		{"kind version", "kinds:\n- {group: networking.istio.io, version: one, kind: Gateway, resource: gateways}\n", []string{"kinds[0].version", `"one"`}},
+		{"kind resource", "kinds:\n- {group: networking.istio.io, version: v1, kind: Gateway, resource: Gateways}\n", []string{"kinds[0].resource", `"Gateways"`}},
+		{"kind missing resource", "kinds:\n- {group: networking.istio.io, version: v1, kind: Gateway}\n", []string{"kinds[0].resource"}},
+		{"duplicate kind", "kinds:\n- {group: networking.istio.io, version: v1, kind: Gateway, resource: gateways}\n- {group: networking.istio.io, version: v1beta1, kind: Gateway, resource: gateways}\n", []string{"kinds[1]", "Duplicate", "networking.istio.io/Gateway"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := head + tc.yaml
@@ -102,6 +110,27 @@ func TestParseErrorsNameFieldAndValue(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The policed kinds default to those the embedded rules read; a list
+// replaces them, and Policed finds a kind by group and kind.
+func TestKinds(t *testing.T) {
+	c := Default()
+	if !slices.Equal(c.Kinds, DefaultKinds) {
+		t.Errorf("default kinds %+v", c.Kinds)
+	}
+	c, err := Parse([]byte("apiVersion: egressguard.io/v1alpha1\nkind: EgressGuardConfig\nkinds:\n- {group: networking.istio.io, version: v1, kind: Gateway, resource: gateways}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, ok := c.Policed("networking.istio.io", "Gateway"); !ok || k.Resource != "gateways" {
+		t.Errorf("Policed Gateway: %+v %v", k, ok)
+	}
+	for _, gk := range [][2]string{{"networking.istio.io", "ServiceEntry"}, {"gateway.networking.k8s.io", "Gateway"}} {
+		if _, ok := c.Policed(gk[0], gk[1]); ok {
+			t.Errorf("%s/%s policed with a list that does not name it", gk[0], gk[1])
+		}
 	}
 }
 

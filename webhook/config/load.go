@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -107,6 +108,9 @@ func SetDefaults(c *Config) {
 	}
 	if c.Enforcement == "" {
 		c.Enforcement = ActionDeny
+	}
+	if c.Kinds == nil {
+		c.Kinds = slices.Clone(DefaultKinds)
 	}
 	if c.ExemptNamespaces == nil {
 		c.ExemptNamespaces = []string{"kube-system", "istio-system"}

@@ -61,6 +61,42 @@ type Config struct {
 	Audit Audit `json:"audit,omitempty"`
 	// Policies bound what the platform's own policies may do.
 	Policies Policies `json:"policies,omitempty"`
+	// Kinds are the kinds egress-guard polices: the webhooks receive them
+	// (the chart registers them), check and the audit read them, and the
+	// policies run on them. Absent means DefaultKinds.
+	Kinds []PolicedKind `json:"kinds,omitempty"`
+}
+
+// PolicedKind is a kind egress-guard polices. The embedded rule pack reads
+// ServiceEntries, VirtualServices and DestinationRules, decoded into their
+// Istio types; any other kind reaches the policies as its JSON.
+type PolicedKind struct {
+	// Group is the API group, such as networking.istio.io.
+	Group string `json:"group"`
+	// Version is the version the audit lists the kind at.
+	Version string `json:"version"`
+	// Kind is the kind's name, such as ServiceEntry.
+	Kind string `json:"kind"`
+	// Resource is the kind's plural resource name, such as serviceentries.
+	Resource string `json:"resource"`
+}
+
+// DefaultKinds are the kinds policed when the configuration names none: those
+// the embedded rule pack reads.
+var DefaultKinds = []PolicedKind{
+	{Group: "networking.istio.io", Version: "v1", Kind: "ServiceEntry", Resource: "serviceentries"},
+	{Group: "networking.istio.io", Version: "v1", Kind: "VirtualService", Resource: "virtualservices"},
+	{Group: "networking.istio.io", Version: "v1", Kind: "DestinationRule", Resource: "destinationrules"},
+}
+
+// Policed returns the policed kind of group and kind, if it is one.
+func (c *Config) Policed(group, kind string) (PolicedKind, bool) {
+	for _, k := range c.Kinds {
+		if k.Group == group && k.Kind == kind {
+			return k, true
+		}
+	}
+	return PolicedKind{}, false
 }
 
 // Policies bound what policies may reach when they run: by default no

@@ -41,6 +41,45 @@ func Validate(c *Config) field.ErrorList {
 	}
 	errs = append(errs, validateAudit(&c.Audit, field.NewPath("audit"))...)
 	errs = append(errs, validatePolicies(&c.Policies, field.NewPath("policies"))...)
+	errs = append(errs, validateKinds(c.Kinds, field.NewPath("kinds"))...)
+	return errs
+}
+
+var (
+	kindName    = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
+	versionName = regexp.MustCompile(`^v[0-9]+((alpha|beta)[0-9]+)?$`)
+)
+
+// validateKinds checks the policed kinds: each named in full, once. Core
+// kinds (the empty group) are not policed.
+func validateKinds(kinds []PolicedKind, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if len(kinds) == 0 {
+		errs = append(errs, field.Required(p, "at least one kind (absent: the kinds the embedded rules read)"))
+	}
+	seen := map[string]bool{}
+	for i, k := range kinds {
+		kp := p.Index(i)
+		if k.Group == "" {
+			errs = append(errs, field.Required(kp.Child("group"), "an API group (core kinds are not policed)"))
+		} else {
+			for _, msg := range validation.IsDNS1123Subdomain(k.Group) {
+				errs = append(errs, field.Invalid(kp.Child("group"), k.Group, msg))
+			}
+		}
+		if !versionName.MatchString(k.Version) {
+			errs = append(errs, field.Invalid(kp.Child("version"), k.Version, "must be an API version such as v1, v1beta1 or v1alpha3"))
+		}
+		if !kindName.MatchString(k.Kind) {
+			errs = append(errs, field.Invalid(kp.Child("kind"), k.Kind, "must be a kind such as ServiceEntry"))
+		}
+		errs = append(errs, dnsLabel(kp.Child("resource"), k.Resource)...)
+		if id := k.Group + "/" + k.Kind; seen[id] {
+			errs = append(errs, field.Duplicate(kp, id))
+		} else {
+			seen[id] = true
+		}
+	}
 	return errs
 }
 

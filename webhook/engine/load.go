@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -38,9 +39,18 @@ type queries struct {
 	intents    *query
 }
 
-// Kinds the engine dispatches on: the package egressguard.rules.<lowercase
-// kind> holds a kind's rules; other rules packages are evaluated for every kind.
-var dispatchKinds = []string{"ServiceEntry", "VirtualService", "DestinationRule"}
+// dispatchKinds are the kinds the engine dispatches on, the policed ones
+// (config kinds): the package egressguard.rules.<lowercase kind> holds a
+// kind's rules; other rules packages are evaluated for every kind.
+func dispatchKinds(cfg *config.Config) []string {
+	var kinds []string
+	for _, k := range cfg.Kinds {
+		if !slices.Contains(kinds, k.Kind) {
+			kinds = append(kinds, k.Kind)
+		}
+	}
+	return kinds
+}
 
 // PolicyFile is a platform policy file as read: its path and contents.
 type PolicyFile struct {
@@ -63,7 +73,8 @@ func compilePolicy(ctx context.Context, opts Options) (*policy, error) {
 	for _, m := range modules {
 		parsed[m.name] = m.module
 	}
-	for _, m := range dispatchModules(modules) {
+	kinds := dispatchKinds(opts.Config)
+	for _, m := range dispatchModules(modules, kinds) {
 		parsed[m.name] = m.module
 	}
 	caps := Capabilities(opts.Config.Policies)
@@ -98,7 +109,7 @@ func compilePolicy(ctx context.Context, opts Options) (*policy, error) {
 		return nil, err
 	}
 	p.all = *all
-	for _, kind := range dispatchKinds {
+	for _, kind := range kinds {
 		if p.byKind[kind], err = prepare("data." + dispatchPackage(kind)); err != nil {
 			return nil, err
 		}
@@ -150,9 +161,9 @@ func dispatchPackage(kind string) string {
 // rules packages that can apply to it, so that an evaluation does not visit
 // the others. It leaves out the exemption check of egressguard.main: callers
 // skip exempt namespaces before evaluating (guard.Skip).
-func dispatchModules(modules []module) []module {
+func dispatchModules(modules []module, kinds []string) []module {
 	kindPackages := map[string]bool{}
-	for _, k := range dispatchKinds {
+	for _, k := range kinds {
 		kindPackages[strings.ToLower(k)] = true
 	}
 	var pkgs []string
@@ -166,8 +177,8 @@ func dispatchModules(modules []module) []module {
 		pkgs = append(pkgs, path)
 	}
 	sort.Strings(pkgs)
-	out := make([]module, 0, len(dispatchKinds))
-	for _, kind := range dispatchKinds {
+	out := make([]module, 0, len(kinds))
+	for _, kind := range kinds {
 		lower := strings.ToLower(kind)
 		var b strings.Builder
 		fmt.Fprintf(&b, "package %s\n\n", dispatchPackage(kind))

@@ -67,8 +67,8 @@ type Options struct {
 
 // Skip reports why a request is admitted without evaluation, or "".
 func Skip(cfg *config.Config, group, kind, namespace string) string {
-	if !object.Known(group, kind) {
-		return "kind not handled"
+	if _, ok := cfg.Policed(group, kind); !ok {
+		return "kind not policed"
 	}
 	if slices.Contains(cfg.ExemptNamespaces, namespace) {
 		return "namespace exempt"
@@ -257,6 +257,9 @@ func (r *review) mutate(ctx context.Context) error {
 	if len(intents) == 0 {
 		return nil
 	}
+	if !object.Typed(r.req.Group, r.req.Kind) {
+		return fmt.Errorf("%s: the policies ask for %d mutations of a %s, which egress-guard does not mutate (first: %s)", r.o.ID, len(intents), r.req.Kind, intents[0].Type)
+	}
 	var applied, recorded []mutators.Intent
 	for _, in := range intents {
 		if in.Applied() || r.opts.Enforce {
@@ -361,8 +364,9 @@ func (r *review) validate(ctx context.Context) error {
 		r.req.Object, r.input = r.o.Object, nil
 	}
 	// The mutating phase's decode is the check (strict: metadata too);
-	// what its mutators changed they wrote from the typed object.
-	if !r.decoded {
+	// what its mutators changed they wrote from the typed object. A kind
+	// without an Istio type is read as its JSON alone.
+	if !r.decoded && object.Typed(r.req.Group, r.req.Kind) {
 		if _, err := step(StepDecode, func() (struct{}, error) {
 			return struct{}{}, object.Check(r.req.Kind, r.req.Object, r.opts.Strict)
 		}); err != nil {

@@ -327,3 +327,44 @@ func TestOneInputWhenNothingChanges(t *testing.T) {
 		t.Errorf("a patch: %d inputs, %v", e.inputs, err)
 	}
 }
+
+// A policed kind without an Istio type (here Gateway) reaches the policies as
+// its JSON: a platform rule's violation denies it, its object is not decoded
+// (an odd spec is the rule's to judge), and a mutation asked for it is an
+// error, not a silent no-op. An unpoliced kind is skipped.
+func TestJSONKinds(t *testing.T) {
+	ctx := context.Background()
+	cfg := config.Default()
+	cfg.Kinds = append(cfg.Kinds, config.PolicedKind{Group: "networking.istio.io", Version: "v1", Kind: "Gateway", Resource: "gateways"})
+	policy := engine.PolicyFile{Path: "gw.rego", Source: []byte(`package egressguard.rules.gateway
+
+deny contains {"code": "PLT101", "field": "spec.servers", "message": "spec.servers: not one"} if count(input.object.spec.servers) != 1
+
+intents contains {"type": "originate_tls", "code": "PLT101"} if input.object.metadata.labels.mutate
+`)}
+	e, err := engine.New(ctx, engine.Options{Config: cfg, Policies: []engine.PolicyFile{policy}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gateway := func(spec, labels string) engine.Request {
+		obj := `{"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": "default", "labels": ` + labels + `}, "spec": ` + spec + `}`
+		return engine.Request{Operation: "CREATE", Group: "networking.istio.io", Version: "v1", Kind: "Gateway", Namespace: "default", Name: "gw", Object: []byte(obj), Checked: true}
+	}
+	// The servers' port is not a number: the Istio type would refuse it.
+	o, err := guard.Review(ctx, e, gateway(`{"servers": [{"port": "eighty"}, {}]}`, `{}`), guard.Options{})
+	if err != nil || o.Allowed || len(o.Violations) != 1 || o.Violations[0].Code != "PLT101" {
+		t.Fatalf("a Gateway with two servers: %+v, %v", o, err)
+	}
+	if o, err := guard.Review(ctx, e, gateway(`{"servers": [{"port": "eighty"}]}`, `{}`), guard.Options{}); err != nil || !o.Allowed || len(o.Violations) != 0 {
+		t.Errorf("a Gateway with one server: %+v, %v", o, err)
+	}
+	_, err = guard.Review(ctx, e, gateway(`{"servers": [{}]}`, `{"mutate": "yes"}`), guard.Options{})
+	if err == nil || !strings.Contains(err.Error(), "does not mutate") || !strings.Contains(err.Error(), "Gateway default/gw") {
+		t.Errorf("a mutation of a Gateway: %v", err)
+	}
+	other := gateway(`{"servers": []}`, `{}`)
+	other.Group = "gateway.networking.k8s.io"
+	if o, err := guard.Review(ctx, e, other, guard.Options{}); err != nil || o.Skipped != "kind not policed" || !o.Allowed {
+		t.Errorf("a Gateway of another group: %+v, %v", o, err)
+	}
+}

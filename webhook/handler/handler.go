@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -168,21 +167,25 @@ func (d *Deps) observe(ctx context.Context, webhook string, req admission.Reques
 	defer cancel()
 	var resp admission.Response
 	var decision string
+	kind := d.kindLabel(req.Kind.Group, req.Kind.Kind)
 	if err := d.Limit.Do(func() { resp, decision = decide(ctx, req) }); err != nil {
 		resp, decision = d.failed(req, err)
 	}
-	d.Metrics.Request(webhook, kindLabel(req.Kind.Kind), operationLabel(req.Operation), decision, time.Since(start))
+	d.Metrics.Request(webhook, kind, operationLabel(req.Operation), decision, time.Since(start))
 	return resp
 }
 
-// kindLabel is the request's kind as a metric label: a handled kind, or
+// kindLabel is the request's kind as a metric label: a policed kind, or
 // "other" (the client names the kind; a label per made-up kind would grow
-// without bound).
-func kindLabel(kind string) string {
-	if slices.Contains(object.Kinds, kind) {
-		return kind
+// without bound). A panic reading the configuration leaves "other": the
+// decision reads it too, and reports the panic.
+func (d *Deps) kindLabel(group, kind string) (label string) {
+	label = "other"
+	defer func() { _ = recover() }()
+	if _, ok := d.Engine().Config().Policed(group, kind); ok {
+		label = kind
 	}
-	return "other"
+	return label
 }
 
 // operationLabel is the operation as a metric label: one of the four, or

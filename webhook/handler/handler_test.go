@@ -172,8 +172,8 @@ var cases = []handlerCase{{
 }, {
 	name:     "unknown-kind-gateway",
 	config:   scenario(scenario000, "config.yaml"),
-	mutate:   want{allowed: true, decision: "skipped", message: []string{"kind not handled"}},
-	validate: want{allowed: true, decision: "skipped", message: []string{"kind not handled"}},
+	mutate:   want{allowed: true, decision: "skipped", message: []string{"kind not policed"}},
+	validate: want{allowed: true, decision: "skipped", message: []string{"kind not policed"}},
 }, {
 	// A deletion is reviewed by the validating webhook alone, on the object
 	// deleted; no rule refuses deleting this one.

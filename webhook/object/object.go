@@ -29,11 +29,13 @@ const (
 	DestinationRule = "DestinationRule"
 )
 
-// Kinds lists the handled kinds.
+// Kinds lists the kinds decoded into their Istio types: those the embedded
+// rule pack reads and its mutators change. Other policed kinds reach the
+// policies as their JSON.
 var Kinds = []string{ServiceEntry, VirtualService, DestinationRule}
 
-// Known reports whether group/kind is handled.
-func Known(group, kind string) bool {
+// Typed reports whether group/kind is decoded into its Istio type.
+func Typed(group, kind string) bool {
 	if group != Group {
 		return false
 	}

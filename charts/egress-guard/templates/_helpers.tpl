@@ -141,28 +141,64 @@ matchExpressions:
   {{- end }}
 {{- end -}}
 
-{{/* The fields both webhooks share, after name and clientConfig. */}}
+{{/*
+The policed kinds (config.kinds) by API group, in order of first appearance:
+a JSON list of {group, resources}, each group's resources in list order.
+*/}}
+{{- define "egress-guard.kindGroups" -}}
+{{- $groups := list -}}
+{{- $resources := dict -}}
+{{- range .Values.config.kinds -}}
+{{- if not (hasKey $resources .group) -}}
+{{- $groups = append $groups .group -}}
+{{- end -}}
+{{- $_ := set $resources .group (append (get $resources .group | default list) .resource | uniq) -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $groups -}}
+{{- $out = append $out (dict "group" . "resources" (get $resources .)) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* The resource of VirtualService (networking.istio.io) when it is policed, else "". */}}
+{{- define "egress-guard.virtualServices" -}}
+{{- range .Values.config.kinds -}}
+{{- if and (eq .group "networking.istio.io") (eq .kind "VirtualService") -}}{{ .resource }}{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The fields both webhooks share, after name and clientConfig. Called with
+(dict "root" $ "validating" true|false).
+*/}}
 {{- define "egress-guard.webhookCommon" -}}
+{{- $root := .root -}}
 admissionReviewVersions: ["v1"]
+# One rule per API group of config.kinds. Every served version; with
+# matchPolicy Equivalent a request through a version added later is
+# converted and sent as well.
 rules:
-  - apiGroups: ["networking.istio.io"]
-    # Every served version; with matchPolicy Equivalent a request through
-    # a version added later is converted and sent as well.
+{{- range include "egress-guard.kindGroups" $root | fromJsonArray }}
+  - apiGroups: [{{ .group | quote }}]
     apiVersions: ["*"]
     operations: ["CREATE", "UPDATE"]
-    resources: ["serviceentries", "virtualservices", "destinationrules"]
+    resources: {{ .resources | toJson }}
     scope: Namespaced
-{{- if .validating }}
+{{- end }}
+{{- with include "egress-guard.virtualServices" $root }}
+{{- if $.validating }}
   # Deleting a VirtualService can leave its external host's traffic without
   # the route through the gateway (EGR204). Only this deletion is sent: while
   # no replica answers, the failurePolicy holds back no other deletion.
   - apiGroups: ["networking.istio.io"]
     apiVersions: ["*"]
     operations: ["DELETE"]
-    resources: ["virtualservices"]
+    resources: [{{ . | quote }}]
     scope: Namespaced
 {{- end }}
-{{- with .root }}
+{{- end }}
+{{- with $root }}
 matchPolicy: Equivalent
 namespaceSelector:
   {{- include "egress-guard.namespaceSelector" . | trim | nindent 2 }}
@@ -194,6 +230,14 @@ failurePolicy: {{ .Values.webhook.failurePolicy }}
 {{- end -}}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) -}}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor selects the metrics Service" -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range $i, $k := .Values.config.kinds -}}
+{{- $key := printf "%s/%s" $k.group $k.kind -}}
+{{- if hasKey $seen $key -}}
+{{- fail (printf "config.kinds[%d]: duplicated kind %s in group %s (config.kinds[%d] names it too)" $i $k.kind $k.group (get $seen $key | int)) -}}
+{{- end -}}
+{{- $_ := set $seen $key $i -}}
 {{- end -}}
 {{- end -}}
 

@@ -1,14 +1,14 @@
 # The decision egress-guard asks for. Every package under egressguard.rules
 # (the embedded pack and the platform's own files) contributes `deny` sets of
 # violations {code, message, field[, action]} and `intents` sets of mutation
-# intents {type, ...}. Objects in exempt namespaces and kinds the guard does not
-# know produce neither.
+# intents {type, ...}. Objects in exempt namespaces and kinds the configuration
+# does not police (data.config.kinds) produce neither.
 package egressguard.main
 
-kinds := {"ServiceEntry", "VirtualService", "DestinationRule"}
-
 applies if {
-	input.kind.kind in kinds
+	some k in data.config.kinds
+	k.group == input.kind.group
+	k.kind == input.kind.kind
 	not input.namespace in data.config.exemptNamespaces
 }
 

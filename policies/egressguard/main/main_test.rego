@@ -19,6 +19,11 @@ _config := {
 	"enforcement": "deny",
 	"exemptNamespaces": ["kube-system", "istio-system"],
 	"clusterDomain": "cluster.local",
+	"kinds": [
+		{"group": "networking.istio.io", "version": "v1", "kind": "ServiceEntry", "resource": "serviceentries"},
+		{"group": "networking.istio.io", "version": "v1", "kind": "VirtualService", "resource": "virtualservices"},
+		{"group": "networking.istio.io", "version": "v1", "kind": "DestinationRule", "resource": "destinationrules"},
+	],
 	"allow": [{
 		"hosts": ["test.com"], "ports": [80, 443],
 		"origination": {"mode": "MUTUAL", "port": 443, "credentialName": "test.client", "sni": "test.com"},
@@ -115,4 +120,21 @@ test_platform_rule_ignored_in_exempt_namespace if {
 		with data.inventory as _inventory
 		with data.egressguard.rules.custom.deny as {{"code": "ACME002", "message": "spec: denied"}}
 	vs == set()
+}
+
+# A kind the configuration polices reaches every rules package, whether or
+# not the embedded pack reads it; the same kind name in another group does
+# not.
+test_policed_kinds_from_the_configuration if {
+	config := object.union(_config, {"kinds": array.concat(_config.kinds, [{"group": "networking.istio.io", "version": "v1", "kind": "Gateway", "resource": "gateways"}])})
+	gw := main.violations with input as _input("Gateway", "default", {"servers": []})
+		with data.config as config
+		with data.inventory as _inventory
+		with data.egressguard.rules.custom.deny as {{"code": "ACME003", "message": "spec.servers: none"}}
+	{v.code | some v in gw} == {"ACME003"}
+	other := main.violations with input as object.union(_input("Gateway", "default", {"servers": []}), {"kind": {"group": "gateway.networking.k8s.io"}})
+		with data.config as config
+		with data.inventory as _inventory
+		with data.egressguard.rules.custom.deny as {{"code": "ACME003", "message": "spec.servers: none"}}
+	other == set()
 }
