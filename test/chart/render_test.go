@@ -118,8 +118,11 @@ func defaults() want {
 			"evaluation-timeout": "8s", "max-concurrent-requests": "0",
 			"read-header-timeout": "10s", "read-timeout": "30s", "write-timeout": "30s", "idle-timeout": "90s",
 		},
-		kinds:  defaultKinds(),
-		groups: []apiGroup{{"networking.istio.io", []string{"serviceentries", "virtualservices", "destinationrules"}}},
+		kinds: defaultKinds(),
+		groups: []apiGroup{
+			{"networking.istio.io", []string{"serviceentries", "virtualservices", "destinationrules", "sidecars", "envoyfilters", "proxyconfigs"}},
+			{"extensions.istio.io", []string{"wasmplugins"}},
+		},
 	}
 }
 
@@ -298,7 +301,7 @@ func renderCases() []renderCase {
 `,
 			want: with(func(w *want) {
 				w.audit = "openreports"
-				w.kinds = append(defaultKinds(),
+				w.kinds = append(defaultKinds()[:3],
 					policedKind{"extensions.istio.io", "v1alpha1", "WasmPlugin", "wasmplugins"},
 					policedKind{"networking.istio.io", "v1", "Gateway", "gateways"})
 				w.groups = []apiGroup{

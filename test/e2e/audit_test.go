@@ -115,11 +115,13 @@ func TestAuditDryRunRollout(t *testing.T) {
 	enforcing, rollout, rolloutCfg := auditConfigs(t, dir)
 	file, docs := auditDocs(t, dir)
 	env.ensureNamespace(t, auditNamespace)
-	t.Cleanup(func() { env.deleteDocs(t, docs) })
 	installReportCRDs(t)
 
 	g := env.startGuard(t, rollout, "", "--events", "--kubeconfig", env.Kubeconfig)
 	env.useGuard(t, g)
+	// Deleted while g still answers: the validating webhook judges the
+	// deletion of VirtualServices. (Cleanups run last-in first-out.)
+	t.Cleanup(func() { env.deleteDocs(t, docs) })
 
 	// Everything is admitted and stored as submitted; the warn rule shows in
 	// kubectl's output.

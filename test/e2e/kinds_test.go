@@ -6,10 +6,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
-	"github.com/egress-guard/egress-guard/test/harness"
+	"github.com/egress-guard/egress-guard/webhook/config"
 )
 
 // A kind the configuration adds to the policed kinds (here Istio's Gateway,
@@ -38,6 +39,10 @@ exemptNamespaces: [kube-system]
 - {group: networking.istio.io, version: v1, kind: ServiceEntry, resource: serviceentries}
 - {group: networking.istio.io, version: v1, kind: VirtualService, resource: virtualservices}
 - {group: networking.istio.io, version: v1, kind: DestinationRule, resource: destinationrules}
+- {group: networking.istio.io, version: v1, kind: Sidecar, resource: sidecars}
+- {group: networking.istio.io, version: v1alpha3, kind: EnvoyFilter, resource: envoyfilters}
+- {group: extensions.istio.io, version: v1alpha1, kind: WasmPlugin, resource: wasmplugins}
+- {group: networking.istio.io, version: v1beta1, kind: ProxyConfig, resource: proxyconfigs}
 - {group: networking.istio.io, version: v1, kind: Gateway, resource: gateways}
 `)
 	without := write("without.yaml", base)
@@ -64,9 +69,9 @@ spec:
 	env.ensureNamespace(t, inventoryNamespace)
 	t.Cleanup(func() { env.kubectl("delete", "--ignore-not-found", "-f", open) })
 	// The webhooks get Gateways while this test runs.
-	env.webhooks.Resources = append(append([]string{}, harness.DefaultResources...), "gateways")
+	env.webhooks.Kinds = append(slices.Clone(config.DefaultKinds), config.PolicedKind{Group: "networking.istio.io", Version: "v1", Kind: "Gateway", Resource: "gateways"})
 	t.Cleanup(func() {
-		env.webhooks.Resources = nil
+		env.webhooks.Kinds = nil
 		if err := env.webhooks.Register(context.Background(), env.webhooks.URL); err != nil {
 			t.Errorf("registering the webhooks back: %v", err)
 		}

@@ -10,9 +10,9 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/yaml"
 
 	"github.com/egress-guard/egress-guard/webhook/check"
+	"github.com/egress-guard/egress-guard/webhook/config"
 )
 
 // ExpectCodesAnnotation lists the rule codes a rejected.yaml object must be
@@ -35,7 +35,7 @@ type Scenario struct {
 	Config    string   // path of config.yaml
 	Summary   string   // the leading comment of config.yaml, one line
 	Policies  string   // empty when the scenario has no policies/ directory
-	Exempt    []string // config.exemptNamespaces, defaulted
+	Exempt    []string // config.exemptNamespaces, defaulted as serve does
 	Compliant []*Doc
 	Mutate    []*Doc
 	Expected  []*Doc
@@ -71,17 +71,11 @@ func LoadScenario(dir, out string) (*Scenario, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scenario %s: %w", s.Name, err)
 	}
-	var cfg struct {
-		ExemptNamespaces *[]string `json:"exemptNamespaces"`
-	}
-	if err := yaml.Unmarshal(data, &cfg); err != nil {
+	cfg, err := config.Parse(data)
+	if err != nil {
 		return nil, fmt.Errorf("scenario %s: config.yaml: %w", s.Name, err)
 	}
-	if cfg.ExemptNamespaces == nil {
-		s.Exempt = []string{"kube-system", "istio-system"} // the documented default
-	} else {
-		s.Exempt = *cfg.ExemptNamespaces
-	}
+	s.Exempt = cfg.ExemptNamespaces // defaulted as serve defaults it
 	s.Summary = leadingComment(data)
 	if fi, err := os.Stat(filepath.Join(dir, "policies")); err == nil && fi.IsDir() {
 		s.Policies = filepath.Join(dir, "policies")

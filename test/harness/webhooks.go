@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/egress-guard/egress-guard/webhook/config"
 )
 
 const (
@@ -27,13 +30,13 @@ const (
 
 // Webhooks are the MutatingWebhookConfiguration and the
 // ValidatingWebhookConfiguration of one name, which send CREATE and UPDATE
-// of ServiceEntry, VirtualService and DestinationRule (every namespace but
-// kube-system) to a url with a CA bundle.
+// of the policed kinds (every namespace but kube-system) to a url with a CA
+// bundle.
 type Webhooks struct {
 	Name string // of both configurations
-	// Resources are the networking.istio.io resources sent (nil:
-	// DefaultResources), as the chart registers config.kinds.
-	Resources      []string
+	// Kinds are the kinds sent (nil: config.DefaultKinds), as the chart
+	// registers config.kinds: one rule per API group.
+	Kinds          []config.PolicedKind
 	ProbeNamespace string // holds the dry-run object that checks which URL the API server calls
 	CABundle       []byte
 	URL            string // base URL registered last
@@ -98,7 +101,7 @@ func (w *Webhooks) Register(ctx context.Context, base string) error {
 	// As the chart registers it: the validating webhook judges the deletion
 	// of VirtualServices too (EGR204).
 	validating := w.webhook(ValidatingWebhook, base+"/validate")
-	validating.Rules = append(validating.Rules, admissionregistrationv1.RuleWithOperations{
+	validating.Rules = append(slices.Clone(validating.Rules), admissionregistrationv1.RuleWithOperations{
 		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
 		Rule: admissionregistrationv1.Rule{
 			APIGroups:   []string{"networking.istio.io"},
@@ -116,9 +119,6 @@ func (w *Webhooks) Register(ctx context.Context, base string) error {
 	return nil
 }
 
-// DefaultResources are the resources of config.DefaultKinds.
-var DefaultResources = []string{"serviceentries", "virtualservices", "destinationrules"}
-
 // webhook is one webhook calling url: CREATE and UPDATE of the policed
 // kinds (Resources), every namespace but kube-system, failing closed after 5 seconds.
 // The validating one also gets the deletion of VirtualServices.
@@ -127,22 +127,27 @@ func (w *Webhooks) webhook(name, url string) admissionregistrationv1.ValidatingW
 	sideEffects := admissionregistrationv1.SideEffectClassNone
 	failurePolicy := admissionregistrationv1.Fail
 	timeout := int32(5)
-	resources := w.Resources
-	if resources == nil {
-		resources = DefaultResources
+	kinds := w.Kinds
+	if kinds == nil {
+		kinds = config.DefaultKinds
+	}
+	var rules []admissionregistrationv1.RuleWithOperations
+	for _, k := range kinds {
+		i := slices.IndexFunc(rules, func(r admissionregistrationv1.RuleWithOperations) bool { return r.APIGroups[0] == k.Group })
+		if i < 0 {
+			rules = append(rules, admissionregistrationv1.RuleWithOperations{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{k.Group}, APIVersions: []string{"*"}},
+			})
+			i = len(rules) - 1
+		}
+		rules[i].Resources = append(rules[i].Resources, k.Resource)
 	}
 	return admissionregistrationv1.ValidatingWebhook{
 		Name:         name,
 		ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: w.CABundle},
-		Rules: []admissionregistrationv1.RuleWithOperations{{
-			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-			Rule: admissionregistrationv1.Rule{
-				APIGroups:   []string{"networking.istio.io"},
-				APIVersions: []string{"*"},
-				Resources:   resources,
-			},
-		}},
-		MatchPolicy: &matchPolicy,
+		Rules:        rules,
+		MatchPolicy:  &matchPolicy,
 		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 			Key:      "kubernetes.io/metadata.name",
 			Operator: metav1.LabelSelectorOpNotIn,

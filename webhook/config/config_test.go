@@ -39,8 +39,13 @@ allow:
 	if c.Allow[0].Origination.SNI != "test.com" {
 		t.Errorf("sni default: %q", c.Allow[0].Origination.SNI)
 	}
-	if strings.Join(c.ExemptNamespaces, ",") != "kube-system,istio-system" {
+	// Istio's root namespace is policed: one object there changes the mesh.
+	if strings.Join(c.ExemptNamespaces, ",") != "kube-system" {
 		t.Errorf("exempt default: %v", c.ExemptNamespaces)
+	}
+	// The platform: the root namespace and the gateway's, cluster admins.
+	if p := c.Platform; p.RootNamespace != "istio-system" || strings.Join(p.Namespaces, ",") != "istio-system,egress" || len(p.Users) != 0 || strings.Join(p.Groups, ",") != "system:masters" {
+		t.Errorf("platform default: %+v", p)
 	}
 	c, err = Parse([]byte("apiVersion: egressguard.io/v1alpha1\nkind: EgressGuardConfig\nexemptNamespaces: []\n"))
 	if err != nil {
@@ -48,6 +53,13 @@ allow:
 	}
 	if len(c.ExemptNamespaces) != 0 {
 		t.Errorf("an explicit empty list exempts nothing, got %v", c.ExemptNamespaces)
+	}
+	c, err = Parse([]byte("apiVersion: egressguard.io/v1alpha1\nkind: EgressGuardConfig\nplatform: {rootNamespace: mesh-root, groups: []}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Platform; strings.Join(p.Namespaces, ",") != "mesh-root,istio-system" || len(p.Groups) != 0 {
+		t.Errorf("platform with its own root namespace and no groups: %+v", p)
 	}
 }
 
@@ -87,6 +99,11 @@ func TestParseErrorsNameFieldAndValue(t *testing.T) {
 		{"audit interval syntax", "audit: {interval: often}\n", []string{"audit.interval"}},
 		{"audit report api", "audit: {reportAPI: kyverno}\n", []string{"audit.reportAPI", `"kyverno"`}},
 		{"override namespace", "overrides:\n- namespaces: [Team_A]\n  action: dryrun\n", []string{"overrides[0].namespaces[0]", "Team_A"}},
+		{"platform namespace", "platform: {namespaces: [Istio_System]}\n", []string{"platform.namespaces[0]", "Istio_System"}},
+		{"platform root namespace", "platform: {rootNamespace: \"a.b\"}\n", []string{"platform.rootNamespace", `"a.b"`}},
+		{"platform user", "platform: {users: [\" alice\"]}\n", []string{"platform.users[0]", "surrounding spaces"}},
+		{"platform duplicate group", "platform: {groups: [admins, admins]}\n", []string{"platform.groups[1]", "Duplicate", "admins"}},
+		{"platform unknown field", "platform: {admins: [a]}\n", []string{"platform.admins", "unknown field"}},
 		{"no kinds", "kinds: []\n", []string{"kinds", "at least one kind"}},
 		{"core kind", "kinds:\n- {group: \"\", version: v1, kind: Pod, resource: pods}\n", []string{"kinds[0].group", "core kinds"}},
 		{"kind name", "kinds:\n- {group: networking.istio.io, version: v1, kind: gateway, resource: gateways}\n", []string{"kinds[0].kind", `"gateway"`}},

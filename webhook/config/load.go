@@ -113,7 +113,20 @@ func SetDefaults(c *Config) {
 		c.Kinds = slices.Clone(DefaultKinds)
 	}
 	if c.ExemptNamespaces == nil {
-		c.ExemptNamespaces = []string{"kube-system", "istio-system"}
+		c.ExemptNamespaces = []string{"kube-system"}
+	}
+	p := &c.Platform
+	if p.RootNamespace == "" {
+		p.RootNamespace = "istio-system"
+	}
+	if p.Namespaces == nil {
+		p.Namespaces = []string{p.RootNamespace}
+		if g.Namespace != p.RootNamespace {
+			p.Namespaces = append(p.Namespaces, g.Namespace)
+		}
+	}
+	if p.Groups == nil {
+		p.Groups = []string{"system:masters"}
 	}
 	if c.ClusterDomain == "" {
 		c.ClusterDomain = "cluster.local"

@@ -50,9 +50,13 @@ type Config struct {
 	// Overrides change the action for some rules and namespaces; the first
 	// override that matches a violation decides its action.
 	Overrides []Override `json:"overrides,omitempty"`
-	// ExemptNamespaces are never evaluated. Absent means kube-system and
-	// istio-system; an explicit empty list exempts nothing.
+	// ExemptNamespaces are never evaluated. Absent means kube-system; an
+	// explicit empty list exempts nothing. Istio's root namespace is not
+	// exempt: one object there changes the whole mesh.
 	ExemptNamespaces []string `json:"exemptNamespaces"`
+	// Platform says who owns the mesh: who may write the settings only the
+	// platform may write.
+	Platform Platform `json:"platform,omitempty"`
 	// ClusterDomain is the cluster's DNS domain (default cluster.local).
 	ClusterDomain string `json:"clusterDomain,omitempty"`
 	// Allow lists the external destinations; anything not listed is not allowed.
@@ -65,6 +69,27 @@ type Config struct {
 	// (the chart registers them), check and the audit read them, and the
 	// policies run on them. Absent means DefaultKinds.
 	Kinds []PolicedKind `json:"kinds,omitempty"`
+}
+
+// Platform names the platform team's namespaces and identities. Settings
+// that change the mesh for everyone (an EnvoyFilter, a WasmPlugin, a
+// ProxyConfig, a Sidecar that lets any outbound traffic out, routing in the
+// root namespace exported to the mesh) are admitted in its namespaces or
+// from its users and groups, and denied elsewhere.
+type Platform struct {
+	// RootNamespace is Istio's root namespace (meshConfig.rootNamespace;
+	// default istio-system).
+	RootNamespace string `json:"rootNamespace,omitempty"`
+	// Namespaces the platform owns. Absent means the root namespace and the
+	// gateway's namespace.
+	Namespaces []string `json:"namespaces,omitempty"`
+	// Users are request userInfo.username values of the platform, such as
+	// system:serviceaccount:istio-system:istiod.
+	Users []string `json:"users,omitempty"`
+	// Groups are userInfo.groups values of the platform. Absent means
+	// system:masters (cluster administrators, who can remove the webhook
+	// anyway); an explicit empty list names none.
+	Groups []string `json:"groups"`
 }
 
 // PolicedKind is a kind egress-guard polices. The embedded rule pack reads
@@ -87,6 +112,10 @@ var DefaultKinds = []PolicedKind{
 	{Group: "networking.istio.io", Version: "v1", Kind: "ServiceEntry", Resource: "serviceentries"},
 	{Group: "networking.istio.io", Version: "v1", Kind: "VirtualService", Resource: "virtualservices"},
 	{Group: "networking.istio.io", Version: "v1", Kind: "DestinationRule", Resource: "destinationrules"},
+	{Group: "networking.istio.io", Version: "v1", Kind: "Sidecar", Resource: "sidecars"},
+	{Group: "networking.istio.io", Version: "v1alpha3", Kind: "EnvoyFilter", Resource: "envoyfilters"},
+	{Group: "extensions.istio.io", Version: "v1alpha1", Kind: "WasmPlugin", Resource: "wasmplugins"},
+	{Group: "networking.istio.io", Version: "v1beta1", Kind: "ProxyConfig", Resource: "proxyconfigs"},
 }
 
 // Policed returns the policed kind of group and kind, if it is one.

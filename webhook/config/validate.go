@@ -42,6 +42,34 @@ func Validate(c *Config) field.ErrorList {
 	errs = append(errs, validateAudit(&c.Audit, field.NewPath("audit"))...)
 	errs = append(errs, validatePolicies(&c.Policies, field.NewPath("policies"))...)
 	errs = append(errs, validateKinds(c.Kinds, field.NewPath("kinds"))...)
+	errs = append(errs, validatePlatform(&c.Platform, field.NewPath("platform"))...)
+	return errs
+}
+
+// validatePlatform checks the platform's namespaces and identities: names
+// the API server could give, each once.
+func validatePlatform(pl *Platform, p *field.Path) field.ErrorList {
+	errs := dnsLabel(p.Child("rootNamespace"), pl.RootNamespace)
+	for _, list := range []struct {
+		name   string
+		values []string
+		ns     bool
+	}{{"namespaces", pl.Namespaces, true}, {"users", pl.Users, false}, {"groups", pl.Groups, false}} {
+		seen := map[string]bool{}
+		for i, v := range list.values {
+			vp := p.Child(list.name).Index(i)
+			switch {
+			case list.ns:
+				errs = append(errs, dnsLabel(vp, v)...)
+			case strings.TrimSpace(v) == "" || strings.TrimSpace(v) != v:
+				errs = append(errs, field.Invalid(vp, v, "must be a name as the API server gives it, without surrounding spaces"))
+			}
+			if seen[v] {
+				errs = append(errs, field.Duplicate(vp, v))
+			}
+			seen[v] = true
+		}
+	}
 	return errs
 }
 

@@ -402,7 +402,8 @@ func TestInputFieldsFollowTheQueries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := request("DestinationRule", `{"spec":{"host":"reviews"}}`)
+	// ServiceEntries: the pack reads neither userInfo nor oldObject for them.
+	req := request("ServiceEntry", `{"spec":{"hosts":["reviews"],"location":"MESH_INTERNAL"}}`)
 	req.UserInfo = []byte(`{"username":"mallory"}`)
 	in, err := pack.Input(req)
 	if err != nil {
@@ -412,7 +413,7 @@ func TestInputFieldsFollowTheQueries(t *testing.T) {
 		t.Errorf("the pack's input: %s", s)
 	}
 	// The pack judges the deletion of VirtualServices (oldObject, and who
-	// deletes): their input has those fields, other kinds' not.
+	// deletes): their input has those fields.
 	vsReq := request("VirtualService", `{"spec":{"hosts":["reviews"]}}`)
 	vsReq.UserInfo, vsReq.OldObject = req.UserInfo, []byte(`{"spec":{"hosts":["ratings"]}}`)
 	vsIn, err := pack.Input(vsReq)

@@ -113,6 +113,10 @@ first, whatever the values say, so the guard can never block its own recovery.
 {{- $cfg := deepCopy .Values.config -}}
 {{- $exempt := concat (include "egress-guard.neverPoliced" . | fromJsonArray) ($cfg.exemptNamespaces | default list) | uniq -}}
 {{- $_ := set $cfg "exemptNamespaces" $exempt -}}
+{{- /* No platform namespaces given: serve's default (the root namespace and the gateway's). */ -}}
+{{- if and $cfg.platform (not $cfg.platform.namespaces) -}}
+{{- $_ := unset $cfg.platform "namespaces" -}}
+{{- end -}}
 {{- $doc := dict "apiVersion" "egressguard.io/v1alpha1" "kind" "EgressGuardConfig" -}}
 {{- toYaml (merge $doc $cfg) -}}
 {{- end -}}

@@ -138,3 +138,8 @@ _needs_origination(tls, o) if {
 	object.get(o, "sni", "") != ""
 	object.get(tls, "sni", "") == ""
 }
+
+# EGR405: mesh-wide configuration in the root namespace (lib).
+deny contains v if {
+	v := lib.root_namespace_violation
+}

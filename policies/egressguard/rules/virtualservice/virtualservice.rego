@@ -239,3 +239,8 @@ deny contains {
 	some [host, section, i] in _gateway_routed
 	lib.registered(host)
 }
+
+# EGR405: mesh-wide configuration in the root namespace (lib).
+deny contains v if {
+	v := lib.root_namespace_violation
+}
