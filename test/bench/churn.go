@@ -172,22 +172,26 @@ func churnBench(ctx context.Context, b *bench) error {
 	}
 	rate, rateFrom := o.openRate(sat.rate())
 
+	cpus0 := readCPUTimes(o.serverCPUs)
 	quiet, err := tg.openLoop(ctx, b.rs, rate, o.duration, o.sampleEvery)
 	if err != nil {
 		return err
 	}
+	cpus1 := readCPUTimes(o.serverCPUs)
 
 	// The churn: the open loop again, then the probes.
 	updates0 := scrapeMetric(ctx, metricsAddr, "egress_guard_inventory_updates_total")
 	compiles0 := scrapeMetric(ctx, metricsAddr, "egress_guard_policy_compiles_total")
 	rssSeen := sampleRSS(srv, 200*time.Millisecond)
 	ch := startChurn(ctx, ses, o.churnObjects, o.churnRate)
+	cpus2 := readCPUTimes(o.serverCPUs)
 	busy, err := tg.openLoop(ctx, b.rs, rate, o.duration, o.sampleEvery)
 	if err != nil {
 		ch.stop()
 		rssSeen()
 		return err
 	}
+	cpus3 := readCPUTimes(o.serverCPUs)
 	var created2, deleted []time.Duration
 	var probeErr error
 	for i := range o.churnProbes {
@@ -217,6 +221,18 @@ func churnBench(ctx context.Context, b *bench) error {
 	fmt.Printf("\nopen loop, %d req/s (%s), %s (%s | %s)\n", rate, rateFrom, o.duration, protos(quiet), protos(busy))
 	fmt.Printf("%-34s %12s %12s %8s\n", "", "no churn", "churn", "ratio")
 	printTallies(quiet, busy)
+	// What else ran on serve's CPUs: on a shared host, other processes
+	// there delay serve's answers as much as its own work does.
+	others := func(a, b cpuTimes, t *tally) float64 {
+		return b.sub(a).busy.Seconds()/t.elapsed.Seconds() - t.serverCPU.Seconds()/t.elapsed.Seconds()
+	}
+	if o.serverCPUs != "" && cpus0.ok && cpus1.ok && cpus2.ok && cpus3.ok {
+		q, c := others(cpus0, cpus1, quiet), others(cpus2, cpus3, busy)
+		fmt.Printf("  %-32s %12.2f %12.2f\n", "others on serve's CPUs, cores", q, c)
+		if q > 0.05 || c > 0.05 {
+			fmt.Printf("NOTE: other processes used serve's CPUs (%s) during the open loop: its latency counts their time too\n", o.serverCPUs)
+		}
+	}
 	fmt.Printf("churn: %d changes in %.1f s (%.1f/s; %d updates, %d creates, %d deletes, %d probe changes), %d failed\n",
 		changes.done, changes.elapsed.Seconds(), float64(changes.done)/changes.elapsed.Seconds(),
 		changes.updates, changes.creates, changes.deletes, 2*len(created2), changes.errors)
@@ -575,4 +591,67 @@ func parseMetric(data []byte, name string) metricValue {
 		}
 	}
 	return m
+}
+
+// cpuTimes is the busy time of a set of CPUs, from /proc/stat.
+type cpuTimes struct {
+	busy time.Duration
+	ok   bool
+}
+
+func (a cpuTimes) sub(b cpuTimes) cpuTimes { return cpuTimes{busy: a.busy - b.busy, ok: a.ok && b.ok} }
+
+// readCPUTimes reads the time the CPUs of list (as taskset takes it: 1,3
+// or 0-2) spent on anything but idle and iowait, all processes together,
+// and the time the hypervisor gave them to others (steal).
+func readCPUTimes(list string) cpuTimes {
+	want := map[string]bool{}
+	for part := range strings.SplitSeq(list, ",") {
+		lo, hi, found := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return cpuTimes{}
+		}
+		b := a
+		if found {
+			if b, err = strconv.Atoi(hi); err != nil {
+				return cpuTimes{}
+			}
+		}
+		for i := a; i <= b; i++ {
+			want["cpu"+strconv.Itoa(i)] = true
+		}
+	}
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	var ticks int64
+	seen := 0
+	for line := range strings.Lines(string(data)) {
+		f := strings.Fields(line)
+		if len(f) < 8 || !want[f[0]] {
+			continue
+		}
+		seen++
+		for i, v := range f[1:] {
+			if i == 3 || i == 4 { // idle, iowait
+				continue
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return cpuTimes{}
+			}
+			// user nice system (idle iowait) irq softirq steal; guest
+			// time is in user's.
+			if i <= 7 {
+				ticks += n
+			}
+		}
+	}
+	if seen != len(want) {
+		return cpuTimes{}
+	}
+	// USER_HZ is 100 on Linux.
+	return cpuTimes{busy: time.Duration(ticks) * 10 * time.Millisecond, ok: true}
 }

@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/egress-guard/egress-guard/webhook/config"
@@ -62,7 +65,8 @@ allow:
 	return cfg
 }
 
-// sizeInventory is n MESH_EXTERNAL ServiceEntries, half of them wildcards.
+// sizeInventory is n MESH_EXTERNAL ServiceEntries, half of them wildcards,
+// sorted by namespace and name.
 func sizeInventory(n int) Inventory {
 	inv := Inventory{ServiceEntries: make([]ServiceEntryRef, 0, n)}
 	for i := range n {
@@ -74,6 +78,10 @@ func sizeInventory(n int) Inventory {
 			Namespace: fmt.Sprintf("ns%d", i%50), Name: fmt.Sprintf("se-%d", i), Hosts: []string{host}, Location: "MESH_EXTERNAL",
 		})
 	}
+	// In serve's order: by namespace and name.
+	slices.SortFunc(inv.ServiceEntries, func(a, b ServiceEntryRef) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+	})
 	return inv
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 
@@ -17,6 +16,9 @@ import (
 )
 
 // Inventory is what the engine knows of other objects, for cross-object rules.
+// An Inventory given to New or WithInventory is read then and by later
+// swaps: the caller does not modify its ServiceEntries' hosts after (it
+// may give another slice of hosts, or another list).
 type Inventory struct {
 	ServiceEntries []ServiceEntryRef `json:"serviceEntries"`
 }
@@ -48,9 +50,8 @@ type document struct {
 	config vm.Value
 	// serviceEntries counts the inventory's ServiceEntries.
 	serviceEntries int
-	// entries are the inventory's ServiceEntries as values, by content:
-	// the next swap reuses those that did not change.
-	entries entryValues
+	// inventory is data.inventory, and what the next swap builds from.
+	inventory *inventoryDoc
 }
 
 // newDocument builds the data document of a configuration and an inventory.
@@ -59,74 +60,22 @@ func newDocument(cfg *config.Config, inv Inventory) (*document, error) {
 	if err != nil {
 		return nil, err
 	}
-	return assemble(vm.Share(vm.FromAST(c)), inv, nil)
+	return assemble(vm.Share(vm.FromAST(c)), buildInventory(inv)), nil
 }
 
-// withInventory builds the document with d's configuration and inv.
+// withInventory builds the document with d's configuration and inv, from
+// d's inventory where it can (see inventoryDoc).
 func (d *document) withInventory(inv Inventory) (*document, error) {
-	return assemble(d.config, inv, d.entries)
+	return assemble(d.config, d.inventory.withInventory(inv)), nil
 }
 
-func assemble(cfg vm.Value, inv Inventory, prev entryValues) (*document, error) {
-	entries := inv.entryValues(prev)
-	i, err := inventoryValue(inv, entries)
-	if err != nil {
-		return nil, err
-	}
-	root := vm.Share(vm.NewObject("config", cfg, "inventory", i))
-	d := docFromValue(root)
-	d.config, d.serviceEntries, d.entries = cfg, len(inv.ServiceEntries), entries
-	return d, nil
-}
-
-// entryValues are ServiceEntries as values, by entryKey.
-type entryValues map[string]vm.Value
-
-// entryKey is a ServiceEntry's content, as a key.
-func entryKey(se ServiceEntryRef) string {
-	var b strings.Builder
-	for _, s := range []string{se.Namespace, se.Name, se.Location} {
-		b.WriteString(s)
-		b.WriteByte(0)
-	}
-	if se.Hosts == nil {
-		b.WriteByte(1)
-	}
-	for _, h := range se.Hosts {
-		b.WriteString(h)
-		b.WriteByte(0)
-	}
-	return b.String()
-}
-
-// entryValues are inv's ServiceEntries as values (in their JSON form:
-// hosts null when nil, no location when empty), those of prev reused.
-func (inv Inventory) entryValues(prev entryValues) entryValues {
-	out := make(entryValues, len(inv.ServiceEntries))
-	for _, se := range inv.ServiceEntries {
-		k := entryKey(se)
-		if _, done := out[k]; done {
-			continue
-		}
-		if v, ok := prev[k]; ok {
-			out[k] = v
-			continue
-		}
-		var hosts vm.Value = vm.Null{}
-		if se.Hosts != nil {
-			hs := make([]vm.Value, len(se.Hosts))
-			for i, h := range se.Hosts {
-				hs[i] = h
-			}
-			hosts = vm.NewArray(hs...)
-		}
-		kvs := []vm.Value{inventoryKeys["namespace"], se.Namespace, inventoryKeys["name"], se.Name, inventoryKeys["hosts"], hosts}
-		if se.Location != "" {
-			kvs = append(kvs, inventoryKeys["location"], se.Location)
-		}
-		out[k] = vm.NewObject(kvs...)
-	}
-	return out
+// assemble is the document of data.config cfg (shared) and data.inventory
+// inv. Both are ready for concurrent evaluations as they are (their objects
+// are built in order): the document is not walked again.
+func assemble(cfg vm.Value, inv *inventoryDoc) *document {
+	d := docFromValue(vm.NewObject("config", cfg, "inventory", inv.value))
+	d.config, d.serviceEntries, d.inventory = cfg, len(inv.refs), inv
+	return d
 }
 
 // docFromValue is a document holding v, a shared value (vm.Share).
@@ -197,87 +146,6 @@ func allowIndex(allow []any) (map[string]any, error) {
 		}
 	}
 	return map[string]any{"hosts": hosts, "suffixes": suffixes}, nil
-}
-
-// inventoryValue is data.inventory: the ServiceEntries, and the hosts of the
-// MESH_EXTERNAL ones (no location means MESH_EXTERNAL) indexed: exact names
-// in externalHosts, and the suffixes (".x.com") of "*.x.com" wildcards,
-// sorted in externalSuffixes and as the keys of externalSuffixIndex.
-//
-// The ServiceEntries are entries' values, reused from swap to swap; the
-// indexes go through JSON and the evaluator's own JSON decoding, which
-// build them with fewer allocations than OPA's values do.
-func inventoryValue(inv Inventory, entries entryValues) (vm.Value, error) {
-	ses := make([]vm.Value, len(inv.ServiceEntries))
-	for i, se := range inv.ServiceEntries {
-		ses[i] = entries[entryKey(se)]
-	}
-	var hosts, suffixes []string
-	for _, se := range inv.ServiceEntries {
-		if se.Location != "" && se.Location != "MESH_EXTERNAL" {
-			continue
-		}
-		for _, h := range se.Hosts {
-			if strings.HasPrefix(h, "*.") {
-				suffixes = append(suffixes, h[1:])
-			} else {
-				hosts = append(hosts, h)
-			}
-		}
-	}
-	slices.Sort(hosts)
-	slices.Sort(suffixes)
-	hosts, suffixes = slices.Compact(hosts), slices.Compact(suffixes)
-	b := make([]byte, 0, 32*(len(hosts)+2*len(suffixes))+128)
-	b = appendSet(append(b, `{"externalHosts":`...), hosts)
-	b = append(b, `,"externalSuffixes":[`...)
-	for i, s := range suffixes {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, s)
-	}
-	b = appendSet(append(b, `],"externalSuffixIndex":`...), suffixes)
-	b = append(b, '}')
-	p := parsers.Get()
-	defer parsers.Put(p)
-	v, err := p.ParseBytes(b)
-	if err != nil {
-		return nil, fmt.Errorf("engine: inventory: %w", err)
-	}
-	out, ok := vm.FromJSON(v, inventoryKeys).(*vm.Object)
-	if !ok {
-		return nil, fmt.Errorf("engine: inventory: not an object")
-	}
-	out.Insert("serviceEntries", vm.NewArray(ses...))
-	return out, nil
-}
-
-// appendSet appends the JSON object {"key": true, ...} of keys.
-func appendSet(b []byte, keys []string) []byte {
-	b = append(b, '{')
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(appendString(b, k), ":true"...)
-	}
-	return append(b, '}')
-}
-
-// appendString appends s as a JSON string: as it is when it is printable
-// ASCII without quotes or backslashes (DNS names are), else as
-// encoding/json writes it.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // inventoryKeys are the object keys of data.inventory, shared by its values.

@@ -12,24 +12,31 @@ import (
 	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	"istio.io/client-go/pkg/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/egress-guard/egress-guard/webhook/engine"
 )
 
-// Watcher caches the cluster's ServiceEntries, trimmed to what the rules
-// read, and signals changes, coalesced: a burst of changes is one signal.
+// Watcher follows the cluster's ServiceEntries, keeping of each what the
+// rules read, and signals changes, coalesced: a burst of changes is one
+// signal.
+//
+// It holds no cache of objects: a reflector lists and watches the
+// ServiceEntries into entries, which keeps each one's namespace, name,
+// hosts and location, and a Snapshot applies the changes since the last one
+// to the last one's list.
 type Watcher struct {
-	cache cache.Cache
+	lw toolscache.ListerWatcher
 	// events is signalled by every change; changed once per burst.
 	events  chan struct{}
 	changed chan struct{}
 	synced  atomic.Bool
+	entries entries
 }
 
 // A burst of changes ends when no change came for burstQuiet; a burst that
@@ -43,69 +50,74 @@ const (
 // New builds a Watcher over the API server rc reaches. It needs list and
 // watch on serviceentries.networking.istio.io in every namespace.
 func New(rc *rest.Config) (*Watcher, error) {
-	scheme := runtime.NewScheme()
-	if err := networkingv1.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
-	c, err := cache.New(rc, cache.Options{
-		Scheme:   scheme,
-		ByObject: map[client.Object]cache.ByObject{&networkingv1.ServiceEntry{}: {Transform: Trim}},
-	})
+	cs, err := versioned.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
-	return &Watcher{cache: c, events: make(chan struct{}, 1), changed: make(chan struct{}, 1)}, nil
-}
-
-// Trim keeps of a ServiceEntry what the rules read (name, namespace, hosts,
-// location), so that the cache holds little per object.
-func Trim(obj any) (any, error) {
-	se, ok := obj.(*networkingv1.ServiceEntry)
-	if !ok {
-		return obj, nil
-	}
-	out := &networkingv1.ServiceEntry{
-		TypeMeta: se.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{
-			Name: se.Name, Namespace: se.Namespace, UID: se.UID, ResourceVersion: se.ResourceVersion,
+	ses := cs.NetworkingV1().ServiceEntries(metav1.NamespaceAll)
+	// The clientset's watch can stream the initial list (watch-list),
+	// as client-go's own informers take it.
+	return newWatcher(toolscache.ToListWatcherWithWatchListSemantics(&toolscache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return ses.List(ctx, o)
 		},
-	}
-	out.Spec.Hosts = se.Spec.Hosts
-	out.Spec.Location = se.Spec.Location
-	return out, nil
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return ses.Watch(ctx, o)
+		},
+	}, cs)), nil
 }
 
-// Start runs the cache until ctx ends. Changes() fires after the first
-// sync and on every change after it.
+func newWatcher(lw toolscache.ListerWatcher) *Watcher {
+	return &Watcher{lw: lw, events: make(chan struct{}, 1), changed: make(chan struct{}, 1), entries: newEntries()}
+}
+
+// Start lists and watches the ServiceEntries until ctx ends. Changes()
+// fires after the first list and on every change after it.
 func (w *Watcher) Start(ctx context.Context) error {
-	inf, err := w.cache.GetInformer(ctx, &networkingv1.ServiceEntry{})
-	if err != nil {
-		return fmt.Errorf("inventory: %w", err)
-	}
-	notify := func() {
-		if w.synced.Load() {
-			signal(w.events)
-		}
-	}
 	go coalesce(ctx, w.events, w.changed, burstQuiet, burstMax)
-	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { notify() },
-		UpdateFunc: func(any, any) { notify() },
-		DeleteFunc: func(any) { notify() },
-	}); err != nil {
-		return fmt.Errorf("inventory: %w", err)
+	r := toolscache.NewReflectorWithOptions(w.lw, &networkingv1.ServiceEntry{}, (*watcherStore)(w),
+		toolscache.ReflectorOptions{Name: "inventory"})
+	r.RunWithContext(ctx)
+	return nil
+}
+
+// watcherStore is the reflector's store: the Watcher's entries, and its
+// change signal.
+type watcherStore Watcher
+
+func (s *watcherStore) Add(obj any) error {
+	s.entries.put(obj)
+	s.notify()
+	return nil
+}
+
+func (s *watcherStore) Update(obj any) error {
+	s.entries.put(obj)
+	s.notify()
+	return nil
+}
+
+func (s *watcherStore) Delete(obj any) error {
+	s.entries.remove(obj)
+	s.notify()
+	return nil
+}
+
+// Replace takes a list's ServiceEntries: the first list's, or one's after
+// the watch could not go on.
+func (s *watcherStore) Replace(list []any, _ string) error {
+	s.entries.replace(list)
+	s.synced.Store(true)
+	s.notify()
+	return nil
+}
+
+func (s *watcherStore) Resync() error { return nil }
+
+func (s *watcherStore) notify() {
+	if s.synced.Load() {
+		signal(s.events)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- w.cache.Start(ctx) }()
-	if !w.cache.WaitForCacheSync(ctx) {
-		if err := <-errc; err != nil {
-			return fmt.Errorf("inventory: %w", err)
-		}
-		return ctx.Err()
-	}
-	w.synced.Store(true)
-	notify()
-	return <-errc
 }
 
 // signal marks c, a channel of capacity one, without waiting: signals not
@@ -152,16 +164,15 @@ func coalesce(ctx context.Context, in <-chan struct{}, out chan<- struct{}, quie
 // per burst of changes.
 func (w *Watcher) Changes() <-chan struct{} { return w.changed }
 
-// Snapshot is the inventory as cached, sorted by namespace and name.
-func (w *Watcher) Snapshot(ctx context.Context) (engine.Inventory, error) {
+// Snapshot is the inventory as listed and watched, sorted by namespace and
+// name. It is the last one with the changes since applied: its cost grows
+// with the changes, and with the ServiceEntries only by a copy of the list.
+// The ServiceEntries' hosts are the watched objects': read, never written.
+func (w *Watcher) Snapshot(context.Context) (engine.Inventory, error) {
 	if !w.synced.Load() {
 		return engine.Inventory{}, errors.New("inventory: not synced yet")
 	}
-	var list networkingv1.ServiceEntryList
-	if err := w.cache.List(ctx, &list); err != nil {
-		return engine.Inventory{}, fmt.Errorf("inventory: %w", err)
-	}
-	return FromList(list.Items), nil
+	return engine.Inventory{ServiceEntries: w.entries.snapshot()}, nil
 }
 
 // FromList converts ServiceEntries into the engine's inventory, sorted by

@@ -9,7 +9,10 @@ import (
 	apinetworkingv1 "istio.io/api/networking/v1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/egress-guard/egress-guard/webhook/engine"
 )
@@ -24,31 +27,6 @@ func serviceEntry(ns, name string, location apinetworkingv1.ServiceEntry_Locatio
 	se.Spec.Resolution = apinetworkingv1.ServiceEntry_DNS
 	se.Spec.Ports = []*apinetworkingv1.ServicePort{{Number: 3306, Name: "mysql", Protocol: "TCP"}}
 	return se
-}
-
-// The cache keeps what the rules read and nothing more.
-func TestTrim(t *testing.T) {
-	got, err := Trim(serviceEntry("db", "legacy", apinetworkingv1.ServiceEntry_MESH_INTERNAL, "legacy-db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	se := got.(*networkingv1.ServiceEntry)
-	if se.Name != "legacy" || se.Namespace != "db" || se.UID != "u-legacy" || se.ResourceVersion != "7" {
-		t.Errorf("identity lost: %+v", se.ObjectMeta)
-	}
-	if se.Labels != nil || se.ManagedFields != nil {
-		t.Errorf("metadata kept: %+v", se.ObjectMeta)
-	}
-	if !reflect.DeepEqual(se.Spec.Hosts, []string{"legacy-db"}) || se.Spec.Location != apinetworkingv1.ServiceEntry_MESH_INTERNAL {
-		t.Errorf("hosts or location lost: %v", &se.Spec)
-	}
-	if se.Spec.Resolution != apinetworkingv1.ServiceEntry_NONE || se.Spec.Ports != nil {
-		t.Errorf("spec kept: %v", &se.Spec)
-	}
-	tombstone := "not a ServiceEntry"
-	if got, err := Trim(tombstone); err != nil || got != tombstone {
-		t.Errorf("other objects pass through: %v %v", got, err)
-	}
 }
 
 func TestFromList(t *testing.T) {
@@ -109,4 +87,85 @@ func TestCoalesceLongBurst(t *testing.T) {
 	<-out
 	close(stop)
 	cancel()
+}
+
+// noWatchList is a ListWatch whose watch cannot stream the initial list.
+type noWatchList struct{ *toolscache.ListWatch }
+
+func (noWatchList) IsWatchListSemanticsUnSupported() bool { return true }
+
+// The Watcher follows a list and a watch: it is synced by the list, signals
+// the watch's changes, and a Snapshot holds them.
+func TestWatcherFollowsTheWatch(t *testing.T) {
+	watcher := watch.NewFake()
+	listed := make(chan struct{})
+	w := newWatcher(noWatchList{&toolscache.ListWatch{
+		ListWithContextFunc: func(context.Context, metav1.ListOptions) (runtime.Object, error) {
+			defer close(listed)
+			return &networkingv1.ServiceEntryList{ListMeta: metav1.ListMeta{ResourceVersion: "1"}, Items: []*networkingv1.ServiceEntry{
+				serviceEntry("b", "x", apinetworkingv1.ServiceEntry_MESH_EXTERNAL, "x.example"),
+				serviceEntry("a", "y", apinetworkingv1.ServiceEntry_MESH_EXTERNAL, "legacy-db"),
+			}}, nil
+		},
+		WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) { return watcher, nil },
+	}})
+	if _, err := w.Snapshot(t.Context()); err == nil {
+		t.Error("a snapshot before the first list")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error)
+	go func() { done <- w.Start(ctx) }()
+	<-listed
+	<-w.Changes()
+	snapshot := func() []engine.ServiceEntryRef {
+		t.Helper()
+		inv, err := w.Snapshot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return inv.ServiceEntries
+	}
+	if got := snapshot(); len(got) != 2 || got[0].Name != "y" || got[1].Name != "x" {
+		t.Fatalf("after the list: %+v", got)
+	}
+	watcher.Add(serviceEntry("a", "z", apinetworkingv1.ServiceEntry_MESH_INTERNAL, "z.internal"))
+	watcher.Modify(serviceEntry("b", "x", apinetworkingv1.ServiceEntry_MESH_EXTERNAL, "x2.example"))
+	del := serviceEntry("a", "y", apinetworkingv1.ServiceEntry_MESH_EXTERNAL, "legacy-db")
+	del.ResourceVersion = "9"
+	watcher.Delete(del)
+	want := []engine.ServiceEntryRef{
+		{Namespace: "a", Name: "z", Hosts: []string{"z.internal"}, Location: "MESH_INTERNAL"},
+		{Namespace: "b", Name: "x", Hosts: []string{"x2.example"}, Location: "MESH_EXTERNAL"},
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case <-w.Changes():
+		case <-deadline:
+			t.Fatalf("after the watch: %+v, want %+v", snapshot(), want)
+		}
+		if got := snapshot(); reflect.DeepEqual(got, want) {
+			break
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A list after the watch broke off replaces what was there: what it lacks
+// was deleted.
+func TestEntriesReplace(t *testing.T) {
+	s := newEntries()
+	s.put(serviceEntry("a", "x", apinetworkingv1.ServiceEntry_MESH_EXTERNAL, "x.com"))
+	s.put(serviceEntry("a", "y", apinetworkingv1.ServiceEntry_MESH_EXTERNAL, "y.com"))
+	s.snapshot()
+	s.put(serviceEntry("a", "w", apinetworkingv1.ServiceEntry_MESH_EXTERNAL, "w.com"))
+	s.replace([]any{serviceEntry("a", "y", apinetworkingv1.ServiceEntry_MESH_EXTERNAL, "y2.com")})
+	want := []engine.ServiceEntryRef{{Namespace: "a", Name: "y", Hosts: []string{"y2.com"}, Location: "MESH_EXTERNAL"}}
+	if got := s.snapshot(); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -52,6 +53,10 @@ type Object struct {
 	term  atomic.Pointer[ast.Term]
 	// small holds the pairs of a small object: one allocation, not two.
 	small [2]pair
+	// bsearch: the keys are all strings, in order, and looked up by binary
+	// search instead of an index (EditStringKeys: an edited copy of a large
+	// object is not indexed again). Cleared by an insert.
+	bsearch bool
 	// unsorted: a key was added out of order, and kvs are sorted before
 	// they are next iterated. Objects an evaluation builds are sorted when
 	// first iterated; those it is given are sorted when made (FromJSON,
@@ -100,6 +105,12 @@ func (o *Object) find(k Value) int {
 		}
 		return -1
 	}
+	if o.bsearch {
+		if s, ok := k.(string); ok {
+			return o.search(s)
+		}
+		return -1
+	}
 	if s, ok := k.(string); ok {
 		for i := range o.kvs {
 			if xs, ok := o.kvs[i].k.(string); ok && xs == s {
@@ -126,10 +137,26 @@ func newObject(capacity int) *Object {
 	return o
 }
 
+// search is the position of the string key k in an object whose keys are
+// sorted strings (bsearch), -1 when absent.
+func (o *Object) search(k string) int {
+	i, found := slices.BinarySearchFunc(o.kvs, k, func(p pair, k string) int { return strings.Compare(p.k.(string), k) })
+	if !found {
+		return -1
+	}
+	return i
+}
+
 // GetString is Get of a string key.
 func (o *Object) GetString(k string) Value {
 	if o.index != nil {
 		return o.Get(k)
+	}
+	if o.bsearch {
+		if i := o.search(k); i >= 0 {
+			return o.kvs[i].v
+		}
+		return nil
 	}
 	for i := range o.kvs {
 		if s, ok := o.kvs[i].k.(string); ok && s == k {
@@ -150,6 +177,12 @@ func (o *Object) Get(k Value) Value {
 // insert sets k to v.
 func (o *Object) insert(k, v Value) {
 	o.term.Store(nil)
+	if o.bsearch {
+		o.bsearch = false
+		if len(o.kvs) >= indexFrom {
+			o.reindex()
+		}
+	}
 	if i := o.find(k); i >= 0 {
 		o.kvs[i].v = v
 		return
@@ -172,9 +205,17 @@ func (o *Object) insert(k, v Value) {
 
 func (o *Object) reindex() {
 	o.index = make(map[uint64][]int, len(o.kvs))
+	// The positions share one backing array, each of capacity one: a
+	// hash's second position (rare) moves it to one of its own.
+	positions := make([]int, len(o.kvs))
 	for i := range o.kvs {
 		h := hash(o.kvs[i].k)
-		o.index[h] = append(o.index[h], i)
+		if is, ok := o.index[h]; ok {
+			o.index[h] = append(is, i)
+			continue
+		}
+		positions[i] = i
+		o.index[h] = positions[i : i+1 : i+1]
 	}
 }
 
@@ -233,9 +274,15 @@ func (s *Set) add(v Value) {
 
 func (s *Set) reindex() {
 	s.index = make(map[uint64][]int, len(s.elems))
+	positions := make([]int, len(s.elems))
 	for i, e := range s.elems {
 		h := hash(e)
-		s.index[h] = append(s.index[h], i)
+		if is, ok := s.index[h]; ok {
+			s.index[h] = append(is, i)
+			continue
+		}
+		positions[i] = i
+		s.index[h] = positions[i : i+1 : i+1]
 	}
 }
 

@@ -1,0 +1,96 @@
+package vm
+
+// Sorted string collections, edited by copy: the inventory's indexes
+// (externalHosts, externalSuffixIndex, externalSuffixes) change by a few
+// keys per swap, and a swap makes the next version from the last one without
+// building what did not change. The keys of the results are the boxed
+// strings of the values they are made from: only added keys are boxed.
+
+// EditStringKeys returns an object with o's pairs but those whose keys are
+// in del, and a pair (k, v) for every k in add; o is not modified. o's keys
+// must be strings (nil o is the empty object); add and del sorted and
+// distinct, add's keys not in o, del's in o (keys that are not, in either,
+// are ignored). A nil or empty edit returns o itself. A large result is
+// looked up by binary search, not indexed.
+func EditStringKeys(o *Object, add []string, v Value, del []string) *Object {
+	if o == nil {
+		o = &Object{}
+	}
+	if len(add) == 0 && len(del) == 0 {
+		return o
+	}
+	o.sort()
+	out := newObject(len(o.kvs) + len(add))
+	i, j := 0, 0
+	for _, p := range o.kvs {
+		k := p.k.(string)
+		for i < len(add) && add[i] < k {
+			out.kvs = append(out.kvs, pair{add[i], v})
+			i++
+		}
+		if i < len(add) && add[i] == k {
+			i++ // already there: keep the present pair
+		}
+		for j < len(del) && del[j] < k {
+			j++
+		}
+		if j < len(del) && del[j] == k {
+			j++
+			continue
+		}
+		out.kvs = append(out.kvs, p)
+	}
+	for ; i < len(add); i++ {
+		out.kvs = append(out.kvs, pair{add[i], v})
+	}
+	// Looked up by binary search: an index would cost the edit as much
+	// again as the copy.
+	out.bsearch = len(out.kvs) >= indexFrom
+	return out
+}
+
+// EditStrings returns a sorted array of strings: a's elements but those in
+// del, and add's; a is not modified. a's elements must be sorted distinct
+// strings (nil a is the empty array); add and del as EditStringKeys takes
+// them. A nil or empty edit returns a itself.
+func EditStrings(a *Array, add, del []string) *Array {
+	if a == nil {
+		a = newArray(0)
+	}
+	if len(add) == 0 && len(del) == 0 {
+		return a
+	}
+	out := newArray(len(a.elems) + len(add))
+	i, j := 0, 0
+	for _, e := range a.elems {
+		s := e.(string)
+		for i < len(add) && add[i] < s {
+			out.elems = append(out.elems, add[i])
+			i++
+		}
+		if i < len(add) && add[i] == s {
+			i++
+		}
+		for j < len(del) && del[j] < s {
+			j++
+		}
+		if j < len(del) && del[j] == s {
+			j++
+			continue
+		}
+		out.elems = append(out.elems, e)
+	}
+	for ; i < len(add); i++ {
+		out.elems = append(out.elems, add[i])
+	}
+	return out
+}
+
+// ArrayOf is an array of elems, which it keeps: the caller does not modify
+// elems after.
+func ArrayOf(elems []Value) *Array {
+	if len(elems) <= 2 {
+		return NewArray(elems...)
+	}
+	return &Array{elems: elems}
+}
