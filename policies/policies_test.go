@@ -2,17 +2,21 @@ package policies_test
 
 import (
 	"bytes"
+	"context"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/format"
+	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
 
 	"github.com/egress-guard/egress-guard/policies"
+	"github.com/egress-guard/egress-guard/webhook/config"
 )
 
 // regoFiles returns the contents of every .rego file in the embedded pack,
@@ -104,5 +108,32 @@ func TestRegoFormatted(t *testing.T) {
 		if !bytes.Equal(got, src) {
 			t.Errorf("%s is not formatted; run opa fmt -w policies/", path)
 		}
+	}
+}
+
+// The pack's workload kinds (lib.workload_kinds, for egressguard.main and the
+// workload rules) are the configuration's (config.WorkloadKinds, for serve,
+// check and the audit).
+func TestWorkloadKindsAgree(t *testing.T) {
+	var opts []func(*rego.Rego)
+	for path, src := range regoFiles(t) {
+		if !strings.HasSuffix(path, "_test.rego") {
+			opts = append(opts, rego.Module(path, string(src)))
+		}
+	}
+	rs, err := rego.New(append(opts, rego.Query("data.egressguard.lib.workload_kinds"))...).Eval(context.Background())
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("evaluating lib.workload_kinds: %v %v", rs, err)
+	}
+	got, ok := rs[0].Expressions[0].Value.(map[string]any)
+	if !ok {
+		t.Fatalf("lib.workload_kinds is %T", rs[0].Expressions[0].Value)
+	}
+	want := map[string]any{}
+	for _, k := range config.WorkloadKinds {
+		want[k.Kind] = k.Group
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("lib.workload_kinds %v, config.WorkloadKinds %v", got, want)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -164,7 +165,60 @@ spec:
 `
 )
 
-// mix returns the request mix: 40% allowed, 30% denied, 30% patched.
+// A Pod as the ReplicaSet controller writes it once Istio's injector added
+// its containers (the commonest write in a cluster), and one whose template
+// excludes outbound ranges from the capture.
+const (
+	podInjected = `
+kind: Pod
+metadata:
+  name: web-7c9f8d6b5-x2kqz
+  annotations:
+    sidecar.istio.io/status: '{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["workload-socket","credential-socket","workload-certs","istio-envoy","istio-data","istio-podinfo","istio-token","istiod-ca-cert"],"imagePullSecrets":null,"revision":"default"}'
+    prometheus.io/scrape: "true"
+spec:
+  serviceAccountName: web
+  initContainers:
+  - name: istio-init
+    image: docker.io/istio/proxyv2:1.28.0
+    args: [istio-iptables, -p, "15001", -z, "15006", -u, "1337", -m, REDIRECT, -i, "*", -x, "", -b, "*", -d, "15090,15021,15020"]
+    securityContext:
+      runAsUser: 0
+      runAsGroup: 0
+      runAsNonRoot: false
+      capabilities: {add: [NET_ADMIN, NET_RAW], drop: [ALL]}
+  containers:
+  - name: web
+    image: registry.example/web:2.4.1
+    ports: [{containerPort: 8080, name: http}]
+    resources: {requests: {cpu: 100m, memory: 128Mi}}
+    readinessProbe: {httpGet: {path: /app-health/web/readyz, port: 15020}}
+  - name: istio-proxy
+    image: docker.io/istio/proxyv2:1.28.0
+    args: [proxy, sidecar, --domain, $(POD_NAMESPACE).svc.cluster.local, --proxyLogLevel=warning]
+    ports: [{containerPort: 15090, name: http-envoy-prom}]
+    securityContext:
+      runAsUser: 1337
+      runAsGroup: 1337
+      runAsNonRoot: true
+      readOnlyRootFilesystem: true
+      capabilities: {drop: [ALL]}
+`
+	podExcluded = `
+kind: Pod
+metadata:
+  name: batch-5d8c7b9f4-q7wrt
+  annotations:
+    traffic.sidecar.istio.io/excludeOutboundIPRanges: 0.0.0.0/0
+spec:
+  containers:
+  - name: batch
+    image: registry.example/batch:1.0
+`
+)
+
+// mix returns the request mix: 40% allowed, 30% denied, 30% patched, then
+// Pods: 15 allowed, 5 denied.
 func mix() ([]*review, error) {
 	rs := []*review{
 		{name: "SE allowed", path: "/validate", want: allowed, weight: 10, object: []byte(seAllowed)},
@@ -175,6 +229,8 @@ func mix() ([]*review, error) {
 		{name: "VS denied", path: "/validate", want: denied, weight: 15, object: []byte(vsDenied)},
 		{name: "VS direct", path: "/mutate", want: patched, weight: 15, object: []byte(vsDirect)},
 		{name: "DR no tls", path: "/mutate", want: patched, weight: 15, object: []byte(drPlain)},
+		{name: "Pod injected", path: "/validate", want: allowed, weight: 15, object: []byte(podInjected)},
+		{name: "Pod excluded", path: "/validate", want: denied, weight: 5, object: []byte(podExcluded)},
 	}
 	for _, r := range rs {
 		if err := r.build(); err != nil {
@@ -184,11 +240,12 @@ func mix() ([]*review, error) {
 	return rs, nil
 }
 
-// resources maps an Istio kind to its resource name.
-var resources = map[string]string{
-	"ServiceEntry":    "serviceentries",
-	"VirtualService":  "virtualservices",
-	"DestinationRule": "destinationrules",
+// resources maps a kind to its API group, version and resource.
+var resources = map[string][3]string{
+	"ServiceEntry":    {"networking.istio.io", "v1", "serviceentries"},
+	"VirtualService":  {"networking.istio.io", "v1", "virtualservices"},
+	"DestinationRule": {"networking.istio.io", "v1", "destinationrules"},
+	"Pod":             {"", "v1", "pods"},
 }
 
 // build completes r.object into a full Istio object and wraps it in an
@@ -202,30 +259,42 @@ func (r *review) build() error {
 	meta, _ := obj["metadata"].(map[string]any)
 	name, _ := meta["name"].(string)
 	r.objName = name
-	obj["apiVersion"] = "networking.istio.io/v1"
+	gvr, ok := resources[r.kind]
+	if !ok {
+		return fmt.Errorf("kind %q is not in the mix's resources", r.kind)
+	}
+	apiVersion := gvr[1]
+	if gvr[0] != "" {
+		apiVersion = gvr[0] + "/" + gvr[1]
+	}
+	obj["apiVersion"] = apiVersion
 	spec, err := json.Marshal(obj["spec"])
 	if err != nil {
 		return err
 	}
 	lastApplied, err := json.Marshal(map[string]any{
-		"apiVersion": "networking.istio.io/v1", "kind": r.kind,
+		"apiVersion": apiVersion, "kind": r.kind,
 		"metadata": map[string]any{"name": name, "namespace": "default", "labels": labels(name)},
 		"spec":     json.RawMessage(spec),
 	})
 	if err != nil {
 		return err
 	}
+	annotations := map[string]any{
+		"kubectl.kubernetes.io/last-applied-configuration": string(lastApplied) + "\n",
+		"argocd.argoproj.io/tracking-id":                   "egress:" + apiVersion + "/" + r.kind + ":default/" + name,
+	}
+	if own, ok := meta["annotations"].(map[string]any); ok {
+		maps.Copy(annotations, own)
+	}
 	obj["metadata"] = map[string]any{
-		"name":       name,
-		"namespace":  "default",
-		"generation": 1,
-		"labels":     labels(name),
-		"annotations": map[string]any{
-			"kubectl.kubernetes.io/last-applied-configuration": string(lastApplied) + "\n",
-			"argocd.argoproj.io/tracking-id":                   "egress:networking.istio.io/" + r.kind + ":default/" + name,
-		},
+		"name":        name,
+		"namespace":   "default",
+		"generation":  1,
+		"labels":      labels(name),
+		"annotations": annotations,
 		"managedFields": []any{map[string]any{
-			"apiVersion": "networking.istio.io/v1",
+			"apiVersion": apiVersion,
 			"fieldsType": "FieldsV1",
 			"fieldsV1": map[string]any{
 				"f:metadata": map[string]any{
@@ -252,16 +321,17 @@ func (r *review) build() error {
 	if err != nil {
 		return err
 	}
-	resource := resources[r.kind]
+	kind := map[string]any{"group": gvr[0], "version": gvr[1], "kind": r.kind}
+	resource := map[string]any{"group": gvr[0], "version": gvr[1], "resource": gvr[2]}
 	ar := map[string]any{
 		"apiVersion": "admission.k8s.io/v1",
 		"kind":       "AdmissionReview",
 		"request": map[string]any{
 			"uid":             uidTemplate,
-			"kind":            map[string]any{"group": "networking.istio.io", "version": "v1", "kind": r.kind},
-			"resource":        map[string]any{"group": "networking.istio.io", "version": "v1", "resource": resource},
-			"requestKind":     map[string]any{"group": "networking.istio.io", "version": "v1", "kind": r.kind},
-			"requestResource": map[string]any{"group": "networking.istio.io", "version": "v1", "resource": resource},
+			"kind":            kind,
+			"resource":        resource,
+			"requestKind":     kind,
+			"requestResource": resource,
 			"name":            name,
 			"namespace":       "default",
 			"operation":       "CREATE",

@@ -22,6 +22,8 @@ const (
 	// MutatingWebhook and ValidatingWebhook name the two webhooks.
 	MutatingWebhook   = "mutate.egressguard.io"
 	ValidatingWebhook = "validate.egressguard.io"
+	// WorkloadsWebhook is the validating webhook of the mesh's workloads.
+	WorkloadsWebhook = "workloads.egressguard.io"
 
 	// SwitchTimeout bounds how long Webhooks.Point waits for the API server
 	// to call the new URL.
@@ -109,9 +111,25 @@ func (w *Webhooks) Register(ctx context.Context, base string) error {
 			Resources:   []string{"virtualservices"},
 		},
 	})
+	// As the chart registers them: the workloads of the mesh's namespaces
+	// (here those labelled istio-injection=enabled).
+	workloads := w.webhook(WorkloadsWebhook, base+"/validate")
+	workloads.Rules = nil
+	for _, k := range config.WorkloadKinds {
+		i := slices.IndexFunc(workloads.Rules, func(r admissionregistrationv1.RuleWithOperations) bool { return r.APIGroups[0] == k.Group })
+		if i < 0 {
+			workloads.Rules = append(workloads.Rules, admissionregistrationv1.RuleWithOperations{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{k.Group}, APIVersions: []string{k.Version}},
+			})
+			i = len(workloads.Rules) - 1
+		}
+		workloads.Rules[i].Resources = append(workloads.Rules[i].Resources, k.Resource)
+	}
+	workloads.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"istio-injection": "enabled"}}
 	if err := upsert(ctx, api.ValidatingWebhookConfigurations(), &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: w.Name},
-		Webhooks:   []admissionregistrationv1.ValidatingWebhook{validating},
+		Webhooks:   []admissionregistrationv1.ValidatingWebhook{validating, workloads},
 	}); err != nil {
 		return fmt.Errorf("registering the validating webhook: %w", err)
 	}

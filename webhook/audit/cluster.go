@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,9 +25,22 @@ const listPage = 500
 // ListObjects reads the objects of the policed kinds (config kinds, each at
 // its version) of namespace ("" for all) from the API server, page by page,
 // sorted by kind, namespace and name.
+//
+// Workloads are read in the mesh's namespaces alone (config.MeshNamespace,
+// as the webhooks receive them), and only those no other workload controls
+// (a Deployment, not its ReplicaSets and their Pods): a finding is reported
+// once, on the object its owner writes.
 func ListObjects(ctx context.Context, dyn dynamic.Interface, kinds []config.PolicedKind, namespace string) ([]check.Document, error) {
 	var docs []check.Document
+	var mesh map[string]bool
+	if slices.ContainsFunc(kinds, func(k config.PolicedKind) bool { return config.IsWorkload(k.Group, k.Kind) }) {
+		var err error
+		if mesh, err = meshNamespaces(ctx, dyn); err != nil {
+			return nil, err
+		}
+	}
 	for _, k := range kinds {
+		workload := config.IsWorkload(k.Group, k.Kind)
 		r := struct {
 			Kind string
 			GVR  schema.GroupVersionResource
@@ -38,6 +53,9 @@ func ListObjects(ctx context.Context, dyn dynamic.Interface, kinds []config.Poli
 			}
 			for i := range list.Items {
 				item := &list.Items[i]
+				if workload && (!mesh[item.GetNamespace()] || controlledByWorkload(item.GetOwnerReferences())) {
+					continue
+				}
 				item.SetAPIVersion(r.GVR.GroupVersion().String())
 				item.SetKind(r.Kind)
 				raw, err := item.MarshalJSON()
@@ -67,6 +85,42 @@ func ListObjects(ctx context.Context, dyn dynamic.Interface, kinds []config.Poli
 		return a.Name < b.Name
 	})
 	return docs, nil
+}
+
+// meshNamespaces lists the namespaces and keeps those in the mesh.
+func meshNamespaces(ctx context.Context, dyn dynamic.Interface) (map[string]bool, error) {
+	mesh := map[string]bool{}
+	opts := metav1.ListOptions{Limit: listPage}
+	for {
+		list, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("listing namespaces (for the workloads of the mesh's namespaces): %w", err)
+		}
+		for _, ns := range list.Items {
+			if config.MeshNamespace(ns.GetLabels()) {
+				mesh[ns.GetName()] = true
+			}
+		}
+		if list.GetContinue() == "" {
+			return mesh, nil
+		}
+		opts.Continue = list.GetContinue()
+	}
+}
+
+// controlledByWorkload says whether a controller of another workload kind
+// owns the object.
+func controlledByWorkload(refs []metav1.OwnerReference) bool {
+	for _, r := range refs {
+		group, _, found := strings.Cut(r.APIVersion, "/")
+		if !found {
+			group = "" // core: apiVersion v1
+		}
+		if r.Controller != nil && *r.Controller && config.IsWorkload(group, r.Kind) {
+			return true
+		}
+	}
+	return false
 }
 
 // ReportAPI selects the report resource written to the cluster.

@@ -150,7 +150,7 @@ func (p *Periodic) Once(ctx context.Context) error {
 
 func (p *Periodic) once(ctx context.Context) error {
 	cfg := p.opts.Config()
-	docs, err := ListObjects(ctx, p.dyn, cfg.Kinds, "")
+	docs, err := ListObjects(ctx, p.dyn, cfg.AllPoliced(), "")
 	if err != nil {
 		return err
 	}

@@ -221,3 +221,26 @@ overrides:
 		}
 	}
 }
+
+// Namespaces in the mesh, as the injector and ambient select them.
+func TestMeshNamespace(t *testing.T) {
+	for _, tc := range []struct {
+		labels map[string]string
+		want   bool
+	}{
+		{map[string]string{"istio-injection": "enabled"}, true},
+		{map[string]string{"istio-injection": "disabled", "istio.io/rev": "1-22"}, false},
+		{map[string]string{"istio.io/rev": "1-22"}, true},
+		{map[string]string{"istio.io/dataplane-mode": "ambient"}, true},
+		{map[string]string{"istio-injection": "disabled", "istio.io/dataplane-mode": "ambient"}, false},
+		{map[string]string{"app": "x"}, false},
+		{nil, false},
+	} {
+		if got := MeshNamespace(tc.labels); got != tc.want {
+			t.Errorf("MeshNamespace(%v) = %v, want %v", tc.labels, got, tc.want)
+		}
+	}
+	if !IsWorkload("", "Pod") || !IsWorkload("batch", "CronJob") || IsWorkload("example.com", "Deployment") || IsWorkload("", "Service") {
+		t.Error("IsWorkload")
+	}
+}

@@ -69,6 +69,58 @@ type Config struct {
 	// (the chart registers them), check and the audit read them, and the
 	// policies run on them. Absent means DefaultKinds.
 	Kinds []PolicedKind `json:"kinds,omitempty"`
+	// Workloads configures the policing of Pods and pod templates.
+	Workloads Workloads `json:"workloads,omitempty"`
+}
+
+// Workloads configures the policing of workloads: Pods and the pod templates
+// of Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs,
+// for settings that take traffic around the sidecar.
+type Workloads struct {
+	// Enabled polices WorkloadKinds (default true).
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// On says whether workloads are policed.
+func (w Workloads) On() bool { return w.Enabled == nil || *w.Enabled }
+
+// WorkloadKinds are the workload kinds policed when workloads are.
+var WorkloadKinds = []PolicedKind{
+	{Group: "", Version: "v1", Kind: "Pod", Resource: "pods"},
+	{Group: "apps", Version: "v1", Kind: "Deployment", Resource: "deployments"},
+	{Group: "apps", Version: "v1", Kind: "StatefulSet", Resource: "statefulsets"},
+	{Group: "apps", Version: "v1", Kind: "DaemonSet", Resource: "daemonsets"},
+	{Group: "apps", Version: "v1", Kind: "ReplicaSet", Resource: "replicasets"},
+	{Group: "batch", Version: "v1", Kind: "Job", Resource: "jobs"},
+	{Group: "batch", Version: "v1", Kind: "CronJob", Resource: "cronjobs"},
+}
+
+// IsWorkload says whether group/kind is a workload kind.
+func IsWorkload(group, kind string) bool {
+	return slices.ContainsFunc(WorkloadKinds, func(w PolicedKind) bool { return w.Group == group && w.Kind == kind })
+}
+
+// MeshNamespace says whether a namespace with these labels is in the mesh,
+// as Istio's sidecar injector and ambient select them (and the chart's
+// workload webhooks): istio-injection=enabled, an istio.io/rev revision
+// without istio-injection, or istio.io/dataplane-mode=ambient.
+func MeshNamespace(labels map[string]string) bool {
+	injection, hasInjection := labels["istio-injection"]
+	_, hasRev := labels["istio.io/rev"]
+	return injection == "enabled" || (hasRev && !hasInjection) || (!hasInjection && !hasRev && labels["istio.io/dataplane-mode"] == "ambient")
+}
+
+// AllPoliced are the policed kinds: Kinds, and WorkloadKinds when workloads
+// are policed.
+func (c *Config) AllPoliced() []PolicedKind {
+	return append(slices.Clip(c.Kinds), c.workloadKinds()...)
+}
+
+func (c *Config) workloadKinds() []PolicedKind {
+	if c.Workloads.On() {
+		return WorkloadKinds
+	}
+	return nil
 }
 
 // Platform names the platform team's namespaces and identities. Settings
@@ -120,9 +172,11 @@ var DefaultKinds = []PolicedKind{
 
 // Policed returns the policed kind of group and kind, if it is one.
 func (c *Config) Policed(group, kind string) (PolicedKind, bool) {
-	for _, k := range c.Kinds {
-		if k.Group == group && k.Kind == kind {
-			return k, true
+	for _, list := range [2][]PolicedKind{c.Kinds, c.workloadKinds()} {
+		for _, k := range list {
+			if k.Group == group && k.Kind == kind {
+				return k, true
+			}
 		}
 	}
 	return PolicedKind{}, false

@@ -102,6 +102,9 @@ func validateKinds(kinds []PolicedKind, p *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(kp.Child("kind"), k.Kind, "must be a kind such as ServiceEntry"))
 		}
 		errs = append(errs, dnsLabel(kp.Child("resource"), k.Resource)...)
+		if IsWorkload(k.Group, k.Kind) {
+			errs = append(errs, field.Invalid(kp, k.Group+"/"+k.Kind, "a workload kind: policed through workloads.enabled"))
+		}
 		if id := k.Group + "/" + k.Kind; seen[id] {
 			errs = append(errs, field.Duplicate(kp, id))
 		} else {

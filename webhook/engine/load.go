@@ -44,7 +44,7 @@ type queries struct {
 // kind's rules; other rules packages are evaluated for every kind.
 func dispatchKinds(cfg *config.Config) []string {
 	var kinds []string
-	for _, k := range cfg.Kinds {
+	for _, k := range cfg.AllPoliced() {
 		if !slices.Contains(kinds, k.Kind) {
 			kinds = append(kinds, k.Kind)
 		}

@@ -99,7 +99,7 @@ func (o *auditOptions) run(cmd *cobra.Command) error {
 	if len(o.files) > 0 {
 		docs, err = check.ReadPaths(o.files, cmd.InOrStdin())
 	} else {
-		docs, err = audit.ListObjects(ctx, dyn, cfg.Kinds, o.namespace)
+		docs, err = audit.ListObjects(ctx, dyn, cfg.AllPoliced(), o.namespace)
 	}
 	if err != nil {
 		return usageError("%v", err)

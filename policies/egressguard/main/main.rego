@@ -5,11 +5,22 @@
 # does not police (data.config.kinds) produce neither.
 package egressguard.main
 
+import data.egressguard.lib
+
 applies if {
+	_policed
+	not input.namespace in data.config.exemptNamespaces
+}
+
+_policed if {
 	some k in data.config.kinds
 	k.group == input.kind.group
 	k.kind == input.kind.kind
-	not input.namespace in data.config.exemptNamespaces
+}
+
+_policed if {
+	lib.workload_kinds[input.kind.kind] == input.kind.group
+	object.get(data.config, ["workloads", "enabled"], true)
 }
 
 # violations: a rule may set its own action; egress-guard resolves the action

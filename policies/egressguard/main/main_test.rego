@@ -138,3 +138,21 @@ test_policed_kinds_from_the_configuration if {
 		with data.egressguard.rules.custom.deny as {{"code": "ACME003", "message": "spec.servers: none"}}
 	other == set()
 }
+
+# Workloads are policed unless the configuration turns them off; each workload
+# kind's package reports the workload rules.
+test_workloads if {
+	pod := {
+		"operation": "CREATE",
+		"kind": {"group": "", "version": "v1", "kind": "Pod"},
+		"namespace": "default",
+		"name": "x",
+		"userInfo": {"username": "alice"},
+		"object": {"metadata": {"name": "x"}, "spec": {"hostNetwork": true, "containers": [{"name": "app"}]}},
+	}
+	config := object.union(_config, {"platform": {"rootNamespace": "istio-system", "namespaces": ["istio-system"], "groups": []}})
+	{v.code | some v in main.violations} == {"EGR509"} with input as pod with data.config as config with data.inventory as _inventory
+	deployment := object.union(pod, {"kind": {"group": "apps", "kind": "Deployment"}, "object": {"spec": {"template": pod.object}}})
+	{v.field | some v in main.violations} == {"spec.template.spec.hostNetwork"} with input as deployment with data.config as config with data.inventory as _inventory
+	count(main.violations) == 0 with input as pod with data.config as object.union(config, {"workloads": {"enabled": false}}) with data.inventory as _inventory
+}

@@ -1,0 +1,6 @@
+# CronJob rules: the workload rules (egressguard.workloads) on its pod template.
+package egressguard.rules.cronjob
+
+deny contains v if {
+	some v in data.egressguard.workloads.deny
+}

@@ -1,0 +1,6 @@
+# Deployment rules: the workload rules (egressguard.workloads) on its pod template.
+package egressguard.rules.deployment
+
+deny contains v if {
+	some v in data.egressguard.workloads.deny
+}

@@ -1,0 +1,6 @@
+# Job rules: the workload rules (egressguard.workloads) on its pod template.
+package egressguard.rules.job
+
+deny contains v if {
+	some v in data.egressguard.workloads.deny
+}

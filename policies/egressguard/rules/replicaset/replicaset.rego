@@ -1,0 +1,6 @@
+# ReplicaSet rules: the workload rules (egressguard.workloads) on its pod template.
+package egressguard.rules.replicaset
+
+deny contains v if {
+	some v in data.egressguard.workloads.deny
+}

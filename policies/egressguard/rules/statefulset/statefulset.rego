@@ -1,0 +1,6 @@
+# StatefulSet rules: the workload rules (egressguard.workloads) on its pod template.
+package egressguard.rules.statefulset
+
+deny contains v if {
+	some v in data.egressguard.workloads.deny
+}
