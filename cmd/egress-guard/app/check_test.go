@@ -69,8 +69,8 @@ func TestCheckJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
-	if len(rep.Results) != 12 {
-		t.Fatalf("want 12 results, got %d", len(rep.Results))
+	if len(rep.Results) != 14 {
+		t.Fatalf("want 14 results, got %d", len(rep.Results))
 	}
 	vs := rep.Results[0]
 	if vs.Kind != "VirtualService" || !vs.Allowed || !vs.Mutated || len(vs.Patch) == 0 || vs.Object["spec"] == nil {
@@ -93,11 +93,15 @@ func TestCheckJSON(t *testing.T) {
 		t.Errorf("denied DestinationRule with a weak subset: %+v", subset)
 	}
 	// The bypasses: an external host called internal, a TCP port matching
-	// any address, addresses matching every destination or wider than allowed.
+	// any address, addresses matching every destination or wider than
+	// allowed; platform-only settings (a Sidecar letting anything out, an
+	// EnvoyFilter), JSON kinds that check reads too.
 	for i, want := range []struct{ name, fields string }{
 		{"test-com-internal", "spec.location"},
 		{"test-com-any-ip", "spec.ports[0]"},
 		{"test-com-every-address", "spec.addresses[0] spec.addresses[1]"},
+		{"anything-goes", "spec.outboundTrafficPolicy.mode"},
+		{"direct-cluster", "spec"},
 	} {
 		r := rep.Results[9+i]
 		var fields []string
