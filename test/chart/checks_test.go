@@ -105,26 +105,52 @@ type webhook struct {
 	objectSelectorIsNil bool
 }
 
+// webhooks returns the first webhook of the mutating and of the validating
+// configuration: the ones for config.kinds. The mutating configuration has
+// no other; the validating one has the workload webhooks after it
+// (workloadWebhooks).
 func (r rendered) webhooks(t *testing.T) []webhook {
+	t.Helper()
+	m, v := r.webhookConfigurations(t)
+	if len(m.Webhooks) != 1 || len(v.Webhooks) == 0 {
+		t.Fatalf("want one mutating webhook and at least one validating webhook, got %d mutating and %d validating", len(m.Webhooks), len(v.Webhooks))
+	}
+	return []webhook{mutatingWebhook(m, m.Webhooks[0]), validatingWebhook(v, v.Webhooks[0])}
+}
+
+// workloadWebhooks returns the webhooks of the validating configuration
+// after its first: the workload webhooks.
+func (r rendered) workloadWebhooks(t *testing.T) []webhook {
+	t.Helper()
+	_, v := r.webhookConfigurations(t)
+	var out []webhook
+	for _, w := range v.Webhooks[1:] {
+		out = append(out, validatingWebhook(v, w))
+	}
+	return out
+}
+
+func (r rendered) webhookConfigurations(t *testing.T) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration) {
 	t.Helper()
 	var m admissionregistrationv1.MutatingWebhookConfiguration
 	var v admissionregistrationv1.ValidatingWebhookConfiguration
 	r.one(t, "MutatingWebhookConfiguration", &m)
 	r.one(t, "ValidatingWebhookConfiguration", &v)
-	if len(m.Webhooks) != 1 || len(v.Webhooks) != 1 {
-		t.Fatalf("want one webhook in each configuration, got %d mutating and %d validating", len(m.Webhooks), len(v.Webhooks))
-	}
-	mw, vw := m.Webhooks[0], v.Webhooks[0]
-	return []webhook{
-		{config: "MutatingWebhookConfiguration " + m.Name, name: mw.Name, clientConfig: mw.ClientConfig, rules: mw.Rules,
-			failurePolicy: mw.FailurePolicy, matchPolicy: mw.MatchPolicy, namespaceSelector: mw.NamespaceSelector,
-			sideEffects: mw.SideEffects, timeout: mw.TimeoutSeconds, reviewVersions: mw.AdmissionReviewVersions,
-			annotations: m.Annotations, reinvocationPolicy: mw.ReinvocationPolicy, objectSelectorIsNil: mw.ObjectSelector == nil},
-		{config: "ValidatingWebhookConfiguration " + v.Name, name: vw.Name, clientConfig: vw.ClientConfig, rules: vw.Rules,
-			failurePolicy: vw.FailurePolicy, matchPolicy: vw.MatchPolicy, namespaceSelector: vw.NamespaceSelector,
-			sideEffects: vw.SideEffects, timeout: vw.TimeoutSeconds, reviewVersions: vw.AdmissionReviewVersions,
-			annotations: v.Annotations, objectSelectorIsNil: vw.ObjectSelector == nil},
-	}
+	return &m, &v
+}
+
+func mutatingWebhook(m *admissionregistrationv1.MutatingWebhookConfiguration, mw admissionregistrationv1.MutatingWebhook) webhook {
+	return webhook{config: "MutatingWebhookConfiguration " + m.Name, name: mw.Name, clientConfig: mw.ClientConfig, rules: mw.Rules,
+		failurePolicy: mw.FailurePolicy, matchPolicy: mw.MatchPolicy, namespaceSelector: mw.NamespaceSelector,
+		sideEffects: mw.SideEffects, timeout: mw.TimeoutSeconds, reviewVersions: mw.AdmissionReviewVersions,
+		annotations: m.Annotations, reinvocationPolicy: mw.ReinvocationPolicy, objectSelectorIsNil: mw.ObjectSelector == nil}
+}
+
+func validatingWebhook(v *admissionregistrationv1.ValidatingWebhookConfiguration, vw admissionregistrationv1.ValidatingWebhook) webhook {
+	return webhook{config: "ValidatingWebhookConfiguration " + v.Name, name: vw.Name, clientConfig: vw.ClientConfig, rules: vw.Rules,
+		failurePolicy: vw.FailurePolicy, matchPolicy: vw.MatchPolicy, namespaceSelector: vw.NamespaceSelector,
+		sideEffects: vw.SideEffects, timeout: vw.TimeoutSeconds, reviewVersions: vw.AdmissionReviewVersions,
+		annotations: v.Annotations, objectSelectorIsNil: vw.ObjectSelector == nil}
 }
 
 func str[T ~string](p *T) string {
@@ -138,7 +164,8 @@ func str[T ~string](p *T) string {
 // version, Equivalent matching, the failure policy, side effects and timeout
 // asked for, the chart's Service as client, and a namespaceSelector that,
 // evaluated like the API server does, never sends kube-system, the release
-// namespace, an excluded or an opted-out namespace.
+// namespace, an excluded or an opted-out namespace. Then the workload
+// webhooks (checkWorkloadWebhooks).
 func (r rendered) checkWebhooks(t *testing.T) {
 	svc := r.service(t)
 	// CREATE and UPDATE: one rule per API group of the kinds.
@@ -169,45 +196,210 @@ func (r rendered) checkWebhooks(t *testing.T) {
 	for i, w := range r.webhooks(t) {
 		what := w.config + " webhook " + w.name
 		want := map[int][]string{0: writes, 1: validating}[i]
-		var got []string
-		for _, rule := range w.rules {
-			got = append(got, ruleString(rule))
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("%s: rules\n  %s\nwant\n  %s", what, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
-		}
-		if str(w.matchPolicy) != "Equivalent" {
-			t.Errorf("%s: matchPolicy %s, want Equivalent", what, str(w.matchPolicy))
-		}
-		if str(w.failurePolicy) != r.want.failurePolicy {
-			t.Errorf("%s: failurePolicy %s, want %s", what, str(w.failurePolicy), r.want.failurePolicy)
-		}
-		if str(w.sideEffects) != r.want.sideEffects {
-			t.Errorf("%s: sideEffects %s, want %s", what, str(w.sideEffects), r.want.sideEffects)
-		}
-		if w.timeout == nil || *w.timeout != r.want.timeout {
-			t.Errorf("%s: timeoutSeconds %v, want %d", what, w.timeout, r.want.timeout)
-		}
-		if !slices.Equal(w.reviewVersions, []string{"v1"}) {
-			t.Errorf("%s: admissionReviewVersions %v, want [v1]", what, w.reviewVersions)
-		}
-		if !w.objectSelectorIsNil {
-			t.Errorf("%s: has an objectSelector: an object could label itself out of the checks", what)
-		}
 		path := map[int]string{0: "/mutate", 1: "/validate"}[i]
-		s := w.clientConfig.Service
-		switch {
-		case w.clientConfig.URL != nil:
-			t.Errorf("%s: url clientConfig %s, want the chart's Service", what, *w.clientConfig.URL)
-		case s == nil:
-			t.Errorf("%s: no service clientConfig", what)
-		case s.Name != svc.Name || s.Namespace != r.namespace || str(s.Path) != path || s.Port == nil || *s.Port != svc.Spec.Ports[0].Port:
-			t.Errorf("%s: calls service %s/%s port %v path %s, want %s/%s port %d path %s", what, s.Namespace, s.Name, s.Port, str(s.Path), r.namespace, svc.Name, svc.Spec.Ports[0].Port, path)
-		}
+		r.checkWebhook(t, what, w, svc, want, path, r.want.failurePolicy)
 		if i == 0 && str(w.reinvocationPolicy) != "IfNeeded" {
 			t.Errorf("%s: reinvocationPolicy %s, want IfNeeded", what, str(w.reinvocationPolicy))
 		}
 		r.checkNamespaceSelector(t, what, w.namespaceSelector)
+	}
+	r.checkWorkloadWebhooks(t, svc)
+}
+
+// checkWebhook: the rules, Equivalent matching, the failure policy, side
+// effects and timeout, v1 reviews, no objectSelector, and the chart's
+// Service at path as client.
+func (r rendered) checkWebhook(t *testing.T, what string, w webhook, svc *corev1.Service, rules []string, path, failurePolicy string) {
+	t.Helper()
+	var got []string
+	for _, rule := range w.rules {
+		got = append(got, ruleString(rule))
+	}
+	if !slices.Equal(got, rules) {
+		t.Errorf("%s: rules\n  %s\nwant\n  %s", what, strings.Join(got, "\n  "), strings.Join(rules, "\n  "))
+	}
+	if str(w.matchPolicy) != "Equivalent" {
+		t.Errorf("%s: matchPolicy %s, want Equivalent", what, str(w.matchPolicy))
+	}
+	if str(w.failurePolicy) != failurePolicy {
+		t.Errorf("%s: failurePolicy %s, want %s", what, str(w.failurePolicy), failurePolicy)
+	}
+	if str(w.sideEffects) != r.want.sideEffects {
+		t.Errorf("%s: sideEffects %s, want %s", what, str(w.sideEffects), r.want.sideEffects)
+	}
+	if w.timeout == nil || *w.timeout != r.want.timeout {
+		t.Errorf("%s: timeoutSeconds %v, want %d", what, w.timeout, r.want.timeout)
+	}
+	if !slices.Equal(w.reviewVersions, []string{"v1"}) {
+		t.Errorf("%s: admissionReviewVersions %v, want [v1]", what, w.reviewVersions)
+	}
+	if !w.objectSelectorIsNil {
+		t.Errorf("%s: has an objectSelector: an object could label itself out of the checks", what)
+	}
+	s := w.clientConfig.Service
+	switch {
+	case w.clientConfig.URL != nil:
+		t.Errorf("%s: url clientConfig %s, want the chart's Service", what, *w.clientConfig.URL)
+	case s == nil:
+		t.Errorf("%s: no service clientConfig", what)
+	case s.Name != svc.Name || s.Namespace != r.namespace || str(s.Path) != path || s.Port == nil || *s.Port != svc.Spec.Ports[0].Port:
+		t.Errorf("%s: calls service %s/%s port %v path %s, want %s/%s port %d path %s", what, s.Namespace, s.Name, s.Port, str(s.Path), r.namespace, svc.Name, svc.Spec.Ports[0].Port, path)
+	}
+}
+
+// workloadWebhookNames are the workload webhooks, in order: one per way a
+// namespace joins the mesh, as Istio's sidecar injector has them.
+var workloadWebhookNames = []string{"workloads.egressguard.io", "workloads-rev.egressguard.io", "workloads-ambient.egressguard.io"}
+
+// meshWebhook is the workload webhook a namespace with these labels must be
+// sent to, "" for none: the one of Istio's sidecar injector
+// (istio-injection=enabled; else an istio.io/rev revision without
+// istio-injection), else ambient mode (istio.io/dataplane-mode=ambient
+// without either label).
+func meshWebhook(l labels.Set) string {
+	injection, hasInjection := l["istio-injection"]
+	switch {
+	case injection == "enabled":
+		return workloadWebhookNames[0]
+	case hasInjection:
+		return ""
+	case l.Has("istio.io/rev"):
+		return workloadWebhookNames[1]
+	case l["istio.io/dataplane-mode"] == "ambient":
+		return workloadWebhookNames[2]
+	}
+	return ""
+}
+
+// checkWorkloadWebhooks: with config.workloads, the validating
+// configuration's first webhook is followed by the three workload webhooks
+// (and the mutating configuration has none): CREATE and UPDATE of Pods and
+// of the workload kinds of config.WorkloadKinds, through the chart's
+// Service at /validate, with webhook.workloadsFailurePolicy, and
+// namespaceSelectors that send a mesh namespace to exactly one of them and
+// any other namespace to none.
+func (r rendered) checkWorkloadWebhooks(t *testing.T, svc *corev1.Service) {
+	ws := r.workloadWebhooks(t)
+	var names []string
+	for _, w := range ws {
+		names = append(names, w.name)
+	}
+	wantNames := workloadWebhookNames
+	if !r.want.workloads {
+		wantNames = nil
+	}
+	if !slices.Equal(names, wantNames) {
+		t.Fatalf("validating webhooks after the first: %v, want %v", names, wantNames)
+	}
+	if len(ws) == 0 {
+		return
+	}
+	// One rule per API group of the workload kinds, in the version served.
+	var rules []string
+	var groups []string
+	byGroup := map[string][]string{}
+	versions := map[string]string{}
+	for _, k := range config.WorkloadKinds {
+		if _, ok := byGroup[k.Group]; !ok {
+			groups = append(groups, k.Group)
+		}
+		byGroup[k.Group] = append(byGroup[k.Group], k.Resource)
+		versions[k.Group] = k.Version
+	}
+	for _, g := range groups {
+		rules = append(rules, ruleString(admissionregistrationv1.RuleWithOperations{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+			Rule: admissionregistrationv1.Rule{
+				APIGroups: []string{g}, APIVersions: []string{versions[g]}, Resources: byGroup[g],
+				Scope: ptr.To(admissionregistrationv1.NamespacedScope),
+			},
+		}))
+	}
+	if want := []string{
+		`operations [CREATE UPDATE] apiGroups [""] apiVersions ["v1"] resources ["pods"] scope Namespaced`,
+		`operations [CREATE UPDATE] apiGroups ["apps"] apiVersions ["v1"] resources ["deployments" "statefulsets" "daemonsets" "replicasets"] scope Namespaced`,
+		`operations [CREATE UPDATE] apiGroups ["batch"] apiVersions ["v1"] resources ["jobs" "cronjobs"] scope Namespaced`,
+	}; !slices.Equal(rules, want) {
+		t.Errorf("config.WorkloadKinds gives the rules\n  %s\nthe chart's are\n  %s", strings.Join(rules, "\n  "), strings.Join(want, "\n  "))
+	}
+	sels := make([]labels.Selector, len(ws))
+	for i, w := range ws {
+		what := w.config + " webhook " + w.name
+		r.checkWebhook(t, what, w, svc, rules, "/validate", r.want.workloadsFailurePolicy)
+		if w.namespaceSelector == nil {
+			t.Fatalf("%s: no namespaceSelector: every Pod of the cluster goes to the webhook", what)
+		}
+		var err error
+		if sels[i], err = metav1.LabelSelectorAsSelector(w.namespaceSelector); err != nil {
+			t.Fatalf("%s: namespaceSelector: %v", what, err)
+		}
+	}
+	sent := func(l labels.Set) []string {
+		var out []string
+		for i, sel := range sels {
+			if sel.Matches(l) {
+				out = append(out, ws[i].name)
+			}
+		}
+		return out
+	}
+	ns := func(name string, required, extra map[string]string) labels.Set {
+		l := labels.Set{"kubernetes.io/metadata.name": name}
+		maps.Copy(l, required)
+		maps.Copy(l, extra)
+		return l
+	}
+	for _, mesh := range []map[string]string{
+		{},
+		{"istio-injection": "enabled"},
+		{"istio.io/rev": "1-22"},
+		{"istio.io/rev": "default"},
+		{"istio.io/dataplane-mode": "ambient"},
+		{"istio-injection": "disabled"},
+		{"istio-injection": ""},
+		{"istio-injection": "disabled", "istio.io/rev": "1-22"},
+		{"istio-injection": "disabled", "istio.io/dataplane-mode": "ambient"},
+		{"istio-injection": "enabled", "istio.io/rev": "1-22"},
+		{"istio-injection": "enabled", "istio.io/dataplane-mode": "ambient"},
+		{"istio.io/rev": "1-22", "istio.io/dataplane-mode": "ambient"},
+		{"istio-injection": "enabled", "istio.io/rev": "1-22", "istio.io/dataplane-mode": "ambient"},
+		{"istio.io/dataplane-mode": "none"},
+		{"istio.io/dataplane-mode": ""},
+	} {
+		// An ordinary namespace: to the one webhook of its mesh label, if
+		// any. The labels the values require are there.
+		l := ns("team-a", r.want.required, mesh)
+		var want []string
+		if name := meshWebhook(l); name != "" {
+			want = []string{name}
+		}
+		if got := sent(l); !slices.Equal(got, want) {
+			t.Errorf("a namespace labelled %v is sent to the workload webhooks %v, want %v", l, got, want)
+		}
+		if config.MeshNamespace(l) != (len(want) == 1) {
+			t.Errorf("a namespace labelled %v: config.MeshNamespace says %v, the chart's webhooks %v", l, config.MeshNamespace(l), want)
+		}
+		// Without the labels the values require: none.
+		if len(r.want.required) > 0 && !labels.SelectorFromSet(r.want.required).Matches(labels.Set(mesh)) {
+			if l := ns("team-a", nil, mesh); len(sent(l)) > 0 {
+				t.Errorf("a namespace labelled %v, without the required labels %v, is sent to the workload webhooks %v", l, r.want.required, sent(l))
+			}
+		}
+		// Never: whatever the mesh labels say.
+		never := map[string]labels.Set{
+			"kube-system":                    ns("kube-system", r.want.required, mesh),
+			"the release namespace":          ns(r.namespace, r.want.required, mesh),
+			"an opted-out namespace":         ns("team-a", r.want.required, labels.Merge(mesh, labels.Set{r.want.optOutLabel: "true"})),
+			"an opted-out namespace (empty)": ns("team-a", r.want.required, labels.Merge(mesh, labels.Set{r.want.optOutLabel: ""})),
+		}
+		for _, name := range r.want.excluded {
+			never["excluded namespace "+name] = ns(name, r.want.required, mesh)
+		}
+		for desc, l := range never {
+			if got := sent(l); len(got) > 0 {
+				t.Errorf("%s (labels %v) is sent to the workload webhooks %v", desc, l, got)
+			}
+		}
 	}
 }
 
@@ -356,7 +548,9 @@ func volumeAt(d *appsv1.Deployment, c *corev1.Container, dir string) *corev1.Vol
 //	inventory                  ClusterRole <fullname>-inventory (get, list
 //	                           and watch ServiceEntries)
 //	audit                      ClusterRole <fullname>-audit (list the Istio
-//	                           objects, write the reports of one API)
+//	                           objects, and with config.workloads the
+//	                           namespaces and the workloads; write the
+//	                           reports of one API)
 //	any of them                Role <fullname>-audit (the audit's Lease and
 //	                           its leader election's Events): serve runs the
 //	                           audit's election whenever it reaches the API
@@ -427,6 +621,16 @@ func (r rendered) checkRBAC(t *testing.T) {
 		var rules []rbacv1.PolicyRule
 		for _, g := range r.want.groups {
 			rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{g.group}, Resources: g.resources, Verbs: []string{"list"}})
+		}
+		// With workloads: the namespaces (to find the mesh's) and the
+		// workload kinds, one rule per API group.
+		if r.want.workloads {
+			rules = append(rules,
+				rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"list"}},
+				rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}},
+				rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets", "daemonsets", "replicasets"}, Verbs: []string{"list"}},
+				rbacv1.PolicyRule{APIGroups: []string{"batch"}, Resources: []string{"jobs", "cronjobs"}, Verbs: []string{"list"}},
+			)
 		}
 		wantClusterRoles[sa.Name+"-audit"] = append(rules, reports)
 	}
@@ -554,13 +758,24 @@ func (r rendered) checkConfig(t *testing.T) {
 	// The policed kinds, as the values list them. Read apart from
 	// config.Parse, so that what the chart writes is checked on its own.
 	var doc struct {
-		Kinds []policedKind `json:"kinds"`
+		Kinds     []policedKind `json:"kinds"`
+		Workloads struct {
+			Enabled *bool `json:"enabled"`
+		} `json:"workloads"`
 	}
 	if err := yaml.Unmarshal([]byte(data), &doc); err != nil {
 		t.Fatalf("ConfigMap %s: %s: %v", cm.Name, path.Base(file), err)
 	}
 	if !slices.Equal(doc.Kinds, r.want.kinds) {
 		t.Errorf("the configuration's kinds %+v, want %+v", doc.Kinds, r.want.kinds)
+	}
+	// Written out, whatever serve's default.
+	if e := doc.Workloads.Enabled; e == nil || *e != r.want.workloads {
+		got := "unset"
+		if e != nil {
+			got = strconv.FormatBool(*e)
+		}
+		t.Errorf("the configuration's workloads.enabled is %s, want %v", got, r.want.workloads)
 	}
 	cfg, err := config.Parse([]byte(data))
 	if err != nil {
@@ -570,6 +785,9 @@ func (r rendered) checkConfig(t *testing.T) {
 		if !slices.Contains(cfg.ExemptNamespaces, ns) {
 			t.Errorf("the configuration does not exempt %s: exemptNamespaces %v", ns, cfg.ExemptNamespaces)
 		}
+	}
+	if cfg.Workloads.On() != r.want.workloads {
+		t.Errorf("egress-guard reads workloads %+v: policed %v, want %v", cfg.Workloads, cfg.Workloads.On(), r.want.workloads)
 	}
 	if string(cfg.Enforcement) != r.want.enforcement {
 		t.Errorf("enforcement %s, want %s", cfg.Enforcement, r.want.enforcement)

@@ -13,6 +13,8 @@
 //	TestRender          helm template of the same cases; assertions on what
 //	                    matters for safety (webhook rules, matchPolicy,
 //	                    namespaceSelector evaluated against namespaces,
+//	                    the workload webhooks' selectors against mesh
+//	                    labels (each mesh namespace sent to exactly one),
 //	                    failurePolicy, the exact RBAC of each combination
 //	                    of certificate mode, Events and audit, the
 //	                    EgressGuardConfig parsed by egress-guard's own
@@ -29,8 +31,9 @@
 //	                    configurations; egress-guard runs with
 //	                    the Deployment's own arguments and mounted files, and
 //	                    the API server calls it through the chart's Service
-//	                    over verified TLS; then the failure policy with the
-//	                    webhook stopped, helm upgrade and helm uninstall
+//	                    over verified TLS, Pods judged in a mesh namespace
+//	                    only; then the failure policies with the webhook
+//	                    stopped, helm upgrade and helm uninstall
 //	TestSelfManagedInstall
 //	                    helm install in self-managed mode with Events and
 //	                    a 5s audit: egress-guard creates its Secret, writes

@@ -37,6 +37,9 @@ const (
 	releaseNamespace = "egress-guard"
 	// optedOutNamespace carries the chart's default opt-out label.
 	optedOutNamespace = "opted-out"
+	// meshNamespace is in the mesh (istio-injection=enabled): its Pods go
+	// to the workload webhooks.
+	meshNamespace = "mesh-injection"
 	// scenario is the scenario whose configuration the install carries, and
 	// whose objects are applied through the chart's webhooks.
 	scenario = "000-http-mtls-origination"
@@ -64,6 +67,7 @@ func TestCertManagerInstall(t *testing.T) {
 	}
 	env.ensureNamespace(t, releaseNamespace, nil)
 	env.ensureNamespace(t, optedOutNamespace, map[string]string{"egressguard.io/ignore": "true"})
+	env.ensureNamespace(t, meshNamespace, map[string]string{"istio-injection": "enabled"})
 	for _, ns := range s.Namespaces() {
 		env.ensureNamespace(t, ns, nil)
 	}
@@ -117,6 +121,20 @@ func TestCertManagerInstall(t *testing.T) {
 		}
 		t.Logf("%s", r)
 	})
+	t.Run("workloads", func(t *testing.T) {
+		// A Pod on the node's network: judged in the mesh's namespaces
+		// alone, through a workload webhook.
+		r := applyPod(t, meshNamespace, "host-network")
+		if r.Err == nil || !strings.Contains(r.Output(), "EGR509") {
+			t.Errorf("in %s (istio-injection=enabled) a hostNetwork Pod must be rejected with EGR509:\n%s", meshNamespace, r)
+		}
+		t.Logf("%s", r)
+		for _, ns := range []string{"default", optedOutNamespace} {
+			if r := applyPod(t, ns, "host-network"); r.Err != nil {
+				t.Errorf("in %s, outside the mesh, Pods must not be sent to the webhooks:\n%s", ns, r)
+			}
+		}
+	})
 
 	if err := g.Stop(); err != nil {
 		t.Error(err)
@@ -134,6 +152,19 @@ func TestCertManagerInstall(t *testing.T) {
 				t.Errorf("with the webhook stopped, writes in %s must still succeed:\n%s", ns, r)
 			}
 		}
+		// webhook.workloadsFailurePolicy Fail: Pods are refused in the
+		// mesh's namespaces, as Istio's sidecar injector refuses them, and
+		// nowhere else.
+		r = applyPod(t, meshNamespace, "guard-stopped")
+		if r.Err == nil || !strings.Contains(r.Output(), "failed calling webhook") || !strings.Contains(r.Output(), "workloads.egressguard.io") {
+			t.Errorf("with the webhook stopped and workloadsFailurePolicy Fail, a Pod in %s must be refused by workloads.egressguard.io:\n%s", meshNamespace, r)
+		}
+		t.Logf("%s", r)
+		for _, ns := range []string{"default", "kube-system", releaseNamespace, optedOutNamespace} {
+			if r := applyPod(t, ns, "guard-stopped"); r.Err != nil {
+				t.Errorf("with the webhook stopped, Pods in %s (outside the mesh or never policed) must be admitted:\n%s", ns, r)
+			}
+		}
 	})
 
 	t.Run("upgrade-to-failurePolicy=Ignore", func(t *testing.T) {
@@ -142,8 +173,13 @@ func TestCertManagerInstall(t *testing.T) {
 			t.Fatalf("helm upgrade failed:\n%s", r)
 		}
 		for _, w := range inst.webhookConfigurations(t) {
-			if w.failurePolicy != admissionregistrationv1.Ignore {
-				t.Errorf("%s: failurePolicy %s after the upgrade", w.name, w.failurePolicy)
+			// The workload webhooks keep webhook.workloadsFailurePolicy.
+			want := admissionregistrationv1.Ignore
+			if w.workload {
+				want = admissionregistrationv1.Fail
+			}
+			if w.failurePolicy != want {
+				t.Errorf("%s: failurePolicy %s after the upgrade, want %s", w.name, w.failurePolicy, want)
 			}
 			if !bytes.Equal(w.caBundle, caPEM) {
 				t.Errorf("%s: the injected caBundle did not survive helm upgrade", w.name)
@@ -156,6 +192,9 @@ func TestCertManagerInstall(t *testing.T) {
 		})
 		if !admitted {
 			t.Errorf("with the webhook stopped and failurePolicy Ignore, the write must be admitted:\n%s", last)
+		}
+		if r := applyPod(t, meshNamespace, "guard-stopped"); r.Err == nil || !strings.Contains(r.Output(), "failed calling webhook") {
+			t.Errorf("with the webhook stopped and workloadsFailurePolicy still Fail, a Pod in %s must be refused:\n%s", meshNamespace, r)
 		}
 	})
 
@@ -533,13 +572,18 @@ func startProcess(t *testing.T, name, bin string) *harness.Process {
 	return p
 }
 
-// webhookState is what a webhook configuration says about its one webhook.
+// webhookState is what a webhook configuration says about one of its
+// webhooks.
 type webhookState struct {
 	name          string
 	caBundle      []byte
 	failurePolicy admissionregistrationv1.FailurePolicyType
+	// workload: a workload webhook (config.workloads), whose failure policy
+	// is webhook.workloadsFailurePolicy.
+	workload bool
 }
 
+// webhookConfigurations returns every webhook of both configurations.
 func (inst *installation) webhookConfigurations(t *testing.T) []webhookState {
 	t.Helper()
 	ctx := context.Background()
@@ -552,24 +596,36 @@ func (inst *installation) webhookConfigurations(t *testing.T) []webhookState {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []webhookState{
-		{"MutatingWebhookConfiguration " + m.Name, m.Webhooks[0].ClientConfig.CABundle, *m.Webhooks[0].FailurePolicy},
-		{"ValidatingWebhookConfiguration " + v.Name, v.Webhooks[0].ClientConfig.CABundle, *v.Webhooks[0].FailurePolicy},
+	var out []webhookState
+	for _, w := range m.Webhooks {
+		out = append(out, webhookState{"MutatingWebhookConfiguration " + m.Name + " webhook " + w.Name, w.ClientConfig.CABundle, *w.FailurePolicy, false})
 	}
+	for _, w := range v.Webhooks {
+		out = append(out, webhookState{"ValidatingWebhookConfiguration " + v.Name + " webhook " + w.Name, w.ClientConfig.CABundle, *w.FailurePolicy,
+			slices.Contains(workloadWebhookNames, w.Name)})
+	}
+	return out
 }
 
-// waitCABundle waits until both webhook configurations carry want.
+// waitCABundle waits until every webhook of both configurations carries
+// want.
 func (inst *installation) waitCABundle(t *testing.T, want []byte, injector *harness.Process) {
 	t.Helper()
 	var last []webhookState
+	var missing []string
 	ok := eventually(func() bool {
-		last = inst.webhookConfigurations(t)
-		return bytes.Equal(last[0].caBundle, want) && bytes.Equal(last[1].caBundle, want)
+		last, missing = inst.webhookConfigurations(t), nil
+		for _, w := range last {
+			if !bytes.Equal(w.caBundle, want) {
+				missing = append(missing, fmt.Sprintf("%s (%d bytes)", w.name, len(w.caBundle)))
+			}
+		}
+		return len(missing) == 0
 	})
 	if !ok {
 		exited, err := injector.Exited()
-		t.Fatalf("cainjector (exited: %v %v) did not inject the CA into both webhook configurations within %s: %s has %d bytes, %s has %d bytes\ncainjector output:\n%s",
-			exited, err, waitTimeout, last[0].name, len(last[0].caBundle), last[1].name, len(last[1].caBundle), injector.Logs(40))
+		t.Fatalf("cainjector (exited: %v %v) did not inject the CA into every webhook within %s: not into %v\ncainjector output:\n%s",
+			exited, err, waitTimeout, missing, injector.Logs(40))
 	}
 }
 
@@ -614,6 +670,25 @@ spec:
   ports: [{number: 443, name: tls, protocol: TLS}]
   resolution: DNS
 `, name, namespace)
+}
+
+// applyPod sends a Pod on the node's network (EGR509 in the mesh) to the
+// API server with --dry-run=server: the webhooks are called, nothing is
+// stored.
+func applyPod(t *testing.T, namespace, name string) harness.Result {
+	t.Helper()
+	pod := fmt.Appendf(nil, `apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  hostNetwork: true
+  containers:
+  - name: app
+    image: registry.example/app:1
+`, name, namespace)
+	return env.Kubectl(context.Background(), pod, "apply", "--dry-run=server", "-f", "-")
 }
 
 func applyServiceEntry(t *testing.T, namespace, name string) harness.Result {

@@ -70,6 +70,11 @@ type want struct {
 	// its kinds' resources in list order.
 	kinds  []policedKind
 	groups []apiGroup
+	// workloads is config.workloads.enabled: the workload webhooks and,
+	// with the audit, list on namespaces and the workload kinds.
+	workloads bool
+	// workloadsFailurePolicy is the failurePolicy of the workload webhooks.
+	workloadsFailurePolicy string
 }
 
 // policedKind is an entry of config.kinds.
@@ -123,6 +128,8 @@ func defaults() want {
 			{"networking.istio.io", []string{"serviceentries", "virtualservices", "destinationrules", "sidecars", "envoyfilters", "proxyconfigs"}},
 			{"extensions.istio.io", []string{"wasmplugins"}},
 		},
+		workloads:              true,
+		workloadsFailurePolicy: "Fail",
 	}
 }
 
@@ -179,6 +186,19 @@ func renderCases() []renderCase {
 			name: "failure-policy-ignore",
 			set:  []string{"webhook.failurePolicy=Ignore", "webhook.timeoutSeconds=10"},
 			want: with(func(w *want) { w.failurePolicy, w.timeout = "Ignore", 10 }),
+		},
+		{
+			// The workload webhooks keep their own failure policy, and the
+			// others theirs.
+			name: "workloads-failure-policy-ignore",
+			set:  []string{"webhook.workloadsFailurePolicy=Ignore"},
+			want: with(func(w *want) { w.workloadsFailurePolicy = "Ignore" }),
+		},
+		{
+			// No workload webhooks, and the audit lists no workloads.
+			name: "workloads-off",
+			set:  []string{"config.workloads.enabled=false", "config.audit.interval=1h"},
+			want: with(func(w *want) { w.workloads, w.audit = false, "openreports" }),
 		},
 		{
 			name: "opt-out-label-and-selector",
@@ -471,6 +491,9 @@ func TestSchemaRejects(t *testing.T) {
 		{"config.exemptNamespaces[0]=Kube_System", []string{"/config/exemptNamespaces/0", "Kube_System"}},
 		{"config.unknownField=1", []string{"/config", "'unknownField' not allowed"}},
 		{"webhook.failurePolicy=Never", []string{"/webhook/failurePolicy", "'Fail', 'Ignore'"}},
+		{"webhook.workloadsFailurePolicy=Never", []string{"/webhook/workloadsFailurePolicy", "'Fail', 'Ignore'"}},
+		{"config.workloads.enabled=yes", []string{"/config/workloads/enabled", "want boolean"}},
+		{"config.workloads.namespaces[0]=team-a", []string{"/config/workloads", "'namespaces' not allowed"}},
 		{"webhook.sideEffects=Some", []string{"/webhook/sideEffects", "'None', 'NoneOnDryRun'"}},
 		{"webhook.timeoutSeconds=31", []string{"/webhook/timeoutSeconds", "maximum"}},
 		{"webhook.optOutLabel=not a label", []string{"/webhook/optOutLabel", "not a label"}},
@@ -521,6 +544,10 @@ func TestSchemaRejects(t *testing.T) {
 			"config.kinds[0].group=networking.istio.io,config.kinds[0].version=v1,config.kinds[0].kind=Gateway,config.kinds[0].resource=gateways," +
 				"config.kinds[1].group=networking.istio.io,config.kinds[1].version=v1beta1,config.kinds[1].kind=Gateway,config.kinds[1].resource=gateways",
 			[]string{"config.kinds[1]: duplicated kind Gateway in group networking.istio.io"},
+		},
+		{
+			"config.kinds[0].group=apps,config.kinds[0].version=v1,config.kinds[0].kind=Deployment,config.kinds[0].resource=deployments",
+			[]string{"config.kinds[0]: Deployment (group apps) is a workload kind", "config.workloads.enabled"},
 		},
 	} {
 		t.Run(c.set, func(t *testing.T) {

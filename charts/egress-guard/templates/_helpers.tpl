@@ -212,6 +212,45 @@ failurePolicy: {{ .Values.webhook.failurePolicy }}
 {{- end }}
 {{- end -}}
 
+{{/* Workloads are policed: config.workloads.enabled, true when absent as in serve. */}}
+{{- define "egress-guard.workloads" -}}
+{{- $w := .Values.config.workloads | default dict -}}
+{{- if or (not (hasKey $w "enabled")) $w.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The workload webhooks, one per way a namespace joins the mesh, scoped as
+Istio's sidecar injector scopes its own (a label selector cannot say OR) and
+exclusive, so that no namespace is sent a workload twice: a JSON list of
+{name, mesh}, mesh the namespace requirements added to the exclusions of
+egress-guard.namespaceSelector. The Go side's config.MeshNamespace says the
+same (the audit reads the workloads of those namespaces).
+*/}}
+{{- define "egress-guard.workloadWebhooks" -}}
+{{- list
+  (dict "name" "workloads.egressguard.io" "mesh" (list
+    (dict "key" "istio-injection" "operator" "In" "values" (list "enabled"))))
+  (dict "name" "workloads-rev.egressguard.io" "mesh" (list
+    (dict "key" "istio.io/rev" "operator" "Exists")
+    (dict "key" "istio-injection" "operator" "DoesNotExist")))
+  (dict "name" "workloads-ambient.egressguard.io" "mesh" (list
+    (dict "key" "istio.io/dataplane-mode" "operator" "In" "values" (list "ambient"))
+    (dict "key" "istio-injection" "operator" "DoesNotExist")
+    (dict "key" "istio.io/rev" "operator" "DoesNotExist")))
+  | toJson -}}
+{{- end -}}
+
+{{/*
+The namespaceSelector of a workload webhook: egress-guard.namespaceSelector
+(the exclusions and the values' conditions) and the mesh requirements.
+Called with (dict "root" $ "mesh" <list of requirements>).
+*/}}
+{{- define "egress-guard.workloadNamespaceSelector" -}}
+{{- $sel := include "egress-guard.namespaceSelector" .root | fromYaml -}}
+{{- $_ := set $sel "matchExpressions" (concat $sel.matchExpressions .mesh) -}}
+{{- toYaml $sel -}}
+{{- end -}}
+
 {{/* Annotations of both webhook configurations, as a YAML map (empty when none). */}}
 {{- define "egress-guard.webhookAnnotations" -}}
 {{- $a := deepCopy .Values.webhook.annotations -}}
@@ -242,6 +281,9 @@ failurePolicy: {{ .Values.webhook.failurePolicy }}
 {{- fail (printf "config.kinds[%d]: duplicated kind %s in group %s (config.kinds[%d] names it too)" $i $k.kind $k.group (get $seen $key | int)) -}}
 {{- end -}}
 {{- $_ := set $seen $key $i -}}
+{{- if has $key (list "apps/Deployment" "apps/StatefulSet" "apps/DaemonSet" "apps/ReplicaSet" "batch/Job" "batch/CronJob") -}}
+{{- fail (printf "config.kinds[%d]: %s (group %s) is a workload kind: it is policed through config.workloads.enabled" $i $k.kind $k.group) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
