@@ -399,9 +399,10 @@ func eventReasons(t *testing.T, ns string) map[string]int {
 // countPoliced counts the documents of kinds the guard polices.
 func countPoliced(docs []*harness.Doc) int {
 	n := 0
+	cfg := config.Default()
 	for _, d := range docs {
-		switch d.Obj.GetKind() {
-		case "ServiceEntry", "VirtualService", "DestinationRule":
+		gvk := d.Obj.GroupVersionKind()
+		if _, ok := cfg.Policed(gvk.Group, gvk.Kind); ok {
 			n++
 		}
 	}
