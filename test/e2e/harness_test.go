@@ -267,3 +267,31 @@ func checkSpec(t *testing.T, what string, want any, obj map[string]any) {
 	t.Errorf("%s: .spec differs from the expected .spec:\n%s\nexpected .spec:\n%s\nactual .spec:\n%s",
 		what, indent(strings.Join(diffJSON(want, got), "\n")), indent(prettyJSON(want)), indent(prettyJSON(got)))
 }
+
+// fileWriter returns a function that writes a file under a temporary
+// directory of t (subdirectories made as needed) and returns its path.
+func fileWriter(t *testing.T) func(name, content string) string {
+	dir := t.TempDir()
+	return func(name, content string) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+}
+
+// bindClusterAdmin makes group a cluster admin while t runs, so that
+// kubectl --as-group acts as it (the webhook, not RBAC, is under test).
+func (c *cluster) bindClusterAdmin(t *testing.T, group string) {
+	t.Helper()
+	name := "egress-guard-e2e-" + group
+	if r := c.kubectl("create", "clusterrolebinding", name, "--clusterrole=cluster-admin", "--group="+group); r.Err != nil {
+		t.Fatalf("binding %s:\n%s", group, r)
+	}
+	t.Cleanup(func() { c.kubectl("delete", "clusterrolebinding", name) })
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,15 +21,7 @@ const inventoryNamespace = "inventory-apps"
 // here in an exempt namespace, makes its host external for the rules of
 // every other object; once it is deleted the host is a cluster name again.
 func TestInventory(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		t.Helper()
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
+	write := fileWriter(t)
 	cfg := write("config.yaml", `apiVersion: egressguard.io/v1alpha1
 kind: EgressGuardConfig
 gateway: {namespace: istio-system, service: istio-egressgateway, gateway: istio-system/egress-gateway}
@@ -137,15 +128,7 @@ func inventoryGauge(t *testing.T, g *harness.Guard) float64 {
 // namespace cleanup is not held back, and once the ServiceEntry is gone the
 // route may go.
 func TestDeletingTheGatewayRoute(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		t.Helper()
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
+	write := fileWriter(t)
 	cfg := write("config.yaml", `apiVersion: egressguard.io/v1alpha1
 kind: EgressGuardConfig
 gateway: {namespace: istio-system, service: istio-egressgateway, gateway: istio-system/egress-gateway}

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,18 +17,7 @@ import (
 // registers config.kinds, and a platform policy on it refuses kubectl apply;
 // the same object is admitted when the kind is not policed.
 func TestPolicedKindsFromTheConfiguration(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		t.Helper()
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
+	write := fileWriter(t)
 	base := `apiVersion: egressguard.io/v1alpha1
 kind: EgressGuardConfig
 gateway: {namespace: istio-system, service: istio-egressgateway}

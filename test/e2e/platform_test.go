@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -14,18 +12,15 @@ import (
 // the rule's code and a message saying who may; the same objects in a
 // platform namespace, or from a platform group, are admitted.
 func TestPlatformOnlySettings(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfg, []byte(`apiVersion: egressguard.io/v1alpha1
+	write := fileWriter(t)
+	cfg := write("config.yaml", `apiVersion: egressguard.io/v1alpha1
 kind: EgressGuardConfig
 gateway: {namespace: istio-system, service: istio-egressgateway}
 exemptNamespaces: [kube-system]
 platform:
   namespaces: [istio-system]
   groups: [platform-admins]
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`)
 	objects := []struct{ code, kind, manifest string }{
 		{"EGR401", "Sidecar", `apiVersion: networking.istio.io/v1
 kind: Sidecar
@@ -59,21 +54,14 @@ spec:
 	}
 	env.ensureNamespace(t, "istio-system")
 	env.ensureNamespace(t, inventoryNamespace)
-	if r := env.kubectl("create", "clusterrolebinding", "egress-guard-e2e-platform-admins", "--clusterrole=cluster-admin", "--group=platform-admins"); r.Err != nil {
-		t.Fatalf("binding platform-admins:\n%s", r)
-	}
-	t.Cleanup(func() { env.kubectl("delete", "clusterrolebinding", "egress-guard-e2e-platform-admins") })
+	env.bindClusterAdmin(t, "platform-admins")
 	g := env.startGuard(t, cfg, "")
 	env.useGuard(t, g)
 
 	for _, o := range objects {
 		t.Run(o.kind, func(t *testing.T) {
 			file := func(ns string) string {
-				path := filepath.Join(dir, o.kind+"-"+ns+".yaml")
-				if err := os.WriteFile(path, []byte(strings.ReplaceAll(o.manifest, "NS", ns)), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				return path
+				return write(o.kind+"-"+ns+".yaml", strings.ReplaceAll(o.manifest, "NS", ns))
 			}
 			app := file(inventoryNamespace)
 			r := env.kubectl("apply", "--dry-run=server", "-f", app)

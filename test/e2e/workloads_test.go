@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -17,15 +15,7 @@ const meshNamespace = "workloads-mesh"
 // rule's code naming the field; a platform group may; the same objects in a
 // namespace outside the mesh are not the webhook's.
 func TestWorkloadBypasses(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		t.Helper()
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
+	write := fileWriter(t)
 	cfg := write("config.yaml", `apiVersion: egressguard.io/v1alpha1
 kind: EgressGuardConfig
 gateway: {namespace: istio-system, service: istio-egressgateway}
@@ -36,10 +26,7 @@ platform: {groups: [platform-admins]}
 		t.Fatalf("labelling the namespace:\n%s", r)
 	}
 	env.ensureNamespace(t, inventoryNamespace)
-	if r := env.kubectl("create", "clusterrolebinding", "egress-guard-e2e-workload-admins", "--clusterrole=cluster-admin", "--group=platform-admins"); r.Err != nil {
-		t.Fatalf("binding platform-admins:\n%s", r)
-	}
-	t.Cleanup(func() { env.kubectl("delete", "clusterrolebinding", "egress-guard-e2e-workload-admins") })
+	env.bindClusterAdmin(t, "platform-admins")
 	g := env.startGuard(t, cfg, "")
 	env.useGuard(t, g)
 

@@ -71,23 +71,22 @@ func (r *record) uint32(key string) uint32 {
 }
 
 func (r *record) uint32s(key string) []uint32 {
-	v := r.get(key)
-	if v == nil {
-		return nil
-	}
-	arr, ok := v.(*vm.Array)
-	if !ok {
-		r.fail(key, v, "an array")
-		return nil
-	}
-	out := make([]uint32, arr.Len())
-	for i, e := range arr.Elems() {
-		out[i] = uint32(r.uint(key, e, math.MaxUint32))
-	}
-	return out
+	return list(r, key, func(e vm.Value) uint32 { return uint32(r.uint(key, e, math.MaxUint32)) })
 }
 
 func (r *record) strs(key string) []string {
+	return list(r, key, func(e vm.Value) string {
+		s, ok := e.(string)
+		if !ok {
+			r.fail(key, e, "a string")
+		}
+		return s
+	})
+}
+
+// list converts the array at key, each element by conv (which records its
+// own failure); absent is nil.
+func list[T any](r *record, key string, conv func(vm.Value) T) []T {
 	v := r.get(key)
 	if v == nil {
 		return nil
@@ -97,14 +96,9 @@ func (r *record) strs(key string) []string {
 		r.fail(key, v, "an array")
 		return nil
 	}
-	out := make([]string, arr.Len())
+	out := make([]T, arr.Len())
 	for i, e := range arr.Elems() {
-		s, ok := e.(string)
-		if !ok {
-			r.fail(key, v, "an array of strings")
-			return nil
-		}
-		out[i] = s
+		out[i] = conv(e)
 	}
 	return out
 }
