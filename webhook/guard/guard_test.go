@@ -368,3 +368,25 @@ intents contains {"type": "originate_tls", "code": "PLT101"} if input.object.met
 		t.Errorf("a Gateway of another group: %+v, %v", o, err)
 	}
 }
+
+// A Sidecar is decoded into its Istio type (the pack reads it): a spec Istio
+// cannot decode is an input error naming the field.
+func TestSidecarIsTyped(t *testing.T) {
+	ctx := context.Background()
+	e, err := engine.New(ctx, engine.Options{Config: config.Default()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sidecar := func(spec string) engine.Request {
+		obj := `{"apiVersion": "networking.istio.io/v1", "kind": "Sidecar", "metadata": {"name": "sc", "namespace": "default"}, "spec": ` + spec + `}`
+		return engine.Request{Operation: "CREATE", Group: "networking.istio.io", Version: "v1", Kind: "Sidecar", Namespace: "default", Name: "sc", Object: []byte(obj), Checked: true}
+	}
+	_, err = guard.Review(ctx, e, sidecar(`{"egress": "everything"}`), guard.Options{})
+	var ie *guard.InputError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "spec.egress") {
+		t.Errorf("an undecodable Sidecar: %v", err)
+	}
+	if o, err := guard.Review(ctx, e, sidecar(`{"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}`), guard.Options{}); err != nil || !o.Allowed {
+		t.Errorf("a REGISTRY_ONLY Sidecar: %+v, %v", o, err)
+	}
+}

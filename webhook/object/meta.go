@@ -15,6 +15,8 @@ func objectMeta(obj client.Object) *metav1.ObjectMeta {
 		return &o.ObjectMeta
 	case *networkingv1.DestinationRule:
 		return &o.ObjectMeta
+	case *networkingv1.Sidecar:
+		return &o.ObjectMeta
 	}
 	return nil
 }

@@ -27,12 +27,16 @@ const (
 	ServiceEntry    = "ServiceEntry"
 	VirtualService  = "VirtualService"
 	DestinationRule = "DestinationRule"
+	Sidecar         = "Sidecar"
 )
 
 // Kinds lists the kinds decoded into their Istio types: those the embedded
-// rule pack reads and its mutators change. Other policed kinds reach the
-// policies as their JSON.
-var Kinds = []string{ServiceEntry, VirtualService, DestinationRule}
+// rule pack reads or its mutators change (a spec Istio cannot decode is
+// denied naming the field). Other policed kinds reach the policies as their
+// JSON; the workloads too: the API server decodes those built-in kinds into
+// their k8s.io/api types itself before admission, so that a second decoding
+// would check nothing.
+var Kinds = []string{ServiceEntry, VirtualService, DestinationRule, Sidecar}
 
 // Typed reports whether group/kind is decoded into its Istio type.
 func Typed(group, kind string) bool {
@@ -56,6 +60,8 @@ func New(kind string) client.Object {
 		return &networkingv1.VirtualService{}
 	case DestinationRule:
 		return &networkingv1.DestinationRule{}
+	case Sidecar:
+		return &networkingv1.Sidecar{}
 	}
 	return nil
 }
@@ -203,6 +209,8 @@ func Spec(obj client.Object) proto.Message {
 	case *networkingv1.VirtualService:
 		return &o.Spec
 	case *networkingv1.DestinationRule:
+		return &o.Spec
+	case *networkingv1.Sidecar:
 		return &o.Spec
 	}
 	return nil
