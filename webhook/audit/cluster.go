@@ -17,6 +17,7 @@ import (
 
 	"github.com/egress-guard/egress-guard/webhook/check"
 	"github.com/egress-guard/egress-guard/webhook/config"
+	"github.com/egress-guard/egress-guard/webhook/engine"
 )
 
 // listPage is how many objects one list call asks for.
@@ -85,6 +86,19 @@ func ListObjects(ctx context.Context, dyn dynamic.Interface, kinds []config.Poli
 		return a.Name < b.Name
 	})
 	return docs, nil
+}
+
+// Inventory is what an audit of docs knows of other objects: the
+// ServiceEntries, as serve's inventory, and the VirtualServices by host (the
+// audit reads every object: a ServiceEntry that no route takes through the
+// gateway is found, EGR110).
+func Inventory(docs []check.Document) (engine.Inventory, error) {
+	inv, err := check.Inventory(docs)
+	if err != nil {
+		return inv, err
+	}
+	inv.VirtualServicesByHost, err = check.VirtualServicesByHost(docs)
+	return inv, err
 }
 
 // meshNamespaces lists the namespaces and keeps those in the mesh.

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -10,7 +11,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 
+	"github.com/egress-guard/egress-guard/webhook/check"
 	"github.com/egress-guard/egress-guard/webhook/config"
+	"github.com/egress-guard/egress-guard/webhook/engine"
 )
 
 func listed(apiVersion, kind, namespace, name string, labels map[string]string, owner *metav1.OwnerReference) *unstructured.Unstructured {
@@ -69,6 +72,75 @@ func TestListObjectsWorkloads(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("listed %q, want %q", got, want)
 			break
+		}
+	}
+}
+
+// The audit knows the VirtualServices: an allowed external host that none
+// routes through the egress gateway is found (EGR110); every scenario routes
+// the hosts of its compliant and mutated objects, so none is found there.
+func TestAuditFindsServiceEntriesWithoutGatewayRoutes(t *testing.T) {
+	ctx := context.Background()
+	for _, dir := range scenarioDirs(t) {
+		docs, err := check.ReadPaths([]string{filepath.Join(dir, "compliant.yaml"), filepath.Join(dir, "mutate.yaml")}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.LoadFile(filepath.Join(dir, "config.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inv, err := Inventory(docs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(inv.VirtualServicesByHost) == 0 {
+			t.Fatalf("%s: no VirtualServices in the audit's inventory", dir)
+		}
+		e, err := engine.New(ctx, engine.Options{Config: cfg, Inventory: inv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := check.Run(ctx, e, docs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rep.Results {
+			for _, v := range r.Violations {
+				if v.Code == "EGR110" {
+					t.Errorf("%s: %s %s/%s: %s", filepath.Base(dir), r.Kind, r.Namespace, r.Name, v.Message)
+				}
+			}
+		}
+		// The same ServiceEntries alone: nothing routes them.
+		var ses []check.Document
+		for _, d := range docs {
+			if d.GVK.Kind == "ServiceEntry" {
+				ses = append(ses, d)
+			}
+		}
+		inv, err = Inventory(ses)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err = engine.New(ctx, engine.Options{Config: cfg, Inventory: inv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err = check.Run(ctx, e, ses)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := 0
+		for _, r := range rep.Results {
+			for _, v := range r.Violations {
+				if v.Code == "EGR110" {
+					found++
+				}
+			}
+		}
+		if found == 0 {
+			t.Errorf("%s: the ServiceEntries without their VirtualServices: no EGR110", filepath.Base(dir))
 		}
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/egress-guard/egress-guard/webhook/check"
 	"github.com/egress-guard/egress-guard/webhook/config"
 	"github.com/egress-guard/egress-guard/webhook/engine"
 )
@@ -154,7 +153,7 @@ func (p *Periodic) once(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	inv, err := check.Inventory(docs)
+	inv, err := Inventory(docs)
 	if err != nil {
 		return err
 	}

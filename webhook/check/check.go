@@ -93,6 +93,31 @@ func Inventory(docs []Document) (engine.Inventory, error) {
 	return inv, nil
 }
 
+// VirtualServicesByHost indexes the VirtualServices of docs by the hosts in
+// their spec.hosts, for the rules that look at routes from elsewhere
+// (engine.Inventory.VirtualServicesByHost); documents of other kinds are
+// left out.
+func VirtualServicesByHost(docs []Document) (map[string][]json.RawMessage, error) {
+	out := map[string][]json.RawMessage{}
+	for _, d := range docs {
+		if d.GVK.Group != object.Group || d.GVK.Kind != object.VirtualService {
+			continue
+		}
+		var vs struct {
+			Spec struct {
+				Hosts []string `json:"hosts"`
+			} `json:"spec"`
+		}
+		if err := json.Unmarshal(d.JSON, &vs); err != nil {
+			return nil, fmt.Errorf("%s: VirtualService %s/%s: %w", d.Source, d.Namespace, d.Name, err)
+		}
+		for _, h := range vs.Spec.Hosts {
+			out[h] = append(out[h], d.JSON)
+		}
+	}
+	return out, nil
+}
+
 // Run reviews each document with both phases, as the API server calls the
 // mutating and then the validating webhook on its creation, and renders the
 // outcomes. An object that cannot be decoded is an input error. A panic in the work for one object is that object's

@@ -21,6 +21,12 @@ import (
 // may give another slice of hosts, or another list).
 type Inventory struct {
 	ServiceEntries []ServiceEntryRef `json:"serviceEntries"`
+	// VirtualServicesByHost are the VirtualServices (each as JSON) that name
+	// each host in spec.hosts, as data.inventory.virtualServicesByHost: the
+	// audit, which reads every object, knows them; nil elsewhere (serve
+	// follows ServiceEntries only), and then rules that need them say
+	// nothing.
+	VirtualServicesByHost map[string][]json.RawMessage `json:"-"`
 }
 
 // ServiceEntryRef is the part of a ServiceEntry other rules look at.

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"encoding/json"
+	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -15,7 +17,9 @@ import (
 //	{"serviceEntries": [<ServiceEntryRef as JSON>, ...] (in the given order),
 //	 "externalHosts": {"<host>": true, ...},
 //	 "externalSuffixes": [".x.com", ...] (sorted),
-//	 "externalSuffixIndex": {".x.com": true, ...}}
+//	 "externalSuffixIndex": {".x.com": true, ...},
+//	 "virtualServicesByHost": {"<host>": [<VirtualService>, ...], ...}}
+//	   (the audit's alone: Inventory.VirtualServicesByHost)
 //
 // with the hosts of the MESH_EXTERNAL ServiceEntries (no location means
 // MESH_EXTERNAL): exact names in externalHosts, the suffixes of "*.x.com"
@@ -169,8 +173,28 @@ func (d *inventoryDoc) next(inv Inventory, c *hostCounts) *inventoryDoc {
 		"externalSuffixes", out.suffix,
 		"serviceEntries", vm.ArrayOf(slices.Clip(out.entries)),
 	)
+	if inv.VirtualServicesByHost != nil {
+		out.value.Insert("virtualServicesByHost", virtualServicesValue(inv.VirtualServicesByHost))
+	}
 	c.owner = out
 	return out
+}
+
+// virtualServicesValue is data.inventory.virtualServicesByHost. A
+// VirtualService that is not valid JSON is left out (the audit reports it
+// as an object of its own).
+func virtualServicesValue(byHost map[string][]json.RawMessage) vm.Value {
+	kvs := make([]vm.Value, 0, 2*len(byHost))
+	for _, host := range slices.Sorted(maps.Keys(byHost)) {
+		var vss []vm.Value
+		for _, raw := range byHost[host] {
+			if v, err := toValue(raw, true, false); err == nil {
+				vss = append(vss, v)
+			}
+		}
+		kvs = append(kvs, host, vm.NewArray(vss...))
+	}
+	return vm.NewObject(kvs...)
 }
 
 // external: se's hosts are external (MESH_EXTERNAL, or no location).

@@ -104,7 +104,7 @@ func (o *auditOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
-	inv, err := check.Inventory(docs)
+	inv, err := audit.Inventory(docs)
 	if err != nil {
 		return usageError("%v", err)
 	}

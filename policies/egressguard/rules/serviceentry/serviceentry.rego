@@ -236,3 +236,30 @@ intents contains {
 	count(_export_bad) > 0
 	count(_export_fixed) > 0
 }
+
+# EGR110 (the audit, which knows the cluster's VirtualServices:
+# data.inventory.virtualServicesByHost): an allowed external host that no
+# VirtualService sends through the egress gateway. The entry lets the
+# sidecars reach the host, and with no route to the gateway they do so
+# directly. Admission does not judge it: the route is often written after the
+# ServiceEntry.
+deny contains {
+	"code": "EGR110",
+	"field": sprintf("spec.hosts[%d]", [i]),
+	"message": sprintf("spec.hosts[%d]: no VirtualService routes the mesh's traffic for external host %q through the egress gateway: the sidecars reach it directly", [i, host]),
+} if {
+	_external
+	routes := data.inventory.virtualServicesByHost
+	some i, host in _se.spec.hosts
+	lib.allowed_host(host, _ns)
+	not _gateway_routed(host, routes)
+}
+
+_gateway_routed(host, routes) if {
+	some vs in routes[host]
+	some section in ["http", "tls", "tcp"]
+	some route in vs.spec[section]
+	lib.mesh_route(vs, route)
+	some d in route.route
+	lib.is_gateway_host(d.destination.host, object.get(vs, ["metadata", "namespace"], ""))
+}

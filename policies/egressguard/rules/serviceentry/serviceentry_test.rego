@@ -351,3 +351,46 @@ test_egr109_every_restricted_host if {
 	spec := {"hosts": ["api.partner.example", "db.example"], "resolution": "DNS", "ports": _ports([443]), "exportTo": ["*"]}
 	_intents("team-a", spec) == {{"type": "restrict_export", "code": "EGR109", "exportTo": [".", "team-b"]}}
 }
+
+_audit(spec, routes) := out if {
+	out := serviceentry.deny with input as {
+		"operation": "CREATE",
+		"kind": {"group": "networking.istio.io", "version": "v1", "kind": "ServiceEntry"},
+		"namespace": "default",
+		"name": "x",
+		"object": {"metadata": {"name": "x", "namespace": "default"}, "spec": spec},
+	}
+		with data.config as object.union(_config, {"gatewayNames": {"istio-egressgateway.istio-system.svc.cluster.local": true}})
+		with data.inventory as {"serviceEntries": [], "virtualServicesByHost": routes}
+}
+
+_via_gateway := {"metadata": {"namespace": "default"}, "spec": {
+	"hosts": ["test.com"],
+	"gateways": ["mesh", "istio-system/egress-gateway"],
+	"http": [
+		{"match": [{"gateways": ["mesh"]}], "route": [{"destination": {"host": "istio-egressgateway.istio-system.svc.cluster.local"}}]},
+		{"match": [{"gateways": ["istio-system/egress-gateway"]}], "route": [{"destination": {"host": "test.com", "port": {"number": 443}}}]},
+	],
+}}
+
+_direct := {"metadata": {"namespace": "default"}, "spec": {"hosts": ["test.com"], "http": [{"route": [{"destination": {"host": "test.com"}}]}]}}
+
+test_egr110_no_route_through_the_gateway if {
+	spec := {"hosts": ["test.com"], "resolution": "DNS", "ports": _ports([443])}
+	_audit(spec, {}) == {{
+		"code": "EGR110",
+		"field": "spec.hosts[0]",
+		"message": `spec.hosts[0]: no VirtualService routes the mesh's traffic for external host "test.com" through the egress gateway: the sidecars reach it directly`,
+	}}
+	{v.code | some v in _audit(spec, {"test.com": [_direct]})} == {"EGR110"}
+	_audit(spec, {"test.com": [_direct, _via_gateway]}) == set()
+}
+
+test_egr110_only_in_the_audit_and_for_allowed_hosts if {
+	# admission (serve, check) does not know the routes
+	_deny("default", {"hosts": ["test.com"], "resolution": "DNS", "ports": _ports([443])}) == set()
+
+	# an unallowed host is EGR101's; an internal entry is not egress
+	{v.code | some v in _audit({"hosts": ["evil.example"], "resolution": "DNS"}, {})} == {"EGR101"}
+	_audit({"hosts": ["db.team-a.svc.cluster.local"], "location": "MESH_INTERNAL", "resolution": "DNS"}, {}) == set()
+}
