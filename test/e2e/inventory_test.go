@@ -3,10 +3,12 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -208,4 +210,87 @@ spec:
 		}
 		return nil
 	})
+}
+
+// The audit of a cluster reads its VirtualServices: a ServiceEntry for an
+// allowed external host that no VirtualService routes through the egress
+// gateway is found (EGR110), and is not once a two-leg route exists.
+func TestAuditFindsUnroutedServiceEntries(t *testing.T) {
+	write := fileWriter(t)
+	const ns = "audit-routes"
+	cfg := write("config.yaml", `apiVersion: egressguard.io/v1alpha1
+kind: EgressGuardConfig
+gateway: {namespace: istio-system, service: istio-egressgateway, gateway: istio-system/egress-gateway}
+enforcement: dryrun
+allow:
+- hosts: [test.com]
+  ports: [80]
+`)
+	se := write("se.yaml", `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: test-com, namespace: `+ns+`}
+spec:
+  hosts: [test.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports:
+  - {number: 80, name: http, protocol: HTTP}
+`)
+	vs := write("vs.yaml", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: test-com-through-gateway, namespace: `+ns+`}
+spec:
+  hosts: [test.com]
+  gateways: [istio-system/egress-gateway, mesh]
+  http:
+  - match:
+    - {gateways: [mesh], port: 80}
+    route:
+    - destination: {host: istio-egressgateway.istio-system.svc.cluster.local, port: {number: 80}}
+  - match:
+    - {gateways: [istio-system/egress-gateway], port: 80}
+    route:
+    - destination: {host: test.com, port: {number: 80}}
+`)
+	env.ensureNamespace(t, ns)
+	g := env.startGuard(t, cfg, "")
+	env.useGuard(t, g)
+	t.Cleanup(func() {
+		env.kubectl("delete", "--ignore-not-found", "-f", vs)
+		env.kubectl("delete", "--ignore-not-found", "-f", se)
+	})
+	unrouted := func() []string {
+		t.Helper()
+		var rep struct {
+			Results []struct {
+				Object   struct{ Kind, Name string }
+				Findings []struct{ Code, Field string }
+			}
+		}
+		out := runGuardCommand(t, "audit", "--kubeconfig", env.Kubeconfig, "-n", ns, "--config", cfg, "-o", "json")
+		if err := json.Unmarshal(out, &rep); err != nil {
+			t.Fatalf("audit -o json: %v\n%s", err, out)
+		}
+		var found []string
+		for _, r := range rep.Results {
+			for _, f := range r.Findings {
+				if f.Code == "EGR110" {
+					found = append(found, r.Object.Kind+"/"+r.Object.Name+" "+f.Field)
+				}
+			}
+		}
+		return found
+	}
+	if r := env.kubectl("apply", "-f", se); r.Err != nil {
+		t.Fatalf("applying the ServiceEntry:\n%s", r)
+	}
+	if got := unrouted(); !slices.Equal(got, []string{"ServiceEntry/test-com spec.hosts[0]"}) {
+		t.Errorf("the ServiceEntry alone: EGR110 findings %q, want one on spec.hosts[0]", got)
+	}
+	if r := env.kubectl("apply", "-f", vs); r.Err != nil {
+		t.Fatalf("applying the route:\n%s", r)
+	}
+	if got := unrouted(); len(got) != 0 {
+		t.Errorf("with the route through the gateway: EGR110 findings %q", got)
+	}
 }
