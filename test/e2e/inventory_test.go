@@ -139,32 +139,8 @@ allow:
 - hosts: [test.com]
   ports: [80]
 `)
-	se := write("se.yaml", `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: test-com, namespace: `+inventoryNamespace+`}
-spec:
-  hosts: [test.com]
-  location: MESH_EXTERNAL
-  resolution: DNS
-  ports:
-  - {number: 80, name: http, protocol: HTTP}
-`)
-	vs := write("vs.yaml", `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: test-com-through-gateway, namespace: `+inventoryNamespace+`}
-spec:
-  hosts: [test.com]
-  gateways: [istio-system/egress-gateway, mesh]
-  http:
-  - match:
-    - {gateways: [mesh], port: 80}
-    route:
-    - destination: {host: istio-egressgateway.istio-system.svc.cluster.local, port: {number: 80}}
-  - match:
-    - {gateways: [istio-system/egress-gateway], port: 80}
-    route:
-    - destination: {host: test.com, port: {number: 80}}
-`)
+	se := write("se.yaml", testComServiceEntry(inventoryNamespace))
+	vs := write("vs.yaml", testComGatewayRoute(inventoryNamespace))
 	env.ensureNamespace(t, inventoryNamespace)
 	t.Cleanup(func() {
 		env.kubectl("delete", "--ignore-not-found", "-f", se)
@@ -226,32 +202,8 @@ allow:
 - hosts: [test.com]
   ports: [80]
 `)
-	se := write("se.yaml", `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: test-com, namespace: `+ns+`}
-spec:
-  hosts: [test.com]
-  location: MESH_EXTERNAL
-  resolution: DNS
-  ports:
-  - {number: 80, name: http, protocol: HTTP}
-`)
-	vs := write("vs.yaml", `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: test-com-through-gateway, namespace: `+ns+`}
-spec:
-  hosts: [test.com]
-  gateways: [istio-system/egress-gateway, mesh]
-  http:
-  - match:
-    - {gateways: [mesh], port: 80}
-    route:
-    - destination: {host: istio-egressgateway.istio-system.svc.cluster.local, port: {number: 80}}
-  - match:
-    - {gateways: [istio-system/egress-gateway], port: 80}
-    route:
-    - destination: {host: test.com, port: {number: 80}}
-`)
+	se := write("se.yaml", testComServiceEntry(ns))
+	vs := write("vs.yaml", testComGatewayRoute(ns))
 	env.ensureNamespace(t, ns)
 	g := env.startGuard(t, cfg, "")
 	env.useGuard(t, g)
@@ -293,4 +245,39 @@ spec:
 	if got := unrouted(); len(got) != 0 {
 		t.Errorf("with the route through the gateway: EGR110 findings %q", got)
 	}
+}
+
+// testComServiceEntry registers test.com:80 (HTTP) in namespace ns.
+func testComServiceEntry(ns string) string {
+	return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: test-com, namespace: ` + ns + `}
+spec:
+  hosts: [test.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports:
+  - {number: 80, name: http, protocol: HTTP}
+`
+}
+
+// testComGatewayRoute is the two-leg route of test.com:80 in namespace ns:
+// mesh -> istio-system/istio-egressgateway -> test.com.
+func testComGatewayRoute(ns string) string {
+	return `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: test-com-through-gateway, namespace: ` + ns + `}
+spec:
+  hosts: [test.com]
+  gateways: [istio-system/egress-gateway, mesh]
+  http:
+  - match:
+    - {gateways: [mesh], port: 80}
+    route:
+    - destination: {host: istio-egressgateway.istio-system.svc.cluster.local, port: {number: 80}}
+  - match:
+    - {gateways: [istio-system/egress-gateway], port: 80}
+    route:
+    - destination: {host: test.com, port: {number: 80}}
+`
 }
