@@ -626,9 +626,15 @@ func readCPUTimes(list string) cpuTimes {
 	if err != nil {
 		return cpuTimes{}
 	}
+	return parseCPUTimes(string(data), want)
+}
+
+// parseCPUTimes sums the busy ticks of the cpuN lines of /proc/stat's text
+// that want names; not ok unless every one is there.
+func parseCPUTimes(data string, want map[string]bool) cpuTimes {
 	var ticks int64
 	seen := 0
-	for line := range strings.Lines(string(data)) {
+	for line := range strings.Lines(data) {
 		f := strings.Fields(line)
 		if len(f) < 8 || !want[f[0]] {
 			continue
