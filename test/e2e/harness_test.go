@@ -285,13 +285,14 @@ func fileWriter(t *testing.T) func(name, content string) string {
 	}
 }
 
-// bindClusterAdmin makes group a cluster admin while t runs, so that
-// kubectl --as-group acts as it (the webhook, not RBAC, is under test).
-func (c *cluster) bindClusterAdmin(t *testing.T, group string) {
+// bindClusterAdmin makes subject ("group" or "user") name a cluster admin
+// while t runs, so that kubectl --as/--as-group acts as it (the webhook, not
+// RBAC, is under test).
+func (c *cluster) bindClusterAdmin(t *testing.T, subject, name string) {
 	t.Helper()
-	name := "egress-guard-e2e-" + group
-	if r := c.kubectl("create", "clusterrolebinding", name, "--clusterrole=cluster-admin", "--group="+group); r.Err != nil {
-		t.Fatalf("binding %s:\n%s", group, r)
+	binding := "egress-guard-e2e-" + subject + "-" + strings.ReplaceAll(name, ":", "-")
+	if r := c.kubectl("create", "clusterrolebinding", binding, "--clusterrole=cluster-admin", "--"+subject+"="+name); r.Err != nil {
+		t.Fatalf("binding %s %s:\n%s", subject, name, r)
 	}
-	t.Cleanup(func() { c.kubectl("delete", "clusterrolebinding", name) })
+	t.Cleanup(func() { c.kubectl("delete", "clusterrolebinding", binding) })
 }

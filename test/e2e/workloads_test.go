@@ -26,7 +26,7 @@ platform: {groups: [platform-admins]}
 		t.Fatalf("labelling the namespace:\n%s", r)
 	}
 	env.ensureNamespace(t, inventoryNamespace)
-	env.bindClusterAdmin(t, "platform-admins")
+	env.bindClusterAdmin(t, "group", "platform-admins")
 	g := env.startGuard(t, cfg, "")
 	env.useGuard(t, g)
 
