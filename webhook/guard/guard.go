@@ -364,11 +364,12 @@ func (r *review) validate(ctx context.Context) error {
 		r.req.Object, r.input = r.o.Object, nil
 	}
 	// The mutating phase's decode is the check (strict: metadata too);
-	// what its mutators changed they wrote from the typed object. A kind
-	// without an Istio type is read as its JSON alone.
-	if !r.decoded && object.Typed(r.req.Group, r.req.Kind) {
+	// what its mutators changed they wrote from the typed object. A
+	// workload is checked against its type in files only; another kind
+	// without a type is read as its JSON alone.
+	if !r.decoded {
 		if _, err := step(StepDecode, func() (struct{}, error) {
-			return struct{}{}, object.Check(r.req.Kind, r.req.Object, r.opts.Strict)
+			return struct{}{}, object.Check(r.req.Group, r.req.Kind, r.req.Object, r.opts.Strict)
 		}); err != nil {
 			return inputError(r.o.ID, err)
 		}

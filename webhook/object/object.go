@@ -1,5 +1,6 @@
 // Package object decodes the Istio objects egress-guard handles into
-// istio.io/client-go types and writes them back in Istio's JSON shape.
+// istio.io/client-go types and writes them back in Istio's JSON shape, and
+// checks workloads in files against their k8s.io/api types.
 package object
 
 import (
@@ -33,9 +34,8 @@ const (
 // Kinds lists the kinds decoded into their Istio types: those the embedded
 // rule pack reads or its mutators change (a spec Istio cannot decode is
 // denied naming the field). Other policed kinds reach the policies as their
-// JSON; the workloads too: the API server decodes those built-in kinds into
-// their k8s.io/api types itself before admission, so that a second decoding
-// would check nothing.
+// JSON. The workload kinds are checked against their k8s.io/api types in
+// files (Check); the API server decodes them itself before admission.
 var Kinds = []string{ServiceEntry, VirtualService, DestinationRule, Sidecar}
 
 // Typed reports whether group/kind is decoded into its Istio type.
@@ -90,13 +90,6 @@ func DecodeSpec(kind string, raw []byte, strict bool) (client.Object, error) {
 // never sends malformed metadata.
 func Decode(kind string, raw []byte, strict bool) (client.Object, error) {
 	return decode(kind, raw, strict, strict)
-}
-
-// Check reports whether raw decodes into the typed object of kind, as
-// Decode does.
-func Check(kind string, raw []byte, strict bool) error {
-	_, err := Decode(kind, raw, strict)
-	return err
 }
 
 // FieldError is a decoding error the decoder could place: the field, as

@@ -35,7 +35,7 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			kind := strings.Split(strings.Split(tc.raw, `"kind":"`)[1], `"`)[0]
-			err := Check(kind, []byte(tc.raw), tc.strict)
+			err := Check(Group, kind, []byte(tc.raw), tc.strict)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want %q", err, tc.want)
 			}
@@ -58,21 +58,24 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 func TestCheck(t *testing.T) {
 	badSpec := `{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"s"},"spec":{"hosts":"a.com"}}`
 	for _, strict := range []bool{false, true} {
-		if err := Check(ServiceEntry, []byte(badSpec), strict); err == nil || !strings.Contains(err.Error(), "spec.hosts") {
+		if err := Check(Group, ServiceEntry, []byte(badSpec), strict); err == nil || !strings.Contains(err.Error(), "spec.hosts") {
 			t.Errorf("strict %v: %v", strict, err)
 		}
 	}
 	badMeta := `{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"s","labels":{"a":1}},"spec":{"hosts":["a.com"]}}`
-	if err := Check(ServiceEntry, []byte(badMeta), false); err != nil {
+	if err := Check(Group, ServiceEntry, []byte(badMeta), false); err != nil {
 		t.Errorf("lenient: %v", err)
 	}
-	if err := Check(ServiceEntry, []byte(badMeta), true); err == nil || !strings.Contains(err.Error(), "metadata") {
+	if err := Check(Group, ServiceEntry, []byte(badMeta), true); err == nil || !strings.Contains(err.Error(), "metadata") {
 		t.Errorf("strict: %v", err)
 	}
 	if _, err := DecodeSpec(ServiceEntry, []byte(badSpec), false); err == nil || !strings.Contains(err.Error(), "spec.hosts") {
 		t.Errorf("DecodeSpec: %v", err)
 	}
-	if err := Check("Gateway", []byte(badSpec), false); err == nil {
-		t.Error("unknown kind accepted")
+	if _, err := Decode("Gateway", []byte(badSpec), false); err == nil {
+		t.Error("unknown kind decoded")
+	}
+	if err := Check(Group, "Gateway", []byte(badSpec), true); err != nil {
+		t.Errorf("a kind without a type is read as its JSON, unchecked: %v", err)
 	}
 }

@@ -147,13 +147,19 @@ deny contains {"code": "PLT001", "field": "metadata.labels.team", "message": "me
 }
 
 func TestCheckRejectsUndecodableObjects(t *testing.T) {
-	for name, manifest := range map[string]string{
-		"unknown field": "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\nspec: {hosts: [a.com], resolutionz: DNS}\n",
-		"wrong type":    "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\nspec: {hosts: [a.com], ports: [{number: eighty, name: http, protocol: HTTP}]}\n",
+	for name, tc := range map[string]struct{ manifest, want string }{
+		"unknown field": {"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\nspec: {hosts: [a.com], resolutionz: DNS}\n",
+			"ServiceEntry default/s"},
+		"wrong type": {"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\nspec: {hosts: [a.com], ports: [{number: eighty, name: http, protocol: HTTP}]}\n",
+			"ServiceEntry default/s"},
+		"a Pod's wrong type": {"apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop}\nspec: {containers: [{name: app, image: app, securityContext: {runAsUser: '1337'}}]}\n",
+			"Pod shop/p: spec.containers.securityContext.runAsUser: expected int64, got string"},
+		"a Deployment's unknown field": {"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: shop}\nspec: {template: {spec: {hostNetwerk: true, containers: [{name: app, image: app}]}}}\n",
+			"Deployment shop/d: spec.template.spec.hostNetwerk: unknown field"},
 	} {
-		code, _, stderr := run(t, manifest, "check", "-f", "-")
-		if code != ExitUsage || !strings.Contains(stderr, "ServiceEntry default/s") {
-			t.Errorf("%s: exit %d stderr %q", name, code, stderr)
+		code, _, stderr := run(t, tc.manifest, "check", "-f", "-")
+		if code != ExitUsage || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%s: exit %d stderr %q, want %q", name, code, stderr, tc.want)
 		}
 		t.Logf("%s: %s", name, stderr)
 	}
