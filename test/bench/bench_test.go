@@ -41,6 +41,23 @@ egress_guard_inventory_service_entries_other 7
 	}
 }
 
+func TestOnly(t *testing.T) {
+	rs, err := mix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, err := only(rs, "Pod")
+	if err != nil || len(pods) != 2 || pods[0].name != "Pod injected" || pods[1].name != "Pod excluded" {
+		t.Errorf("-only Pod: %v %v", pods, err)
+	}
+	if all, err := only(rs, ""); err != nil || len(all) != len(rs) {
+		t.Errorf("-only \"\": %d of %d, %v", len(all), len(rs), err)
+	}
+	if _, err := only(rs, "Gateway"); err == nil {
+		t.Error("-only of no review: no error")
+	}
+}
+
 // The mix's reviews and the probe's: valid AdmissionReviews whose uid
 // newBody rewrites, and verify reads answers back.
 func TestReviews(t *testing.T) {

@@ -115,6 +115,7 @@ type options struct {
 	auditObjects int
 	auditOnly    bool
 	serverCPUs   string
+	only         string
 	// serveMemoryLimit is serve's --memory-limit.
 	serveMemoryLimit string
 
@@ -206,6 +207,7 @@ func main() {
 	flag.BoolVar(&o.auditOnly, "audit-only", false, "run the evaluation and audit benchmarks only")
 	flag.BoolVar(&o.evalOnly, "eval-only", false, "time the in-process admission decisions only")
 	flag.StringVar(&o.serverCPUs, "server-cpus", "", "CPU list the servers are pinned to with taskset (e.g. 1); run the bench itself pinned to others (taskset -c 0 bench ...); empty: not pinned")
+	flag.StringVar(&o.only, "only", "", "keep only the mix's reviews whose name starts with this (e.g. Pod), to measure one kind's share")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (certificates, config, server logs)")
 	flag.BoolVar(&o.churn, "churn", false, "measure serve --inventory under ServiceEntry churn against a real kube-apiserver and etcd instead")
 	flag.IntVar(&o.churnObjects, "churn-objects", 5000, "ServiceEntries in the cluster (-churn), half with wildcard hosts")
@@ -282,6 +284,9 @@ func run(ctx context.Context, o options) error {
 	}
 	rs, err := mix()
 	if err != nil {
+		return err
+	}
+	if rs, err = only(rs, o.only); err != nil {
 		return err
 	}
 	dir, err := os.MkdirTemp("", "egress-guard-bench-")

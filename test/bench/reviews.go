@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -355,6 +356,15 @@ func (r *review) build() error {
 
 func labels(name string) map[string]any {
 	return map[string]any{"app.kubernetes.io/name": name, "app.kubernetes.io/instance": "egress", "team": "payments"}
+}
+
+// only keeps the reviews whose name starts with prefix ("": all).
+func only(rs []*review, prefix string) ([]*review, error) {
+	kept := slices.DeleteFunc(slices.Clone(rs), func(r *review) bool { return !strings.HasPrefix(r.name, prefix) })
+	if len(kept) == 0 {
+		return nil, fmt.Errorf("-only %q: no review of the mix is named so", prefix)
+	}
+	return kept, nil
 }
 
 // picker draws reviews from the mix by weight.
