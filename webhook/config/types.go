@@ -170,6 +170,40 @@ var DefaultKinds = []PolicedKind{
 	{Group: "networking.istio.io", Version: "v1beta1", Kind: "ProxyConfig", Resource: "proxyconfigs"},
 }
 
+// ModelKind is a kind of the cluster model: the objects the rules read
+// about the rest of the cluster (data.inventory.objects), which serve
+// follows with --inventory, the audit lists, and check reads from its files.
+type ModelKind struct {
+	PolicedKind
+	// GatewayNamespace: only the objects in the gateway's namespace are
+	// modelled (and the chart grants access there alone).
+	GatewayNamespace bool
+}
+
+// ModelKinds are the kinds of the cluster model: Istio's routing, the
+// AuthorizationPolicies and the Secrets (names and keys, never values) of
+// the gateway's namespace, and NetworkPolicies.
+var ModelKinds = []ModelKind{
+	{PolicedKind: DefaultKinds[0]},
+	{PolicedKind: DefaultKinds[1]},
+	{PolicedKind: DefaultKinds[2]},
+	{PolicedKind: PolicedKind{Group: "networking.istio.io", Version: "v1", Kind: "Gateway", Resource: "gateways"}},
+	{PolicedKind: DefaultKinds[3]},
+	{PolicedKind: PolicedKind{Group: "security.istio.io", Version: "v1", Kind: "AuthorizationPolicy", Resource: "authorizationpolicies"}, GatewayNamespace: true},
+	{PolicedKind: PolicedKind{Group: "", Version: "v1", Kind: "Secret", Resource: "secrets"}, GatewayNamespace: true},
+	{PolicedKind: PolicedKind{Group: "networking.k8s.io", Version: "v1", Kind: "NetworkPolicy", Resource: "networkpolicies"}},
+}
+
+// ModelKindOf returns the model kind of group and kind, if it is one.
+func ModelKindOf(group, kind string) (ModelKind, bool) {
+	for _, k := range ModelKinds {
+		if k.Group == group && k.Kind == kind {
+			return k, true
+		}
+	}
+	return ModelKind{}, false
+}
+
 // Policed returns the policed kind of group and kind, if it is one.
 func (c *Config) Policed(group, kind string) (PolicedKind, bool) {
 	for _, list := range [2][]PolicedKind{c.Kinds, c.workloadKinds()} {

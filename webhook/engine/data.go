@@ -27,6 +27,9 @@ type Inventory struct {
 	// follows ServiceEntries only), and then rules that need them say
 	// nothing.
 	VirtualServicesByHost map[string][]json.RawMessage `json:"-"`
+	// Model is the cluster model (data.inventory.objects and byHost); nil:
+	// none, and rules that need it say nothing.
+	Model *Model `json:"-"`
 }
 
 // ServiceEntryRef is the part of a ServiceEntry other rules look at.
@@ -58,6 +61,10 @@ type document struct {
 	serviceEntries int
 	// inventory is data.inventory, and what the next swap builds from.
 	inventory *inventoryDoc
+	// model is data.inventory's objects and byHost (nil: no model), built
+	// with the cluster domain domain.
+	model  *modelDoc
+	domain string
 }
 
 // newDocument builds the data document of a configuration and an inventory.
@@ -66,21 +73,25 @@ func newDocument(cfg *config.Config, inv Inventory) (*document, error) {
 	if err != nil {
 		return nil, err
 	}
-	return assemble(vm.Share(vm.FromAST(c)), buildInventory(inv)), nil
+	return assemble(vm.Share(vm.FromAST(c)), buildInventory(inv), buildModel(nil, inv.Model, cfg.ClusterDomain), cfg.ClusterDomain), nil
 }
 
 // withInventory builds the document with d's configuration and inv, from
 // d's inventory where it can (see inventoryDoc).
 func (d *document) withInventory(inv Inventory) (*document, error) {
-	return assemble(d.config, d.inventory.withInventory(inv)), nil
+	return assemble(d.config, d.inventory.withInventory(inv), buildModel(d.model, inv.Model, d.domain), d.domain), nil
 }
 
 // assemble is the document of data.config cfg (shared) and data.inventory
 // inv. Both are ready for concurrent evaluations as they are (their objects
 // are built in order): the document is not walked again.
-func assemble(cfg vm.Value, inv *inventoryDoc) *document {
-	d := docFromValue(vm.NewObject("config", cfg, "inventory", inv.value))
-	d.config, d.serviceEntries, d.inventory = cfg, len(inv.refs), inv
+func assemble(cfg vm.Value, inv *inventoryDoc, model *modelDoc, domain string) *document {
+	value := inv.value
+	if model != nil {
+		value = inv.valueWith("objects", model.objects, "byHost", model.byHost)
+	}
+	d := docFromValue(vm.NewObject("config", cfg, "inventory", value))
+	d.config, d.serviceEntries, d.inventory, d.model, d.domain = cfg, len(inv.refs), inv, model, domain
 	return d
 }
 

@@ -43,6 +43,10 @@ type inventoryDoc struct {
 	hosts  *vm.Object // externalHosts
 	index  *vm.Object // externalSuffixIndex
 	suffix *vm.Array  // externalSuffixes
+	// serviceEntries is entries as an array; virtualServices the audit's
+	// virtualServicesByHost (nil: none).
+	serviceEntries  *vm.Array
+	virtualServices vm.Value
 	// counts is how many MESH_EXTERNAL ServiceEntries name each host, as
 	// of the document that owns it: one document of a line of swaps does,
 	// the last one built from it; another one's swap starts afresh.
@@ -167,17 +171,28 @@ func (d *inventoryDoc) next(inv Inventory, c *hostCounts) *inventoryDoc {
 	out.hosts = vm.EditStringKeys(d.hosts, addHosts, true, delHosts)
 	out.index = vm.EditStringKeys(d.index, addSuffixes, true, delSuffixes)
 	out.suffix = vm.EditStrings(d.suffix, addSuffixes, delSuffixes)
-	out.value = vm.NewObject(
-		"externalHosts", out.hosts,
-		"externalSuffixIndex", out.index,
-		"externalSuffixes", out.suffix,
-		"serviceEntries", vm.ArrayOf(slices.Clip(out.entries)),
-	)
+	out.serviceEntries = vm.ArrayOf(slices.Clip(out.entries))
 	if inv.VirtualServicesByHost != nil {
-		out.value.Insert("virtualServicesByHost", virtualServicesValue(inv.VirtualServicesByHost))
+		out.virtualServices = virtualServicesValue(inv.VirtualServicesByHost)
 	}
+	out.value = out.valueWith()
 	c.owner = out
 	return out
+}
+
+// valueWith is data.inventory with the pairs kvs (keys and values, in
+// turn) beside d's own.
+func (d *inventoryDoc) valueWith(kvs ...vm.Value) *vm.Object {
+	kvs = append(kvs,
+		"externalHosts", d.hosts,
+		"externalSuffixIndex", d.index,
+		"externalSuffixes", d.suffix,
+		"serviceEntries", d.serviceEntries,
+	)
+	if d.virtualServices != nil {
+		kvs = append(kvs, "virtualServicesByHost", d.virtualServices)
+	}
+	return vm.NewObject(kvs...)
 }
 
 // virtualServicesValue is data.inventory.virtualServicesByHost. A

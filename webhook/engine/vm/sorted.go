@@ -94,3 +94,15 @@ func ArrayOf(elems []Value) *Array {
 	}
 	return &Array{elems: elems}
 }
+
+// StringObject is the object of the pairs (keys[i], values[i]); keys must be
+// sorted and distinct (the caller keeps neither slice's order otherwise).
+// A large one is looked up by binary search, as EditStringKeys' results.
+func StringObject(keys []string, values []Value) *Object {
+	out := newObject(len(keys))
+	for i, k := range keys {
+		out.kvs = append(out.kvs, pair{k, values[i]})
+	}
+	out.bsearch = len(out.kvs) >= indexFrom
+	return out
+}

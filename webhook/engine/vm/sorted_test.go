@@ -84,3 +84,28 @@ func TestEditedObjectInsert(t *testing.T) {
 		t.Errorf("inserted keys: %v", ToAST(o))
 	}
 }
+
+// StringObject is NewObject of the same pairs, small or large.
+func TestStringObject(t *testing.T) {
+	for _, n := range []int{0, 3, indexFrom, 200} {
+		keys := make([]string, n)
+		values := make([]Value, n)
+		kvs := make([]Value, 0, 2*n)
+		for i := range n {
+			keys[i], values[i] = fmt.Sprintf("ns/k%04d", i), NewObject("i", fmt.Sprint(i))
+			kvs = append(kvs, keys[i], values[i])
+		}
+		got := StringObject(keys, values)
+		if want := NewObject(kvs...); !equal(got, want) || compare(got, want) != 0 {
+			t.Fatalf("%d keys: %v, want %v", n, ToAST(got), ToAST(want))
+		}
+		for i, k := range keys {
+			if !equal(got.GetString(k), values[i]) || !equal(got.Get(k), values[i]) {
+				t.Fatalf("%d keys: %s not found", n, k)
+			}
+		}
+		if got.GetString("ns/absent") != nil || got.Get(1) != nil {
+			t.Fatalf("%d keys: an absent key found", n)
+		}
+	}
+}
