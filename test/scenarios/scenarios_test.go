@@ -154,7 +154,7 @@ func runWith(t *testing.T, cfg *config.Config, dir, file, evaluator string) []ch
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv, err := check.Inventory(docs)
+	inv, err := check.Inventory(docs, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

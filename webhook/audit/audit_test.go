@@ -68,11 +68,11 @@ func TestAuditMatchesEnforcingCheck(t *testing.T) {
 	for _, dir := range scenarioDirs(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			docs := readDocs(t, dir)
-			inv, err := check.Inventory(docs)
+			enforcing := loadConfig(t, filepath.Join(dir, "config.yaml"), nil)
+			inv, err := check.Inventory(docs, enforcing.Config())
 			if err != nil {
 				t.Fatal(err)
 			}
-			enforcing := loadConfig(t, filepath.Join(dir, "config.yaml"), nil)
 			if enforcing.Config().Enforcement != config.ActionDeny {
 				t.Fatalf("the scenario config enforces %s", enforcing.Config().Enforcement)
 			}

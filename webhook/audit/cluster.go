@@ -42,37 +42,17 @@ func ListObjects(ctx context.Context, dyn dynamic.Interface, kinds []config.Poli
 	}
 	for _, k := range kinds {
 		workload := config.IsWorkload(k.Group, k.Kind)
-		r := struct {
-			Kind string
-			GVR  schema.GroupVersionResource
-		}{k.Kind, schema.GroupVersionResource{Group: k.Group, Version: k.Version, Resource: k.Resource}}
-		opts := metav1.ListOptions{Limit: listPage}
-		for {
-			list, err := dyn.Resource(r.GVR).Namespace(namespace).List(ctx, opts)
-			if err != nil {
-				return nil, fmt.Errorf("listing %s: %w", r.GVR.Resource, err)
+		gvr := schema.GroupVersionResource{Group: k.Group, Version: k.Version, Resource: k.Resource}
+		err := list(ctx, dyn, gvr, k.Kind, namespace, func(item *unstructured.Unstructured) error {
+			if workload && (!mesh[item.GetNamespace()] || controlledByWorkload(item.GetOwnerReferences())) {
+				return nil
 			}
-			for i := range list.Items {
-				item := &list.Items[i]
-				if workload && (!mesh[item.GetNamespace()] || controlledByWorkload(item.GetOwnerReferences())) {
-					continue
-				}
-				item.SetAPIVersion(r.GVR.GroupVersion().String())
-				item.SetKind(r.Kind)
-				raw, err := item.MarshalJSON()
-				if err != nil {
-					return nil, err
-				}
-				d, err := check.NewDocument(fmt.Sprintf("cluster %s %s/%s", item.GetKind(), item.GetNamespace(), item.GetName()), raw)
-				if err != nil {
-					return nil, err
-				}
-				docs = append(docs, d)
-			}
-			if list.GetContinue() == "" {
-				break
-			}
-			opts.Continue = list.GetContinue()
+			d, err := document(item)
+			docs = append(docs, d)
+			return err
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	sort.SliceStable(docs, func(i, j int) bool {
@@ -88,12 +68,89 @@ func ListObjects(ctx context.Context, dyn dynamic.Interface, kinds []config.Poli
 	return docs, nil
 }
 
+// list calls each for every object of gvr (kind) in namespace ("" for
+// all), page by page.
+func list(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, kind, namespace string, each func(*unstructured.Unstructured) error) error {
+	opts := metav1.ListOptions{Limit: listPage}
+	for {
+		l, err := dyn.Resource(gvr).Namespace(namespace).List(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("listing %s: %w", gvr.Resource, err)
+		}
+		for i := range l.Items {
+			item := &l.Items[i]
+			item.SetAPIVersion(gvr.GroupVersion().String())
+			item.SetKind(kind)
+			if err := each(item); err != nil {
+				return err
+			}
+		}
+		if l.GetContinue() == "" {
+			return nil
+		}
+		opts.Continue = l.GetContinue()
+	}
+}
+
+// document is item as a check.Document.
+func document(item *unstructured.Unstructured) (check.Document, error) {
+	raw, err := item.MarshalJSON()
+	if err != nil {
+		return check.Document{}, err
+	}
+	return check.NewDocument(fmt.Sprintf("cluster %s %s/%s", item.GetKind(), item.GetNamespace(), item.GetName()), raw)
+}
+
+// ListModel reads the objects of the cluster model's kinds
+// (config.ModelKinds) from the API server: in every namespace, whatever
+// namespace is audited (cross-object rules look across namespaces), those
+// of the kinds kept for the gateway's namespace alone there. A Secret's
+// values are dropped as it is read.
+func ListModel(ctx context.Context, dyn dynamic.Interface, cfg *config.Config) ([]check.Document, error) {
+	var docs []check.Document
+	for _, k := range config.ModelKinds {
+		namespace := ""
+		if k.GatewayNamespace {
+			namespace = cfg.Gateway.Namespace
+		}
+		gvr := schema.GroupVersionResource{Group: k.Group, Version: k.Version, Resource: k.Resource}
+		err := list(ctx, dyn, gvr, k.Kind, namespace, func(item *unstructured.Unstructured) error {
+			if k.Kind == "Secret" {
+				engine.DropSecretValues(item.Object)
+			}
+			d, err := document(item)
+			docs = append(docs, d)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("the cluster model: %w", err)
+		}
+	}
+	return docs, nil
+}
+
+// ClusterInventory is what an audit of a cluster knows of other objects:
+// Inventory of docs, the objects audited, with the cluster model read from
+// the API server (ListModel).
+func ClusterInventory(ctx context.Context, dyn dynamic.Interface, docs []check.Document, cfg *config.Config) (engine.Inventory, error) {
+	inv, err := Inventory(docs, cfg)
+	if err != nil {
+		return inv, err
+	}
+	modelDocs, err := ListModel(ctx, dyn, cfg)
+	if err != nil {
+		return inv, err
+	}
+	inv.Model, err = check.Model(modelDocs, cfg)
+	return inv, err
+}
+
 // Inventory is what an audit of docs knows of other objects: the
 // ServiceEntries, as serve's inventory, and the VirtualServices by host (the
 // audit reads every object: a ServiceEntry that no route takes through the
 // gateway is found, EGR110).
-func Inventory(docs []check.Document) (engine.Inventory, error) {
-	inv, err := check.Inventory(docs)
+func Inventory(docs []check.Document, cfg *config.Config) (engine.Inventory, error) {
+	inv, err := check.Inventory(docs, cfg)
 	if err != nil {
 		return inv, err
 	}

@@ -90,7 +90,7 @@ func TestAuditFindsServiceEntriesWithoutGatewayRoutes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		inv, err := Inventory(docs)
+		inv, err := Inventory(docs, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +119,7 @@ func TestAuditFindsServiceEntriesWithoutGatewayRoutes(t *testing.T) {
 				ses = append(ses, d)
 			}
 		}
-		inv, err = Inventory(ses)
+		inv, err = Inventory(ses, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

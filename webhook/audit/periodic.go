@@ -153,7 +153,7 @@ func (p *Periodic) once(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	inv, err := Inventory(docs)
+	inv, err := ClusterInventory(ctx, p.dyn, docs, cfg)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	yamlv2 "go.yaml.in/yaml/v2"
 	jsonpatch "gomodules.xyz/jsonpatch/v2"
 
+	"github.com/egress-guard/egress-guard/webhook/config"
 	"github.com/egress-guard/egress-guard/webhook/engine"
 	"github.com/egress-guard/egress-guard/webhook/guard"
 	"github.com/egress-guard/egress-guard/webhook/object"
@@ -69,10 +70,15 @@ func (r *Report) Errors() int {
 	return n
 }
 
-// Inventory collects the ServiceEntries among docs: the files are the whole
-// world the offline check knows.
-func Inventory(docs []Document) (engine.Inventory, error) {
+// Inventory collects the ServiceEntries among docs, and the cluster model
+// of them (Model): the files are the whole world the offline check knows.
+func Inventory(docs []Document, cfg *config.Config) (engine.Inventory, error) {
 	inv := engine.Inventory{ServiceEntries: []engine.ServiceEntryRef{}}
+	model, err := Model(docs, cfg)
+	if err != nil {
+		return inv, err
+	}
+	inv.Model = model
 	for _, d := range docs {
 		if d.GVK.Group != object.Group || d.GVK.Kind != object.ServiceEntry {
 			continue
@@ -91,6 +97,33 @@ func Inventory(docs []Document) (engine.Inventory, error) {
 		})
 	}
 	return inv, nil
+}
+
+// Model is the cluster model of docs (data.inventory.objects and byHost):
+// their objects of the model's kinds (config.ModelKinds), those of the kinds
+// it keeps for the gateway's namespace alone (AuthorizationPolicies,
+// Secrets) only there. A Secret's values are not kept.
+func Model(docs []Document, cfg *config.Config) (*engine.Model, error) {
+	kinds := map[string]*engine.ModelKind{}
+	model := &engine.Model{}
+	for _, d := range docs {
+		mk, ok := config.ModelKindOf(d.GVK.Group, d.GVK.Kind)
+		if !ok || (mk.GatewayNamespace && d.Namespace != cfg.Gateway.Namespace) {
+			continue
+		}
+		o, err := engine.NewModelObject(mk.Kind, d.JSON)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s %s/%s: %w", d.Source, d.GVK.Kind, d.Namespace, d.Name, err)
+		}
+		k := kinds[mk.Kind]
+		if k == nil {
+			k = &engine.ModelKind{Kind: mk.Kind}
+			kinds[mk.Kind] = k
+			model.Kinds = append(model.Kinds, k)
+		}
+		k.Objects = append(k.Objects, o)
+	}
+	return model, nil
 }
 
 // VirtualServicesByHost indexes the VirtualServices of docs by the hosts in

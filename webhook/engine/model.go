@@ -280,3 +280,17 @@ func hostIndex(kind string, objs []*ModelObject, domain string) vm.Value {
 	}
 	return vm.StringObject(names, lists)
 }
+
+// DropSecretValues empties the values of a Secret's data and stringData in
+// obj, an object as a Kubernetes client decodes it, keeping their names: what
+// the model keeps of a Secret, so that its values go no further than the
+// client's read of it.
+func DropSecretValues(obj map[string]any) {
+	for _, field := range []string{"data", "stringData"} {
+		if values, ok := obj[field].(map[string]any); ok {
+			for k := range values {
+				values[k] = ""
+			}
+		}
+	}
+}

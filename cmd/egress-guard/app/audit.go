@@ -104,7 +104,12 @@ func (o *auditOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
-	inv, err := audit.Inventory(docs)
+	var inv engine.Inventory
+	if len(o.files) > 0 {
+		inv, err = audit.Inventory(docs, cfg)
+	} else {
+		inv, err = audit.ClusterInventory(ctx, dyn, docs, cfg)
+	}
 	if err != nil {
 		return usageError("%v", err)
 	}

@@ -65,7 +65,7 @@ func (o *checkOptions) run(cmd *cobra.Command) (err error) {
 	if err != nil {
 		return usageError("%v", err)
 	}
-	inv, err := check.Inventory(docs)
+	inv, err := check.Inventory(docs, cfg)
 	if err != nil {
 		return usageError("%v", err)
 	}

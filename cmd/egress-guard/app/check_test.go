@@ -146,6 +146,48 @@ deny contains {"code": "PLT001", "field": "metadata.labels.team", "message": "me
 	}
 }
 
+// check -f reads the cluster model from its files: a platform rule that
+// looks a Gateway up in data.inventory.objects finds the one given beside
+// the VirtualService, and only the gateway namespace's Secrets are there.
+func TestCheckReadsTheModelFromItsFiles(t *testing.T) {
+	dir := t.TempDir()
+	policy := `package egressguard.rules.topology
+
+deny contains {"code": "PLT010", "field": "spec.gateways", "message": sprintf("spec.gateways: no Gateway %s", [key])} if {
+	input.kind.kind == "VirtualService"
+	some name in input.object.spec.gateways
+	name != "mesh"
+	key := _key(name)
+	not data.inventory.objects.Gateway[key]
+}
+
+deny contains {"code": "PLT011", "field": "metadata", "message": sprintf("metadata: Secrets %v", [object.keys(data.inventory.objects.Secret)])} if {
+	input.kind.kind == "VirtualService"
+}
+
+_key(name) := name if contains(name, "/")
+
+else := concat("/", [input.namespace, name])
+`
+	if err := os.WriteFile(filepath.Join(dir, "topology.rego"), []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vs := "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: default}\nspec: {hosts: [reviews], gateways: [istio-system/ingress, mesh], http: [{route: [{destination: {host: reviews}}]}]}\n"
+	gateway := "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: ingress, namespace: istio-system}\nspec: {servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*/*']}]}\n"
+	secrets := "---\napiVersion: v1\nkind: Secret\nmetadata: {name: test.client, namespace: istio-system}\ndata: {tls.crt: eA==}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: elsewhere, namespace: default}\ndata: {tls.crt: eA==}\n"
+	_, out, stderr := run(t, vs+secrets, "check", "-f", "-", "--policies", dir)
+	if !strings.Contains(out, "PLT010") || !strings.Contains(out, "no Gateway istio-system/ingress") {
+		t.Errorf("without the Gateway: want PLT010\n%s%s", out, stderr)
+	}
+	_, out, stderr = run(t, vs+gateway+secrets, "check", "-f", "-", "--policies", dir)
+	if strings.Contains(out, "PLT010") {
+		t.Errorf("with the Gateway: PLT010\n%s%s", out, stderr)
+	}
+	if !strings.Contains(out, `Secrets {"istio-system/test.client"}`) {
+		t.Errorf("the gateway namespace's Secrets alone: want PLT011 naming istio-system/test.client\n%s%s", out, stderr)
+	}
+}
+
 func TestCheckRejectsUndecodableObjects(t *testing.T) {
 	for name, tc := range map[string]struct{ manifest, want string }{
 		"unknown field": {"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\nspec: {hosts: [a.com], resolutionz: DNS}\n",
