@@ -3,6 +3,7 @@
 package chart
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"os"
@@ -545,8 +546,10 @@ func volumeAt(d *appsv1.Deployment, c *corev1.Container, dir string) *corev1.Vol
 //	                           ClusterRole <fullname> (the two webhook
 //	                           configurations, by name)
 //	events                     ClusterRole <fullname>-events (core Events)
-//	inventory                  ClusterRole <fullname>-inventory (get, list
-//	                           and watch ServiceEntries)
+//	inventory, or the audit    ClusterRole <fullname>-inventory (get, list
+//	                           and watch the cluster model's kinds), Role
+//	                           <fullname>-inventory in the gateway's
+//	                           namespace (AuthorizationPolicies, Secrets)
 //	audit                      ClusterRole <fullname>-audit (list the Istio
 //	                           objects, and with config.workloads the
 //	                           namespaces and the workloads; write the
@@ -606,10 +609,20 @@ func (r rendered) checkRBAC(t *testing.T) {
 			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		}
 	}
-	if r.want.inventory {
+	// The cluster model, read by serve --inventory and listed by the audit:
+	// Istio's routing and NetworkPolicies everywhere, AuthorizationPolicies
+	// and Secrets in the gateway's namespace alone.
+	roleNamespaces := map[string]string{}
+	if r.want.inventory || r.want.audit != "" {
 		wantClusterRoles[sa.Name+"-inventory"] = []rbacv1.PolicyRule{
-			{APIGroups: []string{"networking.istio.io"}, Resources: []string{"serviceentries"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{"networking.istio.io"}, Resources: []string{"serviceentries", "virtualservices", "destinationrules", "gateways", "sidecars"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"get", "list", "watch"}},
 		}
+		wantRoles[sa.Name+"-inventory"] = []rbacv1.PolicyRule{
+			{APIGroups: []string{"security.istio.io"}, Resources: []string{"authorizationpolicies"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch"}},
+		}
+		roleNamespaces[sa.Name+"-inventory"] = "istio-system"
 	}
 	if r.want.audit != "" {
 		reports := rbacv1.PolicyRule{APIGroups: []string{"openreports.io"}, Resources: []string{"reports"}}
@@ -649,8 +662,8 @@ func (r rendered) checkRBAC(t *testing.T) {
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &role); err != nil {
 				t.Fatal(err)
 			}
-			if kind.role == "Role" && role.Namespace != r.namespace {
-				t.Errorf("Role %s in namespace %q, want the release namespace %s", role.Name, role.Namespace, r.namespace)
+			if ns := cmp.Or(roleNamespaces[role.Name], r.namespace); kind.role == "Role" && role.Namespace != ns {
+				t.Errorf("Role %s in namespace %q, want %s", role.Name, role.Namespace, ns)
 			}
 			got[role.Name] = role.Rules
 		}

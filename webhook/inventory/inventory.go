@@ -1,6 +1,7 @@
-// Package inventory keeps serve's view of the cluster's ServiceEntries: the
-// objects cross-object rules look at (data.inventory). A ServiceEntry in any
-// namespace, exempt ones included, can make a host external.
+// Package inventory keeps serve's view of the cluster: its ServiceEntries
+// and the cluster model (config.ModelKinds), the objects cross-object rules
+// look at (data.inventory). A ServiceEntry in any namespace, exempt ones
+// included, can make a host external.
 package inventory
 
 import (
@@ -16,9 +17,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 
+	"github.com/egress-guard/egress-guard/webhook/config"
 	"github.com/egress-guard/egress-guard/webhook/engine"
 )
 
@@ -30,6 +33,10 @@ import (
 // ServiceEntries into entries, which keeps each one's namespace, name,
 // hosts and location, and a Snapshot applies the changes since the last one
 // to the last one's list.
+//
+// The other kinds of the model are followed each by a reflector of its own
+// into a collection of the objects in the model's form; the ServiceEntries'
+// reflector feeds the model's ServiceEntries too.
 type Watcher struct {
 	lw toolscache.ListerWatcher
 	// events is signalled by every change; changed once per burst.
@@ -37,6 +44,9 @@ type Watcher struct {
 	changed chan struct{}
 	synced  atomic.Bool
 	entries entries
+	// model holds the model's collections, the ServiceEntries' first (fed
+	// by lw's reflector; the others run their own). Empty: no model.
+	model []*collection
 }
 
 // A burst of changes ends when no change came for burstQuiet; a burst that
@@ -47,34 +57,67 @@ const (
 	burstMax   = 50 * time.Millisecond
 )
 
-// New builds a Watcher over the API server rc reaches. It needs list and
-// watch on serviceentries.networking.istio.io in every namespace.
-func New(rc *rest.Config) (*Watcher, error) {
+// New builds a Watcher over the API server rc reaches, with the model's
+// kinds kept for the gateway's namespace alone read in gatewayNamespace. It
+// needs list and watch on every kind of config.ModelKinds, in every
+// namespace but for those.
+func New(rc *rest.Config, gatewayNamespace string) (*Watcher, error) {
 	cs, err := versioned.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
 	ses := cs.NetworkingV1().ServiceEntries(metav1.NamespaceAll)
 	// The clientset's watch can stream the initial list (watch-list),
 	// as client-go's own informers take it.
-	return newWatcher(toolscache.ToListWatcherWithWatchListSemantics(&toolscache.ListWatch{
+	w := newWatcher(toolscache.ToListWatcherWithWatchListSemantics(&toolscache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return ses.List(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			return ses.Watch(ctx, o)
 		},
-	}, cs)), nil
+	}, cs))
+	others := []*collection{}
+	for _, k := range config.ModelKinds {
+		if k.Kind != "ServiceEntry" {
+			others = append(others, dynamicCollection(dyn, k, gatewayNamespace))
+		}
+	}
+	w.withModel(others...)
+	return w, nil
 }
 
 func newWatcher(lw toolscache.ListerWatcher) *Watcher {
 	return &Watcher{lw: lw, events: make(chan struct{}, 1), changed: make(chan struct{}, 1), entries: newEntries()}
 }
 
+// withModel makes w follow the cluster model: the ServiceEntries of w's own
+// reflector, and the collections others.
+func (w *Watcher) withModel(others ...*collection) {
+	w.model = append([]*collection{newCollection("ServiceEntry", nil)}, others...)
+	for _, c := range w.model {
+		c.notify = w.notify
+	}
+}
+
+// notify signals a change once everything is synced.
+func (w *Watcher) notify() {
+	if w.synced.Load() && notSynced(w.model) == "" {
+		signal(w.events)
+	}
+}
+
 // Start lists and watches the ServiceEntries until ctx ends. Changes()
 // fires after the first list and on every change after it.
 func (w *Watcher) Start(ctx context.Context) error {
 	go coalesce(ctx, w.events, w.changed, burstQuiet, burstMax)
+	for _, c := range w.model[min(1, len(w.model)):] {
+		go c.run(ctx)
+	}
 	r := toolscache.NewReflectorWithOptions(w.lw, &networkingv1.ServiceEntry{}, (*watcherStore)(w),
 		toolscache.ReflectorOptions{Name: "inventory"})
 	r.RunWithContext(ctx)
@@ -87,19 +130,21 @@ type watcherStore Watcher
 
 func (s *watcherStore) Add(obj any) error {
 	s.entries.put(obj)
-	s.notify()
+	if s.model != nil {
+		s.model[0].put(obj)
+	}
+	(*Watcher)(s).notify()
 	return nil
 }
 
-func (s *watcherStore) Update(obj any) error {
-	s.entries.put(obj)
-	s.notify()
-	return nil
-}
+func (s *watcherStore) Update(obj any) error { return s.Add(obj) }
 
 func (s *watcherStore) Delete(obj any) error {
 	s.entries.remove(obj)
-	s.notify()
+	if s.model != nil {
+		s.model[0].remove(obj)
+	}
+	(*Watcher)(s).notify()
 	return nil
 }
 
@@ -107,18 +152,16 @@ func (s *watcherStore) Delete(obj any) error {
 // the watch could not go on.
 func (s *watcherStore) Replace(list []any, _ string) error {
 	s.entries.replace(list)
+	if s.model != nil {
+		s.model[0].replace(list)
+		s.model[0].synced.Store(true)
+	}
 	s.synced.Store(true)
-	s.notify()
+	(*Watcher)(s).notify()
 	return nil
 }
 
 func (s *watcherStore) Resync() error { return nil }
-
-func (s *watcherStore) notify() {
-	if s.synced.Load() {
-		signal(s.events)
-	}
-}
 
 // signal marks c, a channel of capacity one, without waiting: signals not
 // yet received are one.
@@ -172,8 +215,23 @@ func (w *Watcher) Snapshot(context.Context) (engine.Inventory, error) {
 	if !w.synced.Load() {
 		return engine.Inventory{}, errors.New("inventory: not synced yet")
 	}
-	return engine.Inventory{ServiceEntries: w.entries.snapshot()}, nil
+	if kind := notSynced(w.model); kind != "" {
+		return engine.Inventory{}, errNotSynced(kind)
+	}
+	inv := engine.Inventory{ServiceEntries: w.entries.snapshot()}
+	if len(w.model) > 0 {
+		inv.Model = &engine.Model{}
+		for _, c := range w.model {
+			inv.Model.Kinds = append(inv.Model.Kinds, c.snapshot())
+		}
+	}
+	return inv, nil
 }
+
+// ModelErrors counts the objects left out of the model because they could
+// not be converted into its form (none are expected: the API server sends
+// valid JSON).
+func (w *Watcher) ModelErrors() int { return modelErrors(w.model) }
 
 // FromList converts ServiceEntries into the engine's inventory, sorted by
 // namespace and name.

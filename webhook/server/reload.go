@@ -124,6 +124,10 @@ func (h *Holder) build(ctx context.Context, files *files) error {
 	for _, f := range e.Fallbacks() {
 		h.log.Info("a policy query is evaluated by OPA's interpreter, not by its plan", "reason", f)
 	}
+	if prev := h.current.Load(); prev != nil && h.inventory.Model != nil && prev.Config().Gateway.Namespace != cfg.Gateway.Namespace {
+		h.log.Info("the gateway's namespace changed: the cluster model keeps reading AuthorizationPolicies and Secrets in the former one until serve restarts",
+			"former", prev.Config().Gateway.Namespace, "now", cfg.Gateway.Namespace)
+	}
 	h.current.Store(e)
 	return nil
 }

@@ -178,7 +178,7 @@ func Run(ctx context.Context, o Options) error {
 			return errors.New("the inventory needs API access")
 		}
 		var err error
-		if watcher, err = inventory.New(o.REST); err != nil {
+		if watcher, err = inventory.New(o.REST, holder.Get().Config().Gateway.Namespace); err != nil {
 			return err
 		}
 		ready.Checks["inventory"] = holder.InventoryChecker()
