@@ -3,6 +3,9 @@ package main
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/egress-guard/egress-guard/webhook/config"
+	"github.com/egress-guard/egress-guard/webhook/engine"
 )
 
 func TestGCPercentDefault(t *testing.T) {
@@ -88,6 +91,24 @@ func TestReviews(t *testing.T) {
 		}
 		if msg := verify(answer, uid, allowed); msg == "" {
 			t.Errorf("%s: a denial verified as allowed", r.name)
+		}
+	}
+}
+
+// The model's measurement runs on every kind's generated objects, which
+// convert, and reports what it measured.
+func TestModelBench(t *testing.T) {
+	m, err := modelBench(t.Context(), 50, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.kinds != len(config.ModelKinds) || m.heap == 0 || len(m.swaps) != 16 || m.build <= 0 {
+		t.Errorf("%+v", m)
+	}
+	for _, k := range config.ModelKinds {
+		o, err := engine.NewModelObject(k.Kind, []byte(modelObjectJSON(k.Kind, 3, 0)))
+		if err != nil || o.Name != "obj-00003" {
+			t.Errorf("%s: %+v %v", k.Kind, o, err)
 		}
 	}
 }

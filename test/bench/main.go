@@ -116,6 +116,8 @@ type options struct {
 	auditOnly    bool
 	serverCPUs   string
 	only         string
+	modelObjects int
+	modelOnly    bool
 	// serveMemoryLimit is serve's --memory-limit.
 	serveMemoryLimit string
 
@@ -208,6 +210,8 @@ func main() {
 	flag.BoolVar(&o.evalOnly, "eval-only", false, "time the in-process admission decisions only")
 	flag.StringVar(&o.serverCPUs, "server-cpus", "", "CPU list the servers are pinned to with taskset (e.g. 1); run the bench itself pinned to others (taskset -c 0 bench ...); empty: not pinned")
 	flag.StringVar(&o.only, "only", "", "keep only the mix's reviews whose name starts with this (e.g. Pod), to measure one kind's share")
+	flag.IntVar(&o.modelObjects, "model-objects", 10000, "objects of each kind of the cluster model measured in process (0 skips it)")
+	flag.BoolVar(&o.modelOnly, "model-only", false, "measure the cluster model in process only")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (certificates, config, server logs)")
 	flag.BoolVar(&o.churn, "churn", false, "measure serve --inventory under ServiceEntry churn against a real kube-apiserver and etcd instead")
 	flag.IntVar(&o.churnObjects, "churn-objects", 5000, "ServiceEntries in the cluster (-churn), half with wildcard hosts")
@@ -314,6 +318,15 @@ func run(ctx context.Context, o options) error {
 		return churnBench(ctx, b)
 	}
 
+	if o.modelOnly {
+		model, err := modelBench(ctx, o.modelObjects, 200)
+		if err != nil {
+			return fmt.Errorf("the cluster model: %w", err)
+		}
+		printModel(model)
+		return nil
+	}
+
 	// 3. The decisions in process first, while nothing else runs.
 	ev, err := handlerEval(ctx, rs, o.evalN, b.gcPercent, o.evalProfile)
 	if err != nil {
@@ -334,6 +347,14 @@ func run(ctx context.Context, o options) error {
 			printEval(o.evalN, ev)
 			printAudit(aud)
 			return nil
+		}
+	}
+
+	// 5. The cluster model in process, also while nothing else runs.
+	var model *modelResult
+	if o.modelObjects > 0 {
+		if model, err = modelBench(ctx, o.modelObjects, 200); err != nil {
+			return fmt.Errorf("the cluster model: %w", err)
 		}
 	}
 
@@ -429,6 +450,9 @@ func run(ctx context.Context, o options) error {
 		printTallies(a, b)
 	}
 	printEval(o.evalN, ev)
+	if model != nil {
+		printModel(model)
+	}
 
 	for _, tg := range tgs {
 		for _, t := range []*tally{closed[tg], open[tg]} {
@@ -445,7 +469,7 @@ func run(ctx context.Context, o options) error {
 		warnWrong(tg.name, "under load", t.checked, t.wrong)
 	}
 
-	// 5. Memory.
+	// 6. Memory.
 	var mem []*rssSeries
 	if o.rssRequests > 0 {
 		fmt.Printf("memory, %d requests per server (VmRSS MiB at every 10%%)\n", o.rssRequests)
