@@ -27,6 +27,18 @@ type RouteViaGateway struct {
 	GatewayPort   uint32   `json:"gatewayPort,omitempty"`
 	GatewaySubset string   `json:"gatewaySubset,omitempty"`
 	TargetPorts   []uint32 `json:"targetPorts,omitempty"`
+	// ListenerPort is the port of the Gateway's server the gateway leg
+	// matches on, where it is not GatewayPort (a Service port the gateway
+	// listens on under another number: 443 to 8443); 0: GatewayPort.
+	ListenerPort uint32 `json:"listenerPort,omitempty"`
+}
+
+// listener is the port the gateway leg matches on.
+func (in *RouteViaGateway) listener() uint32 {
+	if in.ListenerPort != 0 {
+		return in.ListenerPort
+	}
+	return in.GatewayPort
 }
 
 // Describe says in one line what the mutation changes.
@@ -155,13 +167,13 @@ func httpLegs(r *networking.HTTPRoute, in *RouteViaGateway) (*networking.HTTPRou
 	for _, m := range r.Match {
 		m = proto.Clone(m).(*networking.HTTPMatchRequest)
 		m.Gateways = []string{in.Gateway}
-		m.Port = in.GatewayPort
+		m.Port = in.listener()
 		// At the gateway the source is the gateway itself.
 		m.SourceLabels, m.SourceNamespace = nil, ""
 		gatewayLeg.Match = append(gatewayLeg.Match, m)
 	}
 	if len(gatewayLeg.Match) == 0 {
-		gatewayLeg.Match = []*networking.HTTPMatchRequest{{Gateways: []string{in.Gateway}, Port: in.GatewayPort}}
+		gatewayLeg.Match = []*networking.HTTPMatchRequest{{Gateways: []string{in.Gateway}, Port: in.listener()}}
 	}
 	for j, d := range r.Route {
 		up, err := upstream(d.GetDestination(), in, j)
@@ -184,7 +196,7 @@ func tlsLegs(r *networking.TLSRoute, in *RouteViaGateway) (*networking.TLSRoute,
 		mm := proto.Clone(m).(*networking.TLSMatchAttributes)
 		mm.Gateways = []string{mesh}
 		meshLeg.Match = append(meshLeg.Match, mm)
-		gm := &networking.TLSMatchAttributes{SniHosts: m.SniHosts, Port: in.GatewayPort, Gateways: []string{in.Gateway}}
+		gm := &networking.TLSMatchAttributes{SniHosts: m.SniHosts, Port: in.listener(), Gateways: []string{in.Gateway}}
 		gatewayLeg.Match = append(gatewayLeg.Match, gm)
 	}
 	if len(r.Match) == 0 {
@@ -208,7 +220,7 @@ func tcpLegs(r *networking.TCPRoute, in *RouteViaGateway) (*networking.TCPRoute,
 	}
 	meshLeg.Route = []*networking.RouteDestination{{Destination: gatewayDestination(in)}}
 	gatewayLeg := &networking.TCPRoute{
-		Match: []*networking.L4MatchAttributes{{Gateways: []string{in.Gateway}, Port: in.GatewayPort}},
+		Match: []*networking.L4MatchAttributes{{Gateways: []string{in.Gateway}, Port: in.listener()}},
 	}
 	var err error
 	gatewayLeg.Route, err = upstreamRoutes(r.Route, in)

@@ -2,7 +2,9 @@
 // configuration that makes it so: compliant.yaml (accepted unchanged),
 // mutate.yaml (fixed into mutate-expected.yaml) and rejected.yaml (each object
 // annotated with the rule codes that reject it). This test runs them through
-// the offline engine; test/e2e applies the same files to a real API server.
+// the offline engine, mutate.yaml and rejected.yaml in the world of
+// compliant.yaml (the platform's setup); test/e2e applies the same files to
+// a real API server.
 package scenarios
 
 import (
@@ -154,7 +156,18 @@ func runWith(t *testing.T, cfg *config.Config, dir, file, evaluator string) []ch
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv, err := check.Inventory(docs, cfg)
+	// The world the objects are checked in: a scenario's compliant.yaml is
+	// the platform's setup (its ServiceEntries, Gateways, DestinationRules),
+	// present in the cluster when the other files' objects are applied.
+	world := docs
+	if file != "compliant.yaml" {
+		setup, err := check.ReadPaths([]string{filepath.Join(dir, "compliant.yaml")}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		world = append(setup, docs...)
+	}
+	inv, err := check.Inventory(world, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

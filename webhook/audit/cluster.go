@@ -141,7 +141,10 @@ func ClusterInventory(ctx context.Context, dyn dynamic.Interface, docs []check.D
 	if err != nil {
 		return inv, err
 	}
-	inv.Model, err = check.Model(modelDocs, cfg)
+	if inv.Model, err = check.Model(modelDocs, cfg); err == nil {
+		// Every kind was listed: one without objects is empty.
+		inv.Model.Partial = false
+	}
 	return inv, err
 }
 

@@ -102,10 +102,11 @@ func Inventory(docs []Document, cfg *config.Config) (engine.Inventory, error) {
 // Model is the cluster model of docs (data.inventory.objects and byHost):
 // their objects of the model's kinds (config.ModelKinds), those of the kinds
 // it keeps for the gateway's namespace alone (AuthorizationPolicies,
-// Secrets) only there. A Secret's values are not kept.
+// Secrets) only there. A Secret's values are not kept. The model is
+// partial: a kind none of docs has is unknown to the rules, not empty.
 func Model(docs []Document, cfg *config.Config) (*engine.Model, error) {
 	kinds := map[string]*engine.ModelKind{}
-	model := &engine.Model{}
+	model := &engine.Model{Partial: true}
 	for _, d := range docs {
 		mk, ok := config.ModelKindOf(d.GVK.Group, d.GVK.Kind)
 		if !ok || (mk.GatewayNamespace && d.Namespace != cfg.Gateway.Namespace) {

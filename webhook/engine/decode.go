@@ -136,7 +136,7 @@ func decodeIntent(t vm.Value) (Intent, error) {
 		in.RouteViaGateway = &mutators.RouteViaGateway{
 			Section: r.str("section"), Index: r.int("index"),
 			GatewayHost: r.str("gatewayHost"), Gateway: r.str("gateway"), GatewayPort: r.uint32("gatewayPort"),
-			GatewaySubset: r.str("gatewaySubset"), TargetPorts: r.uint32s("targetPorts"),
+			GatewaySubset: r.str("gatewaySubset"), TargetPorts: r.uint32s("targetPorts"), ListenerPort: r.uint32("listenerPort"),
 		}
 	case mutators.TypeOriginateTLS:
 		in.OriginateTLS = &mutators.OriginateTLS{

@@ -19,13 +19,17 @@ import (
 //	data.inventory.byHost[kind]["<host>"]: [the objects naming the host, by namespace and name]
 //
 // for every kind of config.ModelKinds (an empty object for one the model
-// holds none of), byHost for ServiceEntries (spec.hosts, as written),
+// holds none of; a partial model, the kinds it holds alone), byHost for ServiceEntries (spec.hosts, as written),
 // VirtualServices (spec.hosts) and DestinationRules (spec.host), whose short
 // names are resolved in the object's namespace as Istio resolves them. The
 // objects of a host are in the order of their keys.
 type Model struct {
 	// Kinds holds one collection per kind, in any order.
 	Kinds []*ModelKind
+	// Partial: the model holds the kinds of Kinds alone (files, where a
+	// kind none of them has is unknown, not empty); else every model kind
+	// is there, empty where Kinds lacks it (a cluster's).
+	Partial bool
 }
 
 // ModelKind is the objects of one kind. A ModelKind given to the engine is
@@ -187,8 +191,10 @@ func buildModel(prev *modelDoc, m *Model, domain string) *modelDoc {
 		}
 	}
 	names := make([]string, 0, len(config.ModelKinds)+len(given))
-	for _, k := range config.ModelKinds {
-		names = append(names, k.Kind)
+	if !m.Partial {
+		for _, k := range config.ModelKinds {
+			names = append(names, k.Kind)
+		}
 	}
 	for name := range given {
 		names = append(names, name)

@@ -246,3 +246,20 @@ deny contains {"code": "PLT401", "message": "no model", "field": "spec.host"} if
 		})
 	}
 }
+
+// A partial model (files) holds the kinds given alone: a kind none of the
+// files has is unknown to the rules, not empty; a cluster's has them all.
+func TestPartialModel(t *testing.T) {
+	gw := &ModelKind{Kind: "Gateway", Objects: []*ModelObject{modelObject(t, "Gateway", `{"metadata":{"name":"g","namespace":"istio-system"}}`)}}
+	partial := buildModel(nil, &Model{Kinds: []*ModelKind{gw}, Partial: true}, "cluster.local")
+	if got := vm.ToAST(partial.objects).String(); got != `{"Gateway": {"istio-system/g": {"metadata": {"name": "g", "namespace": "istio-system"}}}}` {
+		t.Errorf("partial: %s", got)
+	}
+	if got := vm.ToAST(partial.byHost).String(); got != `{}` {
+		t.Errorf("partial byHost: %s", got)
+	}
+	whole := buildModel(nil, &Model{Kinds: []*ModelKind{gw}}, "cluster.local")
+	if n := whole.objects.Len(); n != len(config.ModelKinds) {
+		t.Errorf("a cluster's model has %d kinds, want %d", n, len(config.ModelKinds))
+	}
+}

@@ -69,6 +69,10 @@ entries(host, ns) := [entry |
 # gathered (some suffix in _suffixes(host) would build a set per call).
 _suffixes(host) := [substring(host, i, -1) | some i in indexof_n(host, ".")]
 
+# suffixes(host): _suffixes, for the rules that look "*." wildcards up in
+# the cluster model by the same suffixes.
+suffixes(host) := _suffixes(host)
+
 # _covering(host): the positions [entry, pattern] in data.config.allow of the
 # patterns that cover host. A set iterates in order: by entry, then pattern.
 _covering(host) := {position |

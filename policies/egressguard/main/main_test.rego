@@ -76,7 +76,7 @@ test_intents_from_every_rule_package if {
 		"type": "route_via_gateway", "code": "EGR201", "section": "http", "index": 0,
 		"gatewayHost": "istio-egressgateway.istio-system.svc.cluster.local",
 		"gateway": "istio-system/egress-gateway", "gatewayPort": 80,
-		"gatewaySubset": "", "targetPorts": [443],
+		"gatewaySubset": "", "targetPorts": [443], "listenerPort": 0,
 	}}
 	_intents("DestinationRule", "default", _dr) == {{
 		"type": "originate_tls", "code": "EGR303", "port": 443, "mode": "MUTUAL",

@@ -152,6 +152,7 @@ intents contains {
 	"gatewayPort": _gateway_port(section, route),
 	"gatewaySubset": _subset(route),
 	"targetPorts": [_target_port(section, d) | some d in route.route],
+	"listenerPort": _listener_port(section, route),
 } if {
 	some section in _sections
 	some i, route in _vs.spec[section]

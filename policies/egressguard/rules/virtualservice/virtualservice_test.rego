@@ -69,6 +69,7 @@ _intent(section, index, port, subset, targets) := {
 	"gatewayPort": port,
 	"gatewaySubset": subset,
 	"targetPorts": targets,
+	"listenerPort": 0,
 }
 
 # Direct mesh routes, as written before the guard splits them.
