@@ -257,3 +257,18 @@ _serves_all(gateway, section, hosts, port) if {
 		_serves(gateway, section, host, port)
 	}
 }
+
+# EGR606: a gateway leg that sends an external host's HTTP or TCP traffic
+# to another port than the one the platform originates TLS on for the host:
+# the gateway would send it on in plain text.
+deny contains {
+	"code": "EGR606",
+	"field": sprintf("spec.%s[%d].route[%d].destination.port.number", [section, i, j]),
+	"message": sprintf("spec.%s[%d].route[%d].destination.port.number: the platform originates %s tls to external host %q on port %d; the gateway leg sends it to port %d, in plain text", [section, i, j, origination.mode, d.destination.host, origination.port, _dest_port(d)]),
+} if {
+	some [section, i, route] in _gateway_leg
+	section != "tls"
+	some j, d in route.route
+	origination := lib.request_origination[d.destination.host]
+	_dest_port(d) != origination.port
+}

@@ -133,3 +133,16 @@ test_listener_port if {
 		with data.inventory as _world
 	same.listenerPort == 0
 }
+
+# EGR606: test.com's origination is MUTUAL on 443: a gateway leg to port 80
+# would leave the gateway in plain text.
+test_egr606_gateway_leg_off_the_origination_port if {
+	plain := json.patch(_legs("istio-system/egress-gateway", 80), [{"op": "replace", "path": "/http/1/route/0/destination/port/number", "value": 80}])
+	some v in _deny("default", plain)
+	v == {
+		"code": "EGR606",
+		"field": "spec.http[1].route[0].destination.port.number",
+		"message": `spec.http[1].route[0].destination.port.number: the platform originates MUTUAL tls to external host "test.com" on port 443; the gateway leg sends it to port 80, in plain text`,
+	}
+	not "EGR606" in _codes("default", _legs("istio-system/egress-gateway", 80))
+}
