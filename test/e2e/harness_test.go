@@ -162,9 +162,17 @@ func (c *cluster) getObject(t *testing.T, d *harness.Doc) (obj map[string]any, f
 }
 
 // deleteDocs deletes the objects of the given documents, ignoring missing ones.
+//
+// The ServiceEntries go first: while one registers an external host, the
+// deletion of the route taking the host through the gateway is refused
+// (EGR204), as it would be for any user.
 func (c *cluster) deleteDocs(t *testing.T, docs []*harness.Doc) {
 	t.Helper()
-	for _, d := range docs {
+	ordered := append([]*harness.Doc(nil), docs...)
+	sort.SliceStable(ordered, func(i, j int) bool {
+		return ordered[i].Obj.GetKind() == "ServiceEntry" && ordered[j].Obj.GetKind() != "ServiceEntry"
+	})
+	for _, d := range ordered {
 		if r := c.kubectl("delete", "-f", d.Path, "--ignore-not-found", "--wait=true", "--timeout=30s"); r.Err != nil {
 			t.Errorf("deleting %s:\n%s", d, r)
 		}

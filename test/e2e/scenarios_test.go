@@ -54,7 +54,11 @@ func runScenario(t *testing.T, dir string) {
 		env.ensureNamespace(t, ns)
 	}
 
-	g := env.startGuard(t, s.Config, s.Policies)
+	// With the cluster model, as the chart runs serve: compliant.yaml is
+	// the platform's setup, applied first, and mutate.yaml's and
+	// rejected.yaml's objects are judged in its world (as
+	// test/scenarios judges them offline).
+	g := env.startGuard(t, s.Config, s.Policies, "--inventory")
 	env.useGuard(t, g)
 
 	// Whatever this scenario stores is deleted when it ends, so that the next
@@ -68,7 +72,23 @@ func runScenario(t *testing.T, dir string) {
 
 	t.Run("endpoints", func(t *testing.T) { testEndpoints(t, g) })
 
-	// Dry runs first: the objects must not exist yet, and must not exist after.
+	t.Run("compliant", func(t *testing.T) {
+		updates := inventoryUpdates(t, g)
+		applyFile(t, s, "compliant.yaml", s.Compliant)
+		for _, d := range s.Compliant {
+			t.Run(testName(d), func(t *testing.T) {
+				obj, found := env.getObject(t, d)
+				if !found {
+					t.Fatalf("%s was not stored (see the kubectl apply output above)", d)
+				}
+				checkSpec(t, d.String()+" (compliant, must be stored unchanged)", d.Spec(), obj)
+			})
+		}
+		waitForModel(t, g, updates)
+	})
+
+	// Dry runs next: the objects must not exist yet, and must not exist
+	// after.
 	t.Run("dry-run", func(t *testing.T) {
 		for _, d := range s.Mutate {
 			t.Run("mutate_"+testName(d), func(t *testing.T) {
@@ -92,19 +112,6 @@ func runScenario(t *testing.T, dir string) {
 				r := env.kubectl("apply", "--dry-run=server", "-f", d.Path)
 				checkRejected(t, d, r)
 				checkCauses(t, d)
-			})
-		}
-	})
-
-	t.Run("compliant", func(t *testing.T) {
-		applyFile(t, s, "compliant.yaml", s.Compliant)
-		for _, d := range s.Compliant {
-			t.Run(testName(d), func(t *testing.T) {
-				obj, found := env.getObject(t, d)
-				if !found {
-					t.Fatalf("%s was not stored (see the kubectl apply output above)", d)
-				}
-				checkSpec(t, d.String()+" (compliant, must be stored unchanged)", d.Spec(), obj)
 			})
 		}
 	})
