@@ -272,3 +272,35 @@ deny contains {
 	origination := lib.request_origination[d.destination.host]
 	_dest_port(d) != origination.port
 }
+
+# EGR608: a gateway leg to a host the platform originates TLS for, while no
+# DestinationRule the gateway sees originates it: the gateway, which
+# originates, reads the DestinationRules exported to its namespace; one for
+# the host whose tls on the origination port is as strong as the
+# origination must be among them.
+deny contains _existence({
+	"code": "EGR608",
+	"field": sprintf("spec.%s[%d].route[%d].destination.host", [section, i, j]),
+	"message": sprintf("spec.%s[%d].route[%d].destination.host: no DestinationRule that the gateway's namespace %q sees originates %s tls to external host %q on port %d", [section, i, j, data.config.gateway.namespace, origination.mode, d.destination.host, origination.port]),
+}) if {
+	_model.DestinationRule
+	some [section, i, route] in _gateway_leg
+	section != "tls"
+	some j, d in route.route
+	origination := lib.request_origination[d.destination.host]
+	_dest_port(d) == origination.port
+	not _originated(d.destination.host, origination)
+}
+
+_originated(host, origination) if {
+	some r in object.get(data.inventory.byHost, ["DestinationRule", host], [])
+	_exported_to(r, data.config.gateway.namespace)
+	mode := object.get(_port_tls(r.spec, origination.port), "mode", "DISABLE")
+	lib.tls_strength(mode) >= lib.tls_strength(origination.mode)
+}
+
+# _port_tls(spec, port): the tls a DestinationRule puts in force on port: its
+# first port-level setting for the port, else its traffic policy's.
+_port_tls(spec, port) := object.get(pls, "tls", {}) if {
+	pls := [p | some p in spec.trafficPolicy.portLevelSettings; p.port.number == port][0]
+} else := object.get(spec, ["trafficPolicy", "tls"], {})

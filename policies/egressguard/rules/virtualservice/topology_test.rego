@@ -20,14 +20,14 @@ _inventory(gateways, drs, ses) := {
 		"ServiceEntry": {concat("/", [s.metadata.namespace, s.metadata.name]): s | some s in ses},
 	},
 	"byHost": {
-		"DestinationRule": {_gw: drs},
+		"DestinationRule": {h: [d | some d in drs; d.spec.host == h] | some d0 in drs; h := d0.spec.host},
 		"ServiceEntry": {h: [s | some s in ses; s.spec.hosts[0] == h] | some s0 in ses; h := s0.spec.hosts[0]},
 	},
 }
 
 _world := _inventory(
 	[_gateway([_server(80, "HTTPS", ["*"]), _server(8443, "TLS", ["*.wikipedia.org"])])],
-	[_dr("istio-system", "egressgateway", ["istio-io"], [])],
+	[_dr("istio-system", "egressgateway", ["istio-io"], []), _origination_rule("default", [], "MUTUAL")],
 	[_se("default", "test-com", "test.com", ["."]), _se("istio-system", "wikipedia", "*.wikipedia.org", [])],
 )
 
@@ -145,4 +145,22 @@ test_egr606_gateway_leg_off_the_origination_port if {
 		"message": `spec.http[1].route[0].destination.port.number: the platform originates MUTUAL tls to external host "test.com" on port 443; the gateway leg sends it to port 80, in plain text`,
 	}
 	not "EGR606" in _codes("default", _legs("istio-system/egress-gateway", 80))
+}
+
+# EGR608: the origination DestinationRule must be one the gateway sees.
+_origination_rule(ns, exports, mode) := {"metadata": {"name": "originate", "namespace": ns}, "spec": {
+	"host": "test.com", "exportTo": exports,
+	"trafficPolicy": {"portLevelSettings": [{"port": {"number": 443}, "tls": {"mode": mode, "credentialName": "test.client"}}]},
+}}
+
+_with_rule(r) := object.union(_world, {"byHost": {"DestinationRule": {"test.com": [r]}}, "objects": {"DestinationRule": {"x/originate": r}}})
+
+test_egr608_origination_rule_seen_by_the_gateway if {
+	vs := _legs("istio-system/egress-gateway", 80)
+	not "EGR608" in _codes_in(_with_rule(_origination_rule("default", [], "MUTUAL")), "default", vs)
+	"EGR608" in _codes_in(_with_rule(_origination_rule("default", ["."], "MUTUAL")), "default", vs)
+	"EGR608" in _codes_in(_with_rule(_origination_rule("istio-system", [], "SIMPLE")), "default", vs)
+	some v in _deny_in(_inventory([], [], []), "default", vs)
+	v.code == "EGR608"
+	v.message == `spec.http[1].route[0].destination.host: no DestinationRule that the gateway's namespace "istio-system" sees originates MUTUAL tls to external host "test.com" on port 443`
 }
