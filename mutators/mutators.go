@@ -18,6 +18,7 @@ const (
 	TypeRouteViaGateway = "route_via_gateway"
 	TypeOriginateTLS    = "originate_tls"
 	TypeRestrictExport  = "restrict_export"
+	TypeOriginationPort = "origination_port"
 )
 
 // Intent is one mutation a policy asks for: the rule it fixes, that rule's
@@ -36,6 +37,7 @@ type Intent struct {
 	*RouteViaGateway
 	*OriginateTLS
 	*RestrictExport
+	*OriginationPort
 }
 
 // Describe says in one line what the intent changes, for admission warnings,
@@ -48,6 +50,8 @@ func (in Intent) Describe() string {
 		return in.OriginateTLS.Describe()
 	case in.RestrictExport != nil:
 		return in.RestrictExport.Describe()
+	case in.OriginationPort != nil:
+		return in.OriginationPort.Describe()
 	}
 	return in.Type
 }
@@ -57,12 +61,20 @@ func (in Intent) Describe() string {
 func (in Intent) Applied() bool { return in.Action != config.ActionDryRun }
 
 // Apply applies every intent to obj in place. The route intents of a
-// VirtualService are applied together: each names its route by its index in
-// the object as submitted.
+// VirtualService are applied together, after the destination ports are set:
+// each names its route by its index in the object as submitted.
 func Apply(obj client.Object, intents []Intent) error {
 	var routes []*RouteViaGateway
 	for _, in := range intents {
 		switch {
+		case in.OriginationPort != nil:
+			vs, ok := obj.(*networkingv1.VirtualService)
+			if !ok {
+				return fmt.Errorf("intent %s does not apply to a %T", TypeOriginationPort, obj)
+			}
+			if err := in.OriginationPort.apply(vs); err != nil {
+				return err
+			}
 		case in.RouteViaGateway != nil:
 			routes = append(routes, in.RouteViaGateway)
 		case in.OriginateTLS != nil:

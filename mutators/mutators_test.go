@@ -316,3 +316,55 @@ func TestRestrictExport(t *testing.T) {
 		t.Errorf("intent JSON %s", got)
 	}
 }
+
+// A gateway leg's destination goes to the origination port, before the
+// route intents split other routes by their indexes as submitted.
+func TestOriginationPort(t *testing.T) {
+	vs := &networkingv1.VirtualService{Spec: networking.VirtualService{
+		Hosts: []string{"test.com"},
+		Http: []*networking.HTTPRoute{
+			{Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "test.com", Port: &networking.PortSelector{Number: 80}}}}},
+			{Match: []*networking.HTTPMatchRequest{{Gateways: []string{"istio-system/egress-gateway"}}}, Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "test.com", Port: &networking.PortSelector{Number: 80}}}}},
+		},
+		Tcp: []*networking.TCPRoute{{Route: []*networking.RouteDestination{{Destination: &networking.Destination{Host: "db.example"}}}}},
+	}}
+	port := Intent{Type: TypeOriginationPort, OriginationPort: &OriginationPort{Leg: LegRef{Section: "http", Index: 1, Route: 0}, To: 443}}
+	tcp := Intent{Type: TypeOriginationPort, OriginationPort: &OriginationPort{Leg: LegRef{Section: "tcp", Index: 0, Route: 0}, To: 13306}}
+	route := Intent{Type: TypeRouteViaGateway, RouteViaGateway: &RouteViaGateway{Section: "http", Index: 0, GatewayHost: "gw.istio-system.svc.cluster.local", Gateway: "istio-system/egress-gateway", GatewayPort: 80}}
+	if err := Apply(vs, []Intent{route, port, tcp}); err != nil {
+		t.Fatal(err)
+	}
+	// http[0] became two legs: the leg that was http[1] is now http[2].
+	if got := vs.Spec.Http[2].Route[0].Destination.Port.GetNumber(); got != 443 {
+		t.Errorf("the gateway leg's port %d, want 443", got)
+	}
+	if got := vs.Spec.Http[1].Route[0].Destination.Port.GetNumber(); got != 80 {
+		t.Errorf("the split route's gateway leg %d, want 80 (its own)", got)
+	}
+	if got := vs.Spec.Tcp[0].Route[0].Destination.Port.GetNumber(); got != 13306 {
+		t.Errorf("the TCP leg's port %d, want 13306", got)
+	}
+	for _, bad := range []*OriginationPort{
+		{Leg: LegRef{Section: "tls"}, To: 443},
+		{Leg: LegRef{Section: "http", Index: 9}, To: 443},
+		{Leg: LegRef{Section: "http", Route: 3}, To: 443},
+		{Leg: LegRef{Section: "http"}, To: 0},
+		{Leg: LegRef{Section: "http"}, To: 70000},
+	} {
+		if err := Apply(vs, []Intent{{Type: TypeOriginationPort, OriginationPort: bad}}); err == nil {
+			t.Errorf("%+v: no error", bad)
+		}
+	}
+	if err := Apply(dr(nil), []Intent{port}); err == nil {
+		t.Error("a DestinationRule: no error")
+	}
+	if got, want := port.Describe(), "spec.http[1].route[0].destination.port.number: sent to the origination port 443"; got != want {
+		t.Errorf("Describe() = %q, want %q", got, want)
+	}
+	if got, _ := json.Marshal(port); string(got) != `{"type":"origination_port","leg":{"section":"http","index":1,"route":0},"to":443}` {
+		t.Errorf("intent JSON %s", got)
+	}
+	if got, _ := json.Marshal(route); !strings.Contains(string(got), `"section":"http","gatewayHost"`) {
+		t.Errorf("a route intent's JSON lost its fields: %s", got)
+	}
+}

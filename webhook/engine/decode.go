@@ -144,6 +144,16 @@ func decodeIntent(t vm.Value) (Intent, error) {
 		}
 	case mutators.TypeRestrictExport:
 		in.RestrictExport = &mutators.RestrictExport{ExportTo: r.strs("exportTo")}
+	case mutators.TypeOriginationPort:
+		in.OriginationPort = &mutators.OriginationPort{To: r.uint32("to")}
+		if leg, err := newRecord(r.get("leg"), "an intent's leg"); err != nil {
+			r.fail("leg", r.get("leg"), "an object")
+		} else {
+			in.OriginationPort.Leg = mutators.LegRef{Section: leg.str("section"), Index: leg.int("index"), Route: leg.int("route")}
+			if r.err == nil {
+				r.err = leg.err
+			}
+		}
 	}
 	return in, r.err
 }

@@ -260,7 +260,21 @@ _serves_all(gateway, section, hosts, port) if {
 
 # EGR606: a gateway leg that sends an external host's HTTP or TCP traffic
 # to another port than the one the platform originates TLS on for the host:
-# the gateway would send it on in plain text.
+# the gateway would send it on in plain text. The origination_port intent
+# sends it to the origination port, under EGR606's action.
+intents contains {
+	"type": "origination_port",
+	"code": "EGR606",
+	"leg": {"section": section, "index": i, "route": j},
+	"to": origination.port,
+} if {
+	some [section, i, route] in _gateway_leg
+	section != "tls"
+	some j, d in route.route
+	origination := lib.request_origination[d.destination.host]
+	_dest_port(d) != origination.port
+}
+
 deny contains {
 	"code": "EGR606",
 	"field": sprintf("spec.%s[%d].route[%d].destination.port.number", [section, i, j]),

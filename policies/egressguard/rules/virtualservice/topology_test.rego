@@ -164,3 +164,14 @@ test_egr608_origination_rule_seen_by_the_gateway if {
 	v.code == "EGR608"
 	v.message == `spec.http[1].route[0].destination.host: no DestinationRule that the gateway's namespace "istio-system" sees originates MUTUAL tls to external host "test.com" on port 443`
 }
+
+# The origination_port intent fixes EGR606: the leg goes to the origination
+# port.
+test_origination_port_intent if {
+	plain := json.patch(_legs("istio-system/egress-gateway", 80), [{"op": "replace", "path": "/http/1/route/0/destination/port/number", "value": 80}])
+	some intent in _intents("default", plain)
+	intent == {"type": "origination_port", "code": "EGR606", "leg": {"section": "http", "index": 1, "route": 0}, "to": 443}
+	every other in _intents("default", _legs("istio-system/egress-gateway", 80)) {
+		other.type != "origination_port"
+	}
+}
