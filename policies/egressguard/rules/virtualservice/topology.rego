@@ -261,7 +261,9 @@ _serves_all(gateway, section, hosts, port) if {
 # EGR606: a gateway leg that sends an external host's HTTP or TCP traffic
 # to another port than the one the platform originates TLS on for the host:
 # the gateway would send it on in plain text. The origination_port intent
-# sends it to the origination port, under EGR606's action.
+# sends it to the origination port, under EGR606's action, where the leg's
+# port is one the allow entry lets the namespace use (the same service in
+# plain text); a leg to a port it does not allow is left as it is, denied.
 intents contains {
 	"type": "origination_port",
 	"code": "EGR606",
@@ -273,6 +275,7 @@ intents contains {
 	some j, d in route.route
 	origination := lib.request_origination[d.destination.host]
 	_dest_port(d) != origination.port
+	lib.request_port_ok(d.destination.host, _dest_port(d))
 }
 
 deny contains {

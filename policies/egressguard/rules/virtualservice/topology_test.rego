@@ -175,3 +175,12 @@ test_origination_port_intent if {
 		other.type != "origination_port"
 	}
 }
+
+# A leg to a port the allow entry does not allow is not rewritten: denied.
+test_origination_port_not_for_a_port_not_allowed if {
+	other := json.patch(_legs("istio-system/egress-gateway", 80), [{"op": "replace", "path": "/http/1/route/0/destination/port/number", "value": 5432}])
+	every intent in _intents("default", other) {
+		intent.type != "origination_port"
+	}
+	{"EGR202", "EGR606"} & _codes("default", other) == {"EGR202", "EGR606"}
+}
