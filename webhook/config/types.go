@@ -356,6 +356,10 @@ type Origination struct {
 	CredentialName string `json:"credentialName,omitempty"`
 	// SNI sent upstream (default: the host, when it is not a wildcard).
 	SNI string `json:"sni,omitempty"`
+	// PrivateCA: the upstream's certificate is signed by a private CA, so
+	// the credential must hold it too (ca.crt) for MUTUAL (SIMPLE always
+	// needs one): checked against the cluster model (EGR607).
+	PrivateCA bool `json:"privateCA,omitempty"`
 }
 
 // GatewayHost is the FQDN of the gateway Service.

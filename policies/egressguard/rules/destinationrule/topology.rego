@@ -5,6 +5,8 @@
 # admission (overrides may say otherwise), and the audit reports it.
 package egressguard.rules.destinationrule
 
+import data.egressguard.lib
+
 _secrets := data.inventory.objects.Secret
 
 # Key names Istio reads a credential from: a TLS Secret's, or a generic
@@ -35,13 +37,23 @@ deny contains _existence_violation({
 
 _secret_key(name) := concat("/", [data.config.gateway.namespace, name])
 
+# _needs_for(name, mode): _needs, and a CA for MUTUAL where the host's
+# origination with this credential says its CA is private.
+_needs_for(name, "MUTUAL") := array.concat(_needs("MUTUAL"), [["CA certificate", _ca_keys]]) if {
+	o := lib.request_origination[_host]
+	o.privateCA == true
+	o.credentialName == name
+} else := _needs("MUTUAL")
+
+_needs_for(_, "SIMPLE") := _needs("SIMPLE")
+
 _credential_problems(name, mode) := {sprintf("Secret %q, which the egress gateway reads, does not exist", [_secret_key(name)])} if {
 	not _secrets[_secret_key(name)]
 	_needs(mode)
 }
 
 _credential_problems(name, mode) := {sprintf("Secret %q holds no %s (%s) for %s", [_secret_key(name), what, concat(" or ", sort(names)), mode]) |
-	some [what, names] in _needs(mode)
+	some [what, names] in _needs_for(name, mode)
 	not _holds(name, names)
 } if _secrets[_secret_key(name)]
 

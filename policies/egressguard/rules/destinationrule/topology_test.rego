@@ -40,3 +40,21 @@ test_egr607_needs_the_model if {
 		with data.inventory as {"serviceEntries": []}
 	not "EGR607" in {x.code | some x in v}
 }
+
+# A private CA: the MUTUAL credential carries the CA too.
+_private := object.union(_config, {"allow": [{
+	"hosts": ["test.com"], "ports": [443],
+	"origination": {"mode": "MUTUAL", "port": 443, "credentialName": "test.client", "privateCA": true},
+}]})
+
+_private_messages(secrets) := {v.message |
+	some v in destinationrule.deny with input as _input("default", _origination("MUTUAL", "test.client"))
+		with data.config as _private
+		with data.inventory as _with_secrets(secrets)
+	v.code == "EGR607"
+}
+
+test_egr607_private_ca if {
+	_private_messages([_secret("test.client", ["tls.crt", "tls.key"])]) == {`spec.trafficPolicy.portLevelSettings[0].tls.credentialName: Secret "istio-system/test.client" holds no CA certificate (ca.crt or cacert) for MUTUAL`}
+	_private_messages([_secret("test.client", ["tls.crt", "tls.key", "ca.crt"])]) == set()
+}
