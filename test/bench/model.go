@@ -114,6 +114,8 @@ func modelBench(ctx context.Context, n, swaps int) (*modelResult, error) {
 			return nil, err
 		}
 		changed.Objects[i] = o
+		// As serve's watcher says it: what changed since the last one.
+		changed.Base, changed.Changed = prev, map[string]*engine.ModelObject{o.Namespace + "/" + o.Name: o}
 		next := &engine.Model{Kinds: append([]*engine.ModelKind(nil), model.Kinds...)}
 		next.Kinds[k] = changed
 		start := time.Now()

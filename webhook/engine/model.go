@@ -2,9 +2,11 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/valyala/fastjson"
 
@@ -41,10 +43,20 @@ type ModelKind struct {
 	// Objects are the kind's objects; of two with the same namespace and
 	// name, the later one is kept.
 	Objects []*ModelObject
+	// Base and Changed, when Base is set, say how Objects differ from
+	// Base's: the objects put, by "namespace/name", and nil for those
+	// deleted. A swap from a document built of Base edits what changed
+	// instead of building the kind again. They are read by the swap the
+	// kind is given to alone: its source may clear them after, so that a
+	// line of kinds does not hold every version before it.
+	Base    *ModelKind
+	Changed map[string]*ModelObject
 }
 
 // ModelObject is one object of the model.
 type ModelObject struct {
+	// k is "namespace/name" (NewModelObject's; else made when needed).
+	k               string
 	Namespace, Name string
 	// Hosts are the hosts the object names, as written (byHost).
 	Hosts []string
@@ -108,6 +120,7 @@ func NewModelObject(kind string, raw []byte) (*ModelObject, error) {
 		kvs = append(kvs, "keys", vm.ArrayOf(names))
 	}
 	o.Value = vm.NewObject(kvs...)
+	o.k = o.Namespace + "/" + o.Name
 	if field, ok := hostIndexed[kind]; ok {
 		hosts := doc.Get("spec", field)
 		switch {
@@ -123,6 +136,14 @@ func NewModelObject(kind string, raw []byte) (*ModelObject, error) {
 		}
 	}
 	return o, nil
+}
+
+// key is the object's key in data.inventory.objects: "namespace/name".
+func (o *ModelObject) key() string {
+	if o.k != "" {
+		return o.k
+	}
+	return o.Namespace + "/" + o.Name
 }
 
 // modelMetadata is the metadata the model keeps of an object.
@@ -172,8 +193,22 @@ type modelDoc struct {
 
 type kindDoc struct {
 	src     *ModelKind
-	objects vm.Value
-	byHost  vm.Value // nil: the kind is not indexed by host
+	objects *vm.Object
+	byHost  *vm.Object // nil: the kind is not indexed by host
+	// state is what an edit starts from, owned by the last kindDoc of a
+	// line of edits.
+	state *kindState
+}
+
+// kindState holds, for the kindDoc that owns it, the kind's objects by key
+// and the keys naming each host (sorted): an edit changes the hosts its
+// objects touch, and the next document owns the state. An edit from a
+// document that does not own it builds the kind again.
+type kindState struct {
+	mu       sync.Mutex
+	owner    *kindDoc
+	objs     map[string]*ModelObject
+	hostKeys map[string][]string
 }
 
 // buildModel builds the model's values of m, from prev's where m's kinds
@@ -209,10 +244,17 @@ func buildModel(prev *modelDoc, m *Model, domain string) *modelDoc {
 		if src == nil {
 			src = &ModelKind{Kind: name}
 		}
-		kd := (*kindDoc)(nil)
-		if prev != nil && prev.domain == domain && prev.kinds[name] != nil && prev.kinds[name].src == src {
-			kd = prev.kinds[name]
-		} else {
+		var kd *kindDoc
+		var last *kindDoc
+		if prev != nil && prev.domain == domain {
+			last = prev.kinds[name]
+		}
+		switch {
+		case last != nil && last.src == src:
+			kd = last
+		case last != nil && src.Base != nil && last.src == src.Base:
+			kd = editKind(last, src, domain)
+		default:
 			kd = buildKind(src, domain)
 		}
 		out.kinds[name] = kd
@@ -229,62 +271,125 @@ func buildModel(prev *modelDoc, m *Model, domain string) *modelDoc {
 
 // buildKind builds one kind's values.
 func buildKind(k *ModelKind, domain string) *kindDoc {
-	keys := make([]string, len(k.Objects))
-	for i, o := range k.Objects {
-		keys[i] = o.Namespace + "/" + o.Name
+	_, indexed := hostIndexed[k.Kind]
+	st := &kindState{objs: make(map[string]*ModelObject, len(k.Objects))}
+	for _, o := range k.Objects {
+		st.objs[o.key()] = o // the same object twice: the last one
+	}
+	keys := make([]string, 0, len(st.objs))
+	for key := range st.objs {
+		keys = append(keys, key)
 	}
 	// "ns/name" sorts otherwise than (ns, name): "a-b/x" before "a/x".
-	order := make([]int, len(keys))
-	for i := range order {
-		order[i] = i
+	slices.Sort(keys)
+	values := make([]vm.Value, len(keys))
+	for i, key := range keys {
+		values[i] = st.objs[key].Value
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
-	sortedKeys := make([]string, 0, len(keys))
-	objs := make([]*ModelObject, 0, len(keys))
-	for _, j := range order {
-		if n := len(sortedKeys); n > 0 && sortedKeys[n-1] == keys[j] {
-			objs[n-1] = k.Objects[j] // the same object twice: the last one
-			continue
+	kd := &kindDoc{src: k, objects: vm.StringObject(keys, values), state: st}
+	if indexed {
+		st.hostKeys = map[string][]string{}
+		for _, key := range keys {
+			for _, h := range hostsOf(k.Kind, st.objs[key], domain) {
+				st.hostKeys[h] = append(st.hostKeys[h], key)
+			}
 		}
-		sortedKeys, objs = append(sortedKeys, keys[j]), append(objs, k.Objects[j])
+		hosts := slices.Sorted(maps.Keys(st.hostKeys))
+		lists := make([]vm.Value, len(hosts))
+		for i, h := range hosts {
+			lists[i] = st.hostList(h)
+		}
+		kd.byHost = vm.StringObject(hosts, lists)
 	}
-	values := make([]vm.Value, len(objs))
-	for i, o := range objs {
-		values[i] = o.Value
-	}
-	kd := &kindDoc{src: k, objects: vm.StringObject(sortedKeys, values)}
-	if _, indexed := hostIndexed[k.Kind]; indexed {
-		kd.byHost = hostIndex(k.Kind, objs, domain)
-	}
+	st.owner = kd
 	return kd
 }
 
-// hostIndex is byHost of one kind: each host named by objs (in their
-// order), to the objects naming it. VirtualServices' and DestinationRules'
-// short names are resolved in their namespaces; a ServiceEntry's hosts are
-// taken as written, as Istio takes them.
-func hostIndex(kind string, objs []*ModelObject, domain string) vm.Value {
-	hosts := map[string][]vm.Value{}
-	for _, o := range objs {
-		for _, h := range o.Hosts {
-			if kind != "ServiceEntry" {
-				h = ResolveHost(h, o.Namespace, domain)
+// editKind builds the values of k from last's, k being last's source with
+// k.Changed applied: the keys that changed, and the hosts their objects
+// named before or name now.
+func editKind(last *kindDoc, k *ModelKind, domain string) *kindDoc {
+	st := last.state
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.owner != last {
+		return buildKind(k, domain)
+	}
+	_, indexed := hostIndexed[k.Kind]
+	keys := slices.Sorted(maps.Keys(k.Changed))
+	var set, del []string
+	var values []vm.Value
+	touched := map[string]bool{}
+	for _, key := range keys {
+		o := k.Changed[key]
+		if old, ok := st.objs[key]; ok && indexed {
+			for _, h := range hostsOf(k.Kind, old, domain) {
+				touched[h] = true
+				if i, found := slices.BinarySearch(st.hostKeys[h], key); found {
+					st.hostKeys[h] = slices.Delete(slices.Clone(st.hostKeys[h]), i, i+1)
+				}
 			}
-			if list := hosts[h]; len(list) == 0 || list[len(list)-1] != o.Value {
-				hosts[h] = append(list, o.Value)
+		}
+		if o == nil {
+			if _, ok := st.objs[key]; ok {
+				del = append(del, key)
+				delete(st.objs, key)
+			}
+			continue
+		}
+		st.objs[key] = o
+		set, values = append(set, key), append(values, o.Value)
+		if indexed {
+			for _, h := range hostsOf(k.Kind, o, domain) {
+				touched[h] = true
+				list := st.hostKeys[h]
+				i, _ := slices.BinarySearch(list, key)
+				st.hostKeys[h] = slices.Insert(slices.Clone(list), i, key)
 			}
 		}
 	}
-	names := make([]string, 0, len(hosts))
-	for h := range hosts {
-		names = append(names, h)
+	kd := &kindDoc{src: k, objects: vm.EditStringObject(last.objects, set, values, del), state: st}
+	if indexed {
+		var hset, hdel []string
+		var lists []vm.Value
+		for _, h := range slices.Sorted(maps.Keys(touched)) {
+			if len(st.hostKeys[h]) == 0 {
+				delete(st.hostKeys, h)
+				hdel = append(hdel, h)
+				continue
+			}
+			hset, lists = append(hset, h), append(lists, st.hostList(h))
+		}
+		kd.byHost = vm.EditStringObject(last.byHost, hset, lists, hdel)
 	}
-	slices.Sort(names)
-	lists := make([]vm.Value, len(names))
-	for i, h := range names {
-		lists[i] = vm.ArrayOf(hosts[h])
+	st.owner = kd
+	return kd
+}
+
+// hostList is the array of the objects naming host h, in key order.
+func (st *kindState) hostList(h string) vm.Value {
+	keys := st.hostKeys[h]
+	list := make([]vm.Value, len(keys))
+	for i, key := range keys {
+		list[i] = st.objs[key].Value
 	}
-	return vm.StringObject(names, lists)
+	return vm.ArrayOf(list)
+}
+
+// hostsOf are the hosts o is indexed by, once each: VirtualServices' and
+// DestinationRules' short names resolved in their namespaces; a
+// ServiceEntry's hosts taken as written, as Istio takes them.
+func hostsOf(kind string, o *ModelObject, domain string) []string {
+	out := make([]string, 0, len(o.Hosts))
+	for _, h := range o.Hosts {
+		if kind != "ServiceEntry" {
+			h = ResolveHost(h, o.Namespace, domain)
+		}
+		if !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // DropSecretValues empties the values of a Secret's data and stringData in

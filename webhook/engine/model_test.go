@@ -134,42 +134,68 @@ func wantModel(m *Model, domain string) (ast.Value, ast.Value) {
 	return objects, byHost
 }
 
-// A model swap equals a build from nothing over random changes, reuses the
-// kinds that did not change, and leaves the documents before it alone.
+// A model swap equals a build from nothing over random changes, edited from
+// the last document (Base and Changed) or built again, reuses the kinds that
+// did not change, and leaves the documents before it alone.
 func TestModelSwapEqualsRebuild(t *testing.T) {
 	kinds := []string{"ServiceEntry", "VirtualService", "DestinationRule", "Gateway", "Secret"}
-	for seed := range uint64(50) {
+	for seed := range uint64(60) {
 		r := rand.New(rand.NewPCG(seed, 11))
 		m := &Model{}
-		for _, k := range kinds {
+		state := make([]map[string]*ModelObject, len(kinds))
+		for i, k := range kinds {
 			m.Kinds = append(m.Kinds, &ModelKind{Kind: k})
+			state[i] = map[string]*ModelObject{}
 		}
 		var prev *modelDoc
-		for step := range 20 {
+		var history []*modelDoc
+		for step := range 25 {
 			next := &Model{Kinds: slices.Clone(m.Kinds)}
 			changed := map[string]bool{}
 			for range 1 + r.IntN(3) {
 				i := r.IntN(len(kinds))
-				k := &ModelKind{Kind: kinds[i], Objects: slices.Clone(next.Kinds[i].Objects)}
+				changes := map[string]*ModelObject{}
 				for range 1 + r.IntN(4) {
 					ns, name := fmt.Sprintf("ns%d", r.IntN(3)), fmt.Sprintf("o%d", r.IntN(6))
 					if r.IntN(4) == 0 {
 						ns = "ns-" + ns // sorts otherwise as "ns/name"
+					}
+					key := ns + "/" + name
+					if _, ok := state[i][key]; ok && r.IntN(3) == 0 {
+						changes[key] = nil
+						continue
 					}
 					host := fmt.Sprintf("h%d", r.IntN(4))
 					if r.IntN(2) == 0 {
 						host += ".example.com"
 					}
 					raw := fmt.Sprintf(`{"metadata":{"name":%q,"namespace":%q},"spec":{"hosts":[%q,%q],"host":%q,"n":%d}}`, name, ns, host, host, host, step)
-					k.Objects = append(k.Objects, modelObject(t, kinds[i], raw))
+					changes[key] = modelObject(t, kinds[i], raw)
 				}
-				if len(k.Objects) > 0 && r.IntN(3) == 0 {
-					k.Objects = slices.Delete(k.Objects, 0, 1)
+				for key, o := range changes {
+					if o == nil {
+						delete(state[i], key)
+					} else {
+						state[i][key] = o
+					}
+				}
+				k := &ModelKind{Kind: kinds[i]}
+				for _, o := range state[i] {
+					k.Objects = append(k.Objects, o)
+				}
+				if r.IntN(4) > 0 {
+					k.Base, k.Changed = next.Kinds[i], changes
 				}
 				next.Kinds[i] = k
 				changed[kinds[i]] = true
 			}
-			got := buildModel(prev, next, "cluster.local")
+			from := prev
+			if r.IntN(8) == 0 && len(history) > 1 {
+				// From an older document: its kinds' states are owned by
+				// later ones, and are built again.
+				from = history[r.IntN(len(history)-1)]
+			}
+			got := buildModel(from, next, "cluster.local")
 			fresh := buildModel(nil, next, "cluster.local")
 			wantObjects, wantByHost := wantModel(next, "cluster.local")
 			for _, d := range []*modelDoc{got, fresh} {
@@ -177,7 +203,7 @@ func TestModelSwapEqualsRebuild(t *testing.T) {
 					t.Fatalf("seed %d step %d:\n%v\n%v\nwant\n%v\n%v", seed, step, o, h, wantObjects, wantByHost)
 				}
 			}
-			if prev != nil {
+			if from == prev && prev != nil {
 				for _, k := range kinds {
 					if !changed[k] && got.kinds[k] != prev.kinds[k] {
 						t.Fatalf("seed %d step %d: unchanged %s built again", seed, step, k)
@@ -188,6 +214,7 @@ func TestModelSwapEqualsRebuild(t *testing.T) {
 					t.Fatalf("seed %d step %d: the last document changed", seed, step)
 				}
 			}
+			history = append(history, got)
 			prev, m = got, next
 		}
 	}

@@ -33,13 +33,17 @@ type collection struct {
 
 	mu      sync.Mutex
 	objects map[string]*engine.ModelObject
-	last    *engine.ModelKind // nil: changed since the last snapshot
+	// last is the last snapshot's kind; pending the objects put (nil:
+	// deleted) since, by key, unless relisted: a list replaced them all.
+	last     *engine.ModelKind
+	pending  map[string]*engine.ModelObject
+	relisted bool
 	// errors counts objects that could not be converted (left out).
 	errors int
 }
 
 func newCollection(kind string, lw toolscache.ListerWatcher) *collection {
-	return &collection{kind: kind, lw: lw, objects: map[string]*engine.ModelObject{}}
+	return &collection{kind: kind, lw: lw, objects: map[string]*engine.ModelObject{}, pending: map[string]*engine.ModelObject{}}
 }
 
 // dynamicCollection follows the objects of k through the dynamic client:
@@ -101,9 +105,10 @@ func (c *collection) put(obj any) {
 	if !ok {
 		return
 	}
+	key := o.Namespace + "/" + o.Name
 	c.mu.Lock()
-	c.objects[o.Namespace+"/"+o.Name] = o
-	c.last = nil
+	c.objects[key] = o
+	c.pending[key] = o
 	c.mu.Unlock()
 }
 
@@ -118,8 +123,10 @@ func (c *collection) remove(obj any) {
 		return
 	}
 	c.mu.Lock()
-	delete(c.objects, key)
-	c.last = nil
+	if _, ok := c.objects[key]; ok {
+		delete(c.objects, key)
+		c.pending[key] = nil
+	}
 	c.mu.Unlock()
 }
 
@@ -131,23 +138,35 @@ func (c *collection) replace(list []any) {
 		}
 	}
 	c.mu.Lock()
-	c.objects, c.last = objects, nil
+	c.objects, c.relisted = objects, true
+	clear(c.pending)
 	c.mu.Unlock()
 }
 
-// snapshot is the kind's objects now; the same ModelKind as the last one
-// while nothing changed.
+// snapshot is the kind's objects now: the same ModelKind as the last one
+// while nothing changed; else one that says what changed since it (Base,
+// Changed), unless a list replaced everything.
 func (c *collection) snapshot() *engine.ModelKind {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.last == nil {
-		k := &engine.ModelKind{Kind: c.kind, Objects: make([]*engine.ModelObject, 0, len(c.objects))}
-		for _, o := range c.objects {
-			k.Objects = append(k.Objects, o)
-		}
-		c.last = k
+	if c.last != nil && !c.relisted && len(c.pending) == 0 {
+		return c.last
 	}
-	return c.last
+	k := &engine.ModelKind{Kind: c.kind, Objects: make([]*engine.ModelObject, 0, len(c.objects))}
+	for _, o := range c.objects {
+		k.Objects = append(k.Objects, o)
+	}
+	if c.last != nil && !c.relisted {
+		// The last kind's own base has served its swap: dropped, so that
+		// the kinds do not hold every version before them.
+		c.last.Base, c.last.Changed = nil, nil
+		k.Base, k.Changed = c.last, c.pending
+		c.pending = map[string]*engine.ModelObject{}
+	} else {
+		clear(c.pending)
+	}
+	c.last, c.relisted = k, false
+	return k
 }
 
 // collectionStore is a collection as its reflector's store.

@@ -113,6 +113,10 @@ func TestWatcherFollowsTheModel(t *testing.T) {
 			if kind(next, "ServiceEntry") != ses {
 				t.Error("the ServiceEntries, unchanged, are another ModelKind")
 			}
+			// What changed is said, for the engine to edit.
+			if k := kind(next, "Secret"); k.Base != secs || len(k.Changed) != 1 || k.Changed["istio-system/client-credential"] == nil {
+				t.Errorf("the Secrets' change: base %p (want %p), changed %v", k.Base, secs, k.Changed)
+			}
 			break
 		}
 	}

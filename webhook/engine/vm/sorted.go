@@ -106,3 +106,45 @@ func StringObject(keys []string, values []Value) *Object {
 	out.bsearch = len(out.kvs) >= indexFrom
 	return out
 }
+
+// EditStringObject returns an object with o's pairs but those whose keys
+// are in del, and (set[i], values[i]) for every key of set, replacing the
+// pair of a key o has; o is not modified. o's keys must be sorted strings
+// (nil o is the empty object); set and del sorted and distinct, and
+// disjoint. An empty edit returns o itself.
+func EditStringObject(o *Object, set []string, values []Value, del []string) *Object {
+	if o == nil {
+		o = &Object{}
+	}
+	if len(set) == 0 && len(del) == 0 {
+		return o
+	}
+	o.sort()
+	out := newObject(len(o.kvs) + len(set))
+	i, j := 0, 0
+	for _, p := range o.kvs {
+		k := p.k.(string)
+		for i < len(set) && set[i] < k {
+			out.kvs = append(out.kvs, pair{set[i], values[i]})
+			i++
+		}
+		if i < len(set) && set[i] == k {
+			out.kvs = append(out.kvs, pair{p.k, values[i]})
+			i++
+			continue
+		}
+		for j < len(del) && del[j] < k {
+			j++
+		}
+		if j < len(del) && del[j] == k {
+			j++
+			continue
+		}
+		out.kvs = append(out.kvs, p)
+	}
+	for ; i < len(set); i++ {
+		out.kvs = append(out.kvs, pair{set[i], values[i]})
+	}
+	out.bsearch = len(out.kvs) >= indexFrom
+	return out
+}

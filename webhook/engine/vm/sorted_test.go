@@ -2,6 +2,7 @@ package vm
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -107,5 +108,62 @@ func TestStringObject(t *testing.T) {
 		if got.GetString("ns/absent") != nil || got.Get(1) != nil {
 			t.Fatalf("%d keys: an absent key found", n)
 		}
+	}
+}
+
+// EditStringObject gives what building the object afresh gives, and leaves
+// its input alone.
+func TestEditStringObject(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	want := map[string]Value{}
+	obj := EditStringObject(nil, nil, nil, nil)
+	for step := range 300 {
+		var set, del []string
+		changed := map[string]Value{}
+		for range r.IntN(12) {
+			k := fmt.Sprintf("ns%d/o%03d", r.IntN(3), r.IntN(100))
+			if _, ok := changed[k]; ok {
+				continue
+			}
+			if _, ok := want[k]; ok && r.IntN(3) == 0 {
+				changed[k] = nil
+				del = append(del, k)
+			} else {
+				changed[k] = fmt.Sprintf("v%d", step)
+				set = append(set, k)
+			}
+		}
+		slices.Sort(set)
+		slices.Sort(del)
+		values := make([]Value, len(set))
+		for i, k := range set {
+			values[i] = changed[k]
+		}
+		before := ToAST(obj)
+		next := EditStringObject(obj, set, values, del)
+		for k, v := range changed {
+			if v == nil {
+				delete(want, k)
+			} else {
+				want[k] = v
+			}
+		}
+		keys := slices.Sorted(maps.Keys(want))
+		kvs := make([]Value, 0, 2*len(keys))
+		for _, k := range keys {
+			kvs = append(kvs, k, want[k])
+		}
+		if !equal(next, NewObject(kvs...)) {
+			t.Fatalf("step %d: %v, want %v", step, ToAST(next), keys)
+		}
+		for _, k := range keys {
+			if next.GetString(k) != want[k] {
+				t.Fatalf("step %d: %s not found", step, k)
+			}
+		}
+		if !equal(FromAST(before), obj) {
+			t.Fatalf("step %d: input changed", step)
+		}
+		obj = next
 	}
 }
