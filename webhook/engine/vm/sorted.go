@@ -7,46 +7,17 @@ package vm
 // strings of the values they are made from: only added keys are boxed.
 
 // EditStringKeys returns an object with o's pairs but those whose keys are
-// in del, and a pair (k, v) for every k in add; o is not modified. o's keys
-// must be strings (nil o is the empty object); add and del sorted and
-// distinct, add's keys not in o, del's in o (keys that are not, in either,
-// are ignored). A nil or empty edit returns o itself. A large result is
+// in del, and a pair (k, v) for every k in add (EditStringObject with v
+// for every key); o is not modified. o's keys must be strings (nil o is the
+// empty object); add and del sorted and distinct (a key of del that o lacks
+// is ignored). A nil or empty edit returns o itself. A large result is
 // looked up by binary search, not indexed.
 func EditStringKeys(o *Object, add []string, v Value, del []string) *Object {
-	if o == nil {
-		o = &Object{}
+	values := make([]Value, len(add))
+	for i := range values {
+		values[i] = v
 	}
-	if len(add) == 0 && len(del) == 0 {
-		return o
-	}
-	o.sort()
-	out := newObject(len(o.kvs) + len(add))
-	i, j := 0, 0
-	for _, p := range o.kvs {
-		k := p.k.(string)
-		for i < len(add) && add[i] < k {
-			out.kvs = append(out.kvs, pair{add[i], v})
-			i++
-		}
-		if i < len(add) && add[i] == k {
-			i++ // already there: keep the present pair
-		}
-		for j < len(del) && del[j] < k {
-			j++
-		}
-		if j < len(del) && del[j] == k {
-			j++
-			continue
-		}
-		out.kvs = append(out.kvs, p)
-	}
-	for ; i < len(add); i++ {
-		out.kvs = append(out.kvs, pair{add[i], v})
-	}
-	// Looked up by binary search: an index would cost the edit as much
-	// again as the copy.
-	out.bsearch = len(out.kvs) >= indexFrom
-	return out
+	return EditStringObject(o, add, values, del)
 }
 
 // EditStrings returns a sorted array of strings: a's elements but those in
