@@ -168,11 +168,7 @@ func (c *cluster) getObject(t *testing.T, d *harness.Doc) (obj map[string]any, f
 // (EGR204), as it would be for any user.
 func (c *cluster) deleteDocs(t *testing.T, docs []*harness.Doc) {
 	t.Helper()
-	ordered := append([]*harness.Doc(nil), docs...)
-	sort.SliceStable(ordered, func(i, j int) bool {
-		return ordered[i].Obj.GetKind() == "ServiceEntry" && ordered[j].Obj.GetKind() != "ServiceEntry"
-	})
-	for _, d := range ordered {
+	for _, d := range harness.ServiceEntriesFirst(docs) {
 		if r := c.kubectl("delete", "-f", d.Path, "--ignore-not-found", "--wait=true", "--timeout=30s"); r.Err != nil {
 			t.Errorf("deleting %s:\n%s", d, r)
 		}

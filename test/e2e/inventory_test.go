@@ -5,11 +5,8 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
-	"io"
-	"net/http"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,33 +95,6 @@ spec:
 	}
 }
 
-// inventoryUpdates reads the successful swaps of the model
-// (egress_guard_inventory_updates_total{result="success"}) from g's metrics.
-func inventoryUpdates(t *testing.T, g *harness.Guard) float64 {
-	t.Helper()
-	return metricValue(t, g, `egress_guard_inventory_updates_total{result="success"}`)
-}
-
-// waitForModel waits until g has swapped its model since it had made
-// before swaps, and then made no other for half a second: the changes just
-// written are in it.
-func waitForModel(t *testing.T, g *harness.Guard, before float64) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	last, since := before, time.Now()
-	for time.Now().Before(deadline) {
-		n := inventoryUpdates(t, g)
-		if n != last {
-			last, since = n, time.Now()
-		}
-		if last > before && time.Since(since) > 500*time.Millisecond {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("the model was not updated within 30 s (%v swaps before, %v now)", before, last)
-}
-
 // inventoryGauge reads egress_guard_inventory_service_entries from g's
 // metrics.
 func inventoryGauge(t *testing.T, g *harness.Guard) float64 {
@@ -136,26 +106,11 @@ func inventoryGauge(t *testing.T, g *harness.Guard) float64 {
 // metrics.
 func metricValue(t *testing.T, g *harness.Guard, sample string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + g.MetricsAddr + "/metrics")
+	v, err := g.MetricValue(sample)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, sample+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("metric line %q: %v", line, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("no %s in the metrics:\n%s", sample, body)
-	return 0
+	return v
 }
 
 // Deleting the VirtualService that routes an external host through the

@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -73,7 +74,10 @@ func runScenario(t *testing.T, dir string) {
 	t.Run("endpoints", func(t *testing.T) { testEndpoints(t, g) })
 
 	t.Run("compliant", func(t *testing.T) {
-		updates := inventoryUpdates(t, g)
+		updates, err := g.ModelUpdates()
+		if err != nil {
+			t.Fatal(err)
+		}
 		applyFile(t, s, "compliant.yaml", s.Compliant)
 		for _, d := range s.Compliant {
 			t.Run(testName(d), func(t *testing.T) {
@@ -84,7 +88,9 @@ func runScenario(t *testing.T, dir string) {
 				checkSpec(t, d.String()+" (compliant, must be stored unchanged)", d.Spec(), obj)
 			})
 		}
-		waitForModel(t, g, updates)
+		if err := g.WaitForModel(context.Background(), updates, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	// Dry runs next: the objects must not exist yet, and must not exist
